@@ -764,7 +764,18 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         if t == Some("auto") {
             return Some(cx.spanned(n, ImageSize::Auto));
         }
-        cx.size(n).map(|s| cx.spanned(n, ImageSize::Fixed(s)))
+        let t = cx.scalar_text(n, "a size")?;
+        match t.parse::<ByteSize>() {
+            Ok(s) => Some(cx.spanned(n, ImageSize::Fixed(s))),
+            Err(_) => {
+                cx.err(
+                    n,
+                    format!("\"{t}\" is not an image size"),
+                    "write a size such as \"4GiB\", or auto (the smallest that fits)",
+                );
+                None
+            }
+        }
     });
     let size = f.or_default("size", size, ImageSize::Auto);
     let sector_size = f.get("sector-size").and_then(|n| {
@@ -1239,7 +1250,7 @@ fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
             Some(s)
         });
     let fat = f.get("fat").and_then(|n| {
-        let v = cx.uint(n, 32, "a FAT size")?;
+        let v = cx.uint(n, u64::from(u32::MAX), "a FAT size")?;
         if ![12, 16, 32].contains(&v) {
             cx.err(
                 n,

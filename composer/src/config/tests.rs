@@ -470,6 +470,27 @@ fn unset_variables_are_reported_once() {
     );
 }
 
+#[test]
+fn variables_expand_in_keys_too() {
+    let dir = inputs();
+    let mut o = opts(&dir);
+    o.vars.insert("KERNEL_IMAGETYPE".into(), "Image".into());
+    let d = load_str(
+        "image: { name: sd }\npartitions:\n  - name: boot\n    size: 64MiB\n    fs: { type: vfat, files: { /${KERNEL_IMAGETYPE}: \"${BINARIES_DIR}/${KERNEL_IMAGETYPE}\" } }\n",
+        &dir.path().join("board.yaml"),
+        &o,
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Vfat(v)) = &d.partitions[0].content.value else {
+        panic!()
+    };
+    assert_eq!(v.files[0].dest.value, "/Image");
+    assert_eq!(
+        v.files[0].dest.key,
+        "partitions[0].fs.files./${KERNEL_IMAGETYPE}"
+    );
+}
+
 fn write(dir: &TempDir, rel: &str, text: &str) {
     let p = dir.path().join(rel);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
