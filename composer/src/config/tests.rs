@@ -476,7 +476,7 @@ fn variables_expand_in_keys_too() {
     let mut o = opts(&dir);
     o.vars.insert("KERNEL_IMAGETYPE".into(), "Image".into());
     let d = load_str(
-        "image: { name: sd }\npartitions:\n  - name: boot\n    size: 64MiB\n    fs: { type: vfat, files: { /${KERNEL_IMAGETYPE}: \"${BINARIES_DIR}/${KERNEL_IMAGETYPE}\" } }\n",
+        "image: { name: sd }\npartitions:\n  - name: boot\n    size: 64MiB\n    fs:\n      type: vfat\n      files:\n        /${KERNEL_IMAGETYPE}: \"${BINARIES_DIR}/${KERNEL_IMAGETYPE}\"\n",
         &dir.path().join("board.yaml"),
         &o,
     )
