@@ -159,7 +159,7 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             }
         }
         let logical = matches!(roles[i], Role::Logical(_));
-        let Some(start) = place(
+        let Some((start, ebr)) = place(
             part,
             &geo,
             cursor,
@@ -170,24 +170,7 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             continue;
         };
         starts[i] = Some(start);
-        if logical {
-            // place() guarantees room for the EBR sector before an auto
-            // start; an explicit offset of 0 has none.
-            match start.checked_sub(geo.ss) {
-                Some(ebr) => ebrs[i] = Some(ebr),
-                None => {
-                    diags.push(
-                        diag(part, part.offset_span.as_ref().unwrap_or(&part.span), "offset", format!(
-                            "'{}' is a logical partition and needs the sector before it for its EBR, but it starts at 0",
-                            part.name
-                        ))
-                        .help(format!("start '{}' at {} or later", part.name, ByteSize(geo.align))),
-                    );
-                    starts[i] = None;
-                    continue;
-                }
-            }
-        }
+        ebrs[i] = ebr;
         if part.size == SizeReq::Fill {
             fill = Some(i);
         } else if let Some(size) = sizes[i] {
@@ -329,7 +312,14 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
                 .filter(|&s| s >= start)
                 .fold(usable_end, u64::min);
             let part = &parts[f];
-            let size = next.saturating_sub(start);
+            // End on an alignment boundary, as sgdisk does for "the largest
+            // possible" partition, so the size is whole alignment units
+            // (encryption and verity tools want 4 KiB multiples); unless
+            // that leaves nothing, then take the rest as it is.
+            let align = part.align.unwrap_or(geo.align);
+            let aligned = next - next % align;
+            let end = if aligned > start { aligned } else { next };
+            let size = end.saturating_sub(start);
             if size == 0 {
                 diags.push(
                     diag(part, &part.size_span, "size", format!(
@@ -858,8 +848,10 @@ fn resolve_size(part: &PartSpec, geo: &Geometry, diags: &mut Vec<Diagnostic>) ->
     }
 }
 
-/// Where a partition starts: its offset, or the next aligned byte after
-/// `cursor` (after one more sector for a logical partition's EBR).
+/// Where a partition starts, and where its EBR is when it is logical: its
+/// offset (the EBR in the sector before), or the next aligned byte after
+/// `cursor` (for a logical partition: the EBR there, as sfdisk places it,
+/// and the partition at the next aligned byte after the EBR).
 fn place(
     part: &PartSpec,
     geo: &Geometry,
@@ -867,7 +859,7 @@ fn place(
     logical: bool,
     fill: Option<&PartSpec>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<u64> {
+) -> Option<(u64, Option<u64>)> {
     let ss = geo.ss;
     let align = part.align.unwrap_or(geo.align);
     if let Some(offset) = part.offset {
@@ -908,7 +900,22 @@ fn place(
             );
             return None;
         }
-        return Some(offset);
+        if !logical {
+            return Some((offset, None));
+        }
+        return match offset.checked_sub(ss) {
+            Some(ebr) => Some((offset, Some(ebr))),
+            None => {
+                diags.push(
+                    diag(part, span, "offset", format!(
+                        "'{}' is a logical partition and needs the sector before it for its EBR, but it starts at 0",
+                        part.name
+                    ))
+                    .help(format!("start '{}' at {} or later", part.name, ByteSize(geo.align))),
+                );
+                None
+            }
+        };
     }
     if let Some(filler) = fill {
         diags.push(
@@ -928,26 +935,26 @@ fn place(
         );
         return None;
     }
-    let base = if logical {
-        cursor.checked_add(ss)
+    let placed = if logical {
+        align_up(cursor, align).and_then(|ebr| {
+            let start = align_up(ebr.checked_add(ss)?, align)?;
+            Some((start, Some(ebr)))
+        })
     } else {
-        Some(cursor)
+        align_up(cursor, align).map(|start| (start, None))
     };
-    match base.and_then(|b| align_up(b, align)) {
-        Some(start) => Some(start),
-        None => {
-            diags.push(
-                diag(
-                    part,
-                    &part.span,
-                    "",
-                    format!("'{}' would start beyond 16 EiB", part.name),
-                )
-                .help("check the sizes and offsets before it for a typo"),
-            );
-            None
-        }
+    if placed.is_none() {
+        diags.push(
+            diag(
+                part,
+                &part.span,
+                "",
+                format!("'{}' would start beyond 16 EiB", part.name),
+            )
+            .help("check the sizes and offsets before it for a typo"),
+        );
     }
+    placed
 }
 
 /// Holes must lie inside their partition and not be empty.

@@ -16,7 +16,8 @@
 //! - `SizeReq::Auto` sizes are the content minimum plus headroom, rounded up
 //!   to whole sectors; `SizeReq::Exact` sizes must be whole sectors and hold
 //!   the content; one `SizeReq::Fill` partition takes everything up to the
-//!   next region (the backup GPT, or the disk end) and needs a disk size;
+//!   next region (the backup GPT, or the disk end), ending on its alignment
+//!   when a boundary lies in between (as sgdisk does), and needs a disk size;
 //! - an auto disk size is the smallest that holds every region plus the
 //!   backup GPT, rounded up to the disk alignment;
 //! - one overlap check over all regions names both parties and a fix; a
