@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use composer::output::atomic::{write_atomic, PartialFile};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 fn names(dir: &Path) -> Vec<String> {
@@ -22,7 +22,7 @@ fn dropping_without_commit_leaves_nothing() {
     {
         let p = PartialFile::create(&final_path).unwrap();
         p.file().set_len(1 << 20).unwrap();
-        (&*p.file()).write_all(b"half an image").unwrap();
+        p.file().write_all_at(b"half an image", 0).unwrap();
         assert_eq!(names(dir.path()), ["sdcard.img.partial"]);
         // The build fails here: `p` is dropped.
     }
@@ -48,7 +48,7 @@ fn commit_leaves_exactly_the_final_file() {
     std::fs::write(dir.path().join("sdcard.img.partial"), b"stale junk junk").unwrap();
     let p = PartialFile::create(&final_path).unwrap();
     assert_eq!(p.partial_path(), dir.path().join("sdcard.img.partial"));
-    (&*p.file()).write_all(b"new").unwrap();
+    p.file().write_all_at(b"new", 0).unwrap();
     p.commit().unwrap();
     assert_eq!(names(dir.path()), ["sdcard.img"]);
     assert_eq!(std::fs::read(&final_path).unwrap(), b"new");
