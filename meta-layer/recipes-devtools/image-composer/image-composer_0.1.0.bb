@@ -9,11 +9,19 @@ SECTION = "devel"
 LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=8;endline=8;md5=86b31c7756a1a7962f28b62856ed4f05"
 
-# This layer ships inside the image-composer source tree: build that tree in
-# place (externalsrc keeps the crate:// entries and fetches only those).
-# To build a released version instead, see README ("Building a release").
+# Where the source comes from:
+# - by default, the image-composer source tree this layer lives in, built in
+#   place with externalsrc (which keeps the crate:// entries and fetches only
+#   those; it hashes the tree with "git add -A" into a scratch index, as
+#   devtool does, so the tree's .git must be writable by the build user);
+# - for a release, set IMAGE_COMPOSER_GIT_URI (e.g. in a bbappend or
+#   local.conf) to "git://<host>/<path>.git;protocol=https;branch=main" and
+#   SRCREV to the release commit; Cargo.lock and this layer's crates.inc must
+#   then come from the same commit (see README).
+IMAGE_COMPOSER_GIT_URI ??= ""
+SRC_URI = "${IMAGE_COMPOSER_GIT_URI}"
 inherit externalsrc
-EXTERNALSRC ?= "${@os.path.dirname(d.getVar('IMAGE_COMPOSER_LAYERDIR'))}"
+EXTERNALSRC ?= "${@'' if d.getVar('IMAGE_COMPOSER_GIT_URI') else os.path.dirname(d.getVar('IMAGE_COMPOSER_LAYERDIR'))}"
 # Never write oe-workdir/oe-logs symlinks into the source tree.
 EXTERNALSRC_SYMLINKS = ""
 
