@@ -189,6 +189,8 @@ assert "host-rustc" in pkg["dependencies"], pkg["dependencies"]
 # Runs as the unprivileged user: $1 = a copy of the source tree, $2 = build dir.
 yocto_checks() {
 	local src="$1" build="$2" layer="$1/meta-layer" log="$2/check.log"
+	# oe-init-build-env reads unset variables.
+	set +u
 	# shellcheck disable=SC1091
 	. "${OECORE_DIR}/oe-init-build-env" "${build}" > /dev/null || {
 		fail "yocto: oe-init-build-env ${build}"
