@@ -73,6 +73,7 @@ image:
   disk-uuid: 11111111-2222-4333-8444-555555555555
   mbr-signature: 0x1234abcd
   gpt-entries: 128
+  gpt-location: 1MiB
 artifacts:
   rootfs:
     fs: { type: ext4, label: rootfs, from: "${TARGET_DIR}", owners: root,
@@ -144,6 +145,11 @@ fn loads_a_full_description() {
     let uboot = &d.partitions[0];
     assert!(!uboot.in_table.value);
     assert_eq!(uboot.offset.as_ref().unwrap().value, ByteSize(32 * 1024));
+    assert_eq!(uboot.key, "partitions[0]");
+    assert_eq!(
+        d.image.gpt_location.as_ref().unwrap().value,
+        ByteSize(1 << 20)
+    );
     let Content::Image(img) = &uboot.content.value else {
         panic!("{:?}", uboot.content)
     };
@@ -258,7 +264,7 @@ fn not_a_size() {
 fn unknown_keys_suggest_and_list() {
     assert_eq!(
         one_error("image: { name: sd, sector_size: 512 }\n"),
-        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries"
+        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries, gpt-location"
     );
 }
 
@@ -375,6 +381,18 @@ fn uuids_and_numbers() {
     assert_eq!(
         one_error("image: { name: sd, table: mbr, mbr-signature: 0x1234abcdef }\n"),
         "board.yaml:1:47: image.mbr-signature: \"0x1234abcdef\" is too large for an MBR signature\n  help: write a number from 0 to 4294967295"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, gpt-entries: 64 }\n"),
+        "board.yaml:1:33: image.gpt-entries: \"64\" is not a usable GPT entry count\n  help: use a multiple of 4 from 128 (the UEFI minimum) to 16384"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, gpt-location: 1000 }\n"),
+        "board.yaml:1:34: image.gpt-location: \"1000\" is not a usable GPT array location\n  help: use a whole number of 512-byte sectors from 1KiB on (after the MBR and the GPT header)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, gpt-location: 1MiB }\n"),
+        "board.yaml:1:46: image.gpt-location: gpt-location needs a GPT\n  help: remove gpt-location, or use `table: gpt`"
     );
     assert_eq!(
         one_error("image: { name: sd, table: mbr, disk-uuid: 0fc63daf-8483-4772-8e79-3d69d8477de4 }\n"),
