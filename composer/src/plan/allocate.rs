@@ -1031,11 +1031,16 @@ fn check_overlaps(
             if in_holes(a, parts, lo, hi) || in_holes(b, parts, lo, hi) {
                 continue;
             }
-            diags.push(overlap_diag(a, b, parts, geo));
+            diags.push(overlap_diag(a, b, regions, parts, geo));
             for r in [a, b] {
                 if let Some(p) = r.kind.part() {
                     reported[p] = true;
                 }
+            }
+            // One problem per partition: its other overlaps are most
+            // likely the same mistake.
+            if skip(a, reported) {
+                break;
             }
         }
     }
@@ -1043,7 +1048,13 @@ fn check_overlaps(
 
 /// `'boot' (offset 0x2000, size 64MiB) overlaps 'GPT array' (offset 0x400,
 /// size 16KiB)`, at the span of the partition the user should move, with a fix.
-fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> Diagnostic {
+fn overlap_diag(
+    a: &Region,
+    b: &Region,
+    regions: &[Region],
+    parts: &[PartSpec],
+    geo: &Geometry,
+) -> Diagnostic {
     let explicit = |r: &Region| r.kind.part().is_some_and(|i| parts[i].offset.is_some());
     // Blame the partition the user placed: b (later start) if it has an
     // offset or a is a table region, else a.
@@ -1076,6 +1087,7 @@ fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> D
             RegionKind::BackupGptArray | RegionKind::BackupGptHeader => {
                 ", or make the image larger".to_string()
             }
+            _ if other.kind.is_table() => String::new(),
             _ => format!(", or move '{}'", other.name),
         };
         format!("make '{}' at most {}{tail}", mover.name, size_text(room))
@@ -1084,13 +1096,29 @@ fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> D
         help.push_str(", or omit offset to let image-composer place it");
     }
     if !part.in_table && other.kind.is_table() {
-        let lo = other.start.max(mover.start);
-        let hi = other.end().min(mover.end());
+        // The blob may simply leave the table's bytes alone (a boot ROM
+        // image with room for the MBR): suggest holes covering every table
+        // region it overlaps, merged where they touch.
+        let mut holes: Vec<(u64, u64)> = Vec::new();
+        for r in regions.iter().filter(|r| r.kind.is_table()) {
+            let (lo, hi) = (r.start.max(mover.start), r.end().min(mover.end()));
+            if lo >= hi {
+                continue;
+            }
+            match holes.last_mut() {
+                Some((_, end)) if *end == lo => *end = hi,
+                _ => holes.push((lo, hi)),
+            }
+        }
+        let list: Vec<String> = holes
+            .iter()
+            .map(|(lo, hi)| format!("offset {:#x} size {}", lo - mover.start, hi - lo))
+            .collect();
         help.push_str(&format!(
-            "; if '{}' leaves those bytes unused, declare a hole at offset {:#x}, size {}",
+            "; if '{}' leaves the table's bytes unused, declare {} in it: {}",
             mover.name,
-            lo - mover.start,
-            hi - lo
+            if list.len() == 1 { "a hole" } else { "holes" },
+            list.join(", ")
         ));
     }
     d = d.help(help);
