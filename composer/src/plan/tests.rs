@@ -345,3 +345,238 @@ fn every_diagnostic_reads_as_expected() {
     }
     assert_eq!(text, expected);
 }
+
+/// The layout of the DESIGN.md sketch: a U-Boot blob at 32 KiB, then the
+/// partitions in order at 1 MiB boundaries, `data` filling the rest.
+fn sketch() -> (DiskSpec, Vec<PartSpec>) {
+    let parts = vec![
+        PartSpec {
+            in_table: false,
+            offset: Some(32 * KIB),
+            content: "raw flash.bin".into(),
+            ..part("uboot", auto(500_000), 10)
+        },
+        PartSpec {
+            bootable: true,
+            part_type: crate::ptable::types::lookup("esp").unwrap(),
+            content: "vfat 'BOOT'".into(),
+            ..part("boot", exact(64), 20)
+        },
+        PartSpec {
+            content: "ext4 'root-a' from /x/target".into(),
+            ..part(
+                "root-a",
+                SizeReq::Auto {
+                    min: 100 * MIB,
+                    headroom: Headroom::Percent(20),
+                },
+                30,
+            )
+        },
+        PartSpec {
+            content: "ext4 (empty)".into(),
+            ..part("data", SizeReq::Fill, 40)
+        },
+    ];
+    (disk(TableKind::Gpt, Some(512 * MIB)), parts)
+}
+
+#[test]
+fn places_partitions_in_order_at_alignment_boundaries() {
+    let (disk, parts) = sketch();
+    let plan = allocate(&disk, &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.name.as_str(), p.number, p.start, p.size))
+        .collect();
+    let last_usable_end = 512 * MIB - 33 * 512;
+    assert_eq!(
+        got,
+        [
+            // 500000 bytes rounded up to whole sectors.
+            ("uboot", None, 32 * KIB, 500_224),
+            ("boot", Some(1), MIB, 64 * MIB),
+            // 100 MiB + 20 %.
+            ("root-a", Some(2), 65 * MIB, 120 * MIB),
+            // Up to the last 1 MiB boundary before the backup GPT.
+            (
+                "data",
+                Some(3),
+                185 * MIB,
+                (last_usable_end / MIB) * MIB - 185 * MIB
+            ),
+        ]
+    );
+    assert_eq!(plan.partitions[1].gpt_attrs, 1 << 2, "bootable is bit 2");
+    let g = plan.gpt.unwrap();
+    assert_eq!((g.first_usable_lba, g.last_usable_lba), (34, 1048542));
+    let kinds: Vec<_> = plan.regions.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RegionKind::Mbr,
+            RegionKind::GptHeader,
+            RegionKind::GptArray,
+            RegionKind::Blob(0),
+            RegionKind::Partition(1),
+            RegionKind::Partition(2),
+            RegionKind::Partition(3),
+            RegionKind::BackupGptArray,
+            RegionKind::BackupGptHeader,
+        ]
+    );
+}
+
+#[test]
+fn auto_disk_size_is_the_smallest_that_fits_rounded_to_alignment() {
+    let parts = [part("a", exact(3), 10), part("b", SizeReq::Exact(512), 20)];
+    let plan = allocate(&disk(TableKind::Gpt, None), &parts).unwrap();
+    // b ends at 4 MiB + 512; the backup GPT needs 33 sectors more.
+    assert_eq!(plan.disk_size, 5 * MIB);
+    let plan = allocate(&disk(TableKind::Mbr, None), &parts).unwrap();
+    assert_eq!(plan.disk_size, 5 * MIB);
+    let plan = allocate(&disk(TableKind::None, None), &parts[..1]).unwrap();
+    assert_eq!(
+        plan.disk_size,
+        3 * MIB,
+        "no table: the partition starts at 0"
+    );
+    assert_eq!(plan.partitions[0].start, 0);
+    assert_eq!(plan.partitions[0].number, None);
+    assert_eq!(plan.regions.len(), 1);
+}
+
+#[test]
+fn mbr_numbers_primaries_then_logical_partitions_after_their_ebr() {
+    let names = ["a", "b", "c", "d", "e"];
+    let parts: Vec<_> = names.iter().map(|n| part(n, exact(1), 10)).collect();
+    let plan = allocate(&disk(TableKind::Mbr, Some(64 * MIB)), &parts[..4]).unwrap();
+    let numbers: Vec<_> = plan.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [Some(1), Some(2), Some(3), Some(4)]);
+    assert_eq!(plan.extended, None);
+
+    let plan = allocate(&disk(TableKind::Mbr, Some(64 * MIB)), &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.ebr, p.start))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(1), None, MIB),
+            (Some(2), None, 2 * MIB),
+            (Some(3), None, 3 * MIB),
+            // EBR at the aligned cursor (as sfdisk), the partition at the next boundary.
+            (Some(5), Some(4 * MIB), 5 * MIB),
+            (Some(6), Some(6 * MIB), 7 * MIB),
+        ]
+    );
+    assert_eq!(plan.extended, Some((4 * MIB, 4 * MIB)));
+    let ebrs: Vec<_> = plan
+        .regions
+        .iter()
+        .filter(|r| matches!(r.kind, RegionKind::Ebr(_)))
+        .map(|r| (r.name.as_str(), r.start, r.size))
+        .collect();
+    assert_eq!(ebrs, [("EBR 5", 4 * MIB, 512), ("EBR 6", 6 * MIB, 512)]);
+}
+
+#[test]
+fn hybrid_mirrors_up_to_three_partitions_after_the_protective_entry() {
+    let parts = [
+        PartSpec {
+            in_mbr: true,
+            ..part("boot", exact(1), 10)
+        },
+        part("root", exact(1), 20),
+        PartSpec {
+            in_mbr: true,
+            ..part("data", exact(1), 30)
+        },
+    ];
+    let plan = allocate(&disk(TableKind::Hybrid, Some(64 * MIB)), &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.mbr_number))
+        .collect();
+    assert_eq!(
+        got,
+        [(Some(1), Some(2)), (Some(2), None), (Some(3), Some(3))]
+    );
+}
+
+#[test]
+fn holes_let_table_regions_lie_inside_a_blob() {
+    // A boot ROM image at offset 0 that leaves room for the MBR entries and
+    // the GPT header and array (genimage's `holes`).
+    let parts = [
+        PartSpec {
+            in_table: false,
+            offset: Some(0),
+            holes: vec![(440, 17408 - 440)],
+            ..part("spl", SizeReq::Exact(64 * KIB), 10)
+        },
+        part("boot", exact(1), 20),
+    ];
+    let plan = allocate(&disk(TableKind::Gpt, Some(64 * MIB)), &parts).unwrap();
+    assert_eq!(plan.partitions[1].start, MIB);
+}
+
+#[test]
+fn a_moved_gpt_array_leaves_room_for_a_blob_after_the_header() {
+    // Allwinner's boot ROM reads its SPL from 8 KiB, inside the usual array.
+    let disk = DiskSpec {
+        gpt_array_offset: Some(MIB),
+        ..disk(TableKind::Gpt, Some(64 * MIB))
+    };
+    let parts = [
+        PartSpec {
+            in_table: false,
+            offset: Some(8 * KIB),
+            ..part("spl", SizeReq::Exact(512 * KIB), 10)
+        },
+        part("boot", exact(1), 20),
+    ];
+    let plan = allocate(&disk, &parts).unwrap();
+    let g = plan.gpt.unwrap();
+    assert_eq!(g.array_offset, MIB);
+    assert_eq!(g.first_usable_lba, (MIB + 16 * KIB) / 512);
+    assert_eq!(plan.partitions[1].start, 2 * MIB);
+}
+
+#[test]
+fn gpt_on_4096_byte_sectors_uses_four_array_sectors() {
+    let disk = DiskSpec {
+        sector_size: 4096,
+        ..disk(TableKind::Gpt, Some(64 * MIB))
+    };
+    let plan = allocate(&disk, &[part("a", SizeReq::Fill, 10)]).unwrap();
+    let g = plan.gpt.unwrap();
+    assert_eq!((g.array_offset, g.array_size), (8192, 16384));
+    assert_eq!(g.first_usable_lba, 6);
+    assert_eq!(g.backup_header_offset, 64 * MIB - 4096);
+    assert_eq!(g.backup_array_offset, 64 * MIB - 4096 - 16384);
+    assert_eq!(g.last_usable_lba, (64 * MIB - 4096 - 16384) / 4096 - 1);
+    assert_eq!(plan.partitions[0].start, MIB);
+}
+
+#[test]
+fn renders_a_table_and_a_bar() {
+    let (disk, parts) = sketch();
+    let plan = allocate(&disk, &parts).unwrap();
+    let text = render_text(&plan, &parts);
+    let expected = include_str!("testdata/sketch.txt");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plan/testdata/sketch.txt");
+        std::fs::write(path, &text).unwrap();
+    }
+    assert_eq!(text, expected);
+    let json = render_json(&plan, &parts);
+    assert_eq!(json["disk"]["size"], 512 * MIB);
+    assert_eq!(json["partitions"][2]["name"], "root-a");
+    assert_eq!(json["partitions"][2]["first_lba"], 65 * 2048);
+    assert_eq!(json["regions"][3]["kind"], "blob");
+}
