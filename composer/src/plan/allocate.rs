@@ -28,6 +28,10 @@ pub(crate) const GPT_ENTRY_SIZE: u64 = 128;
 /// UEFI 2.10 §5.3.2: at least 16384 bytes must be reserved for the entry
 /// array, i.e. 128 entries of 128 bytes.
 const GPT_MIN_ENTRIES: u32 = 128;
+/// A cap on the entry array (2 MiB): UEFI sets none, but an array the
+/// kernel and firmware read whole on every boot should stay small, and a
+/// typo (`gpt-entries: 1280000`) should not become a gigabyte of table.
+const GPT_MAX_ENTRIES: u32 = 16384;
 /// GPT partition names are 36 UTF-16 code units (72 bytes).
 pub(crate) const GPT_NAME_UNITS: usize = 36;
 /// An MBR has four entries; with logical partitions the fourth holds the
@@ -244,6 +248,17 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             }
         }
     };
+    if disk_size == 0 {
+        diags.push(
+            disk_diag(
+                disk,
+                "size",
+                "the image would be empty: it has no partition table and no partitions".into(),
+            )
+            .help("add a partition, or set the image size"),
+        );
+        return Err(diags);
+    }
     let min_disk = geo.first_usable.saturating_add(geo.backup);
     if disk_size < min_disk {
         diags.push(
@@ -601,6 +616,19 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
                     disk.gpt_entries
                 ))
                 .help("use 128 (the default) or more; to keep the array clear of a boot blob, move it with gpt-array-offset"),
+            );
+        }
+        if disk.gpt_entries > GPT_MAX_ENTRIES {
+            diags.push(
+                disk_diag(
+                    disk,
+                    "gpt-entries",
+                    format!(
+                        "{} is more than the {GPT_MAX_ENTRIES} entries image-composer writes",
+                        disk.gpt_entries
+                    ),
+                )
+                .help("use 128 (the default), or as many as there are partitions"),
             );
         }
         let array_size = u64::from(disk.gpt_entries)

@@ -51,6 +51,7 @@ fn errors(disk: &DiskSpec, parts: &[PartSpec]) -> Vec<String> {
 fn bad_descriptions() -> Vec<(DiskSpec, Vec<PartSpec>)> {
     let d = disk(TableKind::Gpt, Some(64 * MIB));
     vec![
+        (disk(TableKind::None, None), vec![]),
         (
             disk(TableKind::Gpt, Some(256 * MIB)),
             vec![PartSpec {
@@ -82,6 +83,13 @@ fn bad_descriptions() -> Vec<(DiskSpec, Vec<PartSpec>)> {
         (
             DiskSpec {
                 gpt_entries: 4,
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                gpt_entries: 1_280_000,
                 ..d.clone()
             },
             vec![],
