@@ -588,3 +588,51 @@ fn renders_a_table_and_a_bar() {
     assert_eq!(json["partitions"][2]["first_lba"], 65 * 2048);
     assert_eq!(json["regions"][3]["kind"], "blob");
 }
+
+/// Every key `render_json` prints is described in docs/plan-json.md.
+#[test]
+fn every_json_field_is_documented() {
+    fn keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(format!("{prefix}{k}"));
+                    keys(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    keys(v, "", out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = include_str!("../../../docs/plan-json.md");
+    let mut parts = vec![PartSpec {
+        in_mbr: true,
+        ..part("boot", exact(1), 10)
+    }];
+    parts.extend((0..5).map(|k| part(&format!("p{k}"), exact(1), 20)));
+    for table in [TableKind::Gpt, TableKind::Mbr, TableKind::Hybrid] {
+        let parts = if table == TableKind::Hybrid {
+            parts.clone()
+        } else {
+            parts
+                .iter()
+                .cloned()
+                .map(|p| PartSpec { in_mbr: false, ..p })
+                .collect()
+        };
+        let plan = allocate(&disk(table, Some(64 * MIB)), &parts).unwrap();
+        let mut found = Vec::new();
+        keys(&render_json(&plan, &parts), "", &mut found);
+        for key in found {
+            let last = key.rsplit('.').next().unwrap_or(&key);
+            assert!(
+                doc.contains(&format!("`{key}`")) || doc.contains(&format!("`{last}`")),
+                "{key} is not in docs/plan-json.md"
+            );
+        }
+    }
+}
