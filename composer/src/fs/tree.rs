@@ -470,6 +470,61 @@ impl Tree {
         Ok(id)
     }
 
+    /// Adds `node` as `name` (raw bytes) in the directory `parent`;
+    /// replaces an existing non-directory entry of that name.
+    pub fn insert_child(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        node: Node,
+    ) -> anyhow::Result<NodeId> {
+        self.check_child(parent, name)?;
+        let id = self.nodes.len();
+        self.nodes.push(node);
+        self.set_entry(parent, name, id);
+        Ok(id)
+    }
+
+    /// Adds a hard link `name` (raw bytes) in `parent` to the
+    /// non-directory `target`.
+    pub fn link_child(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        target: NodeId,
+    ) -> anyhow::Result<()> {
+        if self.nodes[target].is_dir() {
+            bail!("cannot hard-link a directory");
+        }
+        self.check_child(parent, name)?;
+        self.set_entry(parent, name, target);
+        Ok(())
+    }
+
+    fn check_child(&self, parent: NodeId, name: &[u8]) -> anyhow::Result<()> {
+        if !self.nodes[parent].is_dir() {
+            bail!("node {parent} is not a directory");
+        }
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+        {
+            bail!(
+                "'{}' is not a valid file name",
+                String::from_utf8_lossy(name)
+            );
+        }
+        if self
+            .child(parent, name)
+            .is_some_and(|c| self.nodes[c].is_dir())
+        {
+            bail!("'{}' is already a directory", String::from_utf8_lossy(name));
+        }
+        Ok(())
+    }
+
     /// Adds a hard link at `path` to the non-directory `target`.
     pub fn link(&mut self, path: &str, target: NodeId) -> anyhow::Result<()> {
         if self.nodes[target].is_dir() {
