@@ -208,6 +208,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Raw(_) => "raw",
         Prepared::Vfat(..) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
+        Prepared::Ext4(_) => "ext4",
     }
 }
 
