@@ -294,3 +294,50 @@ fn plan_json_matches_the_built_table() {
         assert_eq!(p["uuid"].as_str().map(str::to_lowercase), s.uuid);
     }
 }
+
+#[test]
+fn a_blob_with_holes_keeps_the_partition_table_intact() {
+    if !have_all(&["sgdisk", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A 64 KiB "bootloader" starting at byte 0 whose bytes 440..32768 are
+    // unused: the MBR partition entries and the GPT live there.
+    let blob: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8 + 1).collect();
+    fs::write(dir.path().join("boot0.bin"), &blob).unwrap();
+    let config = dir.path().join("board.yaml");
+    fs::write(
+        &config,
+        "image: { name: holes, size: 8MiB }\npartitions:\n  - name: boot0\n    offset: 0\n    in-table: false\n    image: boot0.bin\n    holes: [{ offset: 440, size: 32328 }]\n  - { name: data, size: 2MiB }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let result = composer(&[
+        "build",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let img = out.join("holes.img");
+    let sgdisk = run(Command::new("sgdisk").arg("-v").arg(&img));
+    assert!(sgdisk.contains("No problems found"), "{sgdisk}");
+    let (_, parts) = sfdisk(&img);
+    assert_eq!(parts.len(), 1);
+    let image = fs::read(&img).unwrap();
+    assert_eq!(&image[..440], &blob[..440], "boot code before the hole");
+    assert_eq!(
+        &image[32768..65536],
+        &blob[32768..],
+        "the blob after the hole"
+    );
+    assert_eq!(
+        &image[510..512],
+        &[0x55, 0xAA],
+        "the MBR signature survives"
+    );
+}
