@@ -1,5 +1,52 @@
-//! The `image-composer` command line: parse, run, map errors to exit codes.
+//! The `image-composer` command line: parse, set up logging, run, map the
+//! outcome to an exit status (0 ok, 1 build failed, 2 bad input).
 
-fn main() {
-    println!("image-composer {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+use clap::Parser;
+use composer::build::{self, Error, Request};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
+    let outcome = match cli.command {
+        cli::Command::Build { input, output_dir } => {
+            build::build(&request(input), &output_dir).map(|_| ())
+        }
+        cli::Command::Validate { input } => build::validate(&request(input)),
+        cli::Command::Plan { input, json } => build::print_plan(&request(input), json),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Input(diagnostics)) => {
+            eprintln!("{diagnostics}");
+            ExitCode::from(2)
+        }
+        Err(Error::Build(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn request(input: cli::InputArgs) -> Request {
+    Request {
+        config: input.config,
+        vars: input.vars.into_iter().collect(),
+        input_dirs: input.input_dirs,
+        layer_dirs: input.layer_dirs,
+    }
 }

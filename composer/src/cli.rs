@@ -1,0 +1,114 @@
+//! The command line, as clap derive types only; `main` maps it onto the library.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Build disk images for embedded Linux devices from one YAML description.
+///
+/// The description names the partition table, the partitions and what fills
+/// them (filesystems built from directories, raw images, initramfs archives);
+/// `build` writes a sparse disk image and its bmap, without root, loop devices
+/// or mounts. See docs/config.md for the schema.
+#[derive(Debug, Parser)]
+#[command(name = "image-composer", version, max_term_width = 80)]
+pub struct Cli {
+    /// Print more detail (-v: debug, -vv: trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the disk image, its bmap and every requested output
+    Build {
+        #[command(flatten)]
+        input: InputArgs,
+
+        /// Directory the outputs are written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+    },
+    /// Check the description and its inputs without writing anything
+    Validate {
+        #[command(flatten)]
+        input: InputArgs,
+    },
+    /// Print the resolved layout: every region of the disk
+    Plan {
+        #[command(flatten)]
+        input: InputArgs,
+
+        /// Print the plan as JSON (see docs/plan-json.md)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What every subcommand reads.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// The YAML description of the disk
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+
+    /// Set ${KEY} in the description (wins over the environment)
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+
+    /// Search DIR for relative input paths (after the description's own dir)
+    #[arg(long = "input-dir", value_name = "DIR")]
+    pub input_dirs: Vec<PathBuf>,
+
+    /// Search DIR for layers named in `layers:` (before the default paths)
+    #[arg(long = "layer-dir", value_name = "DIR")]
+    pub layer_dirs: Vec<PathBuf>,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!(
+            "'{text}' is not KEY=VALUE; write e.g. --var BINARIES_DIR=output/images"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_fits_in_80_columns() {
+        let mut cmd = Cli::command();
+        let mut texts = vec![cmd.render_long_help().to_string()];
+        for sub in ["build", "validate", "plan"] {
+            let sub = cmd.find_subcommand_mut(sub).unwrap();
+            texts.push(sub.render_long_help().to_string());
+        }
+        for text in texts {
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "too wide: {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn vars_need_a_key() {
+        assert_eq!(parse_var("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_var("=x").is_err());
+        assert!(parse_var("novalue").is_err());
+    }
+}

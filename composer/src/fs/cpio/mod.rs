@@ -1,0 +1,766 @@
+//! Initramfs builder: a cpio newc archive assembled from YAML-declared
+//! files, directories, symlinks and device nodes, a directory tree, a
+//! busybox with its applet links and kernel modules with their
+//! dependencies, then compressed.
+//!
+//! Scope: [`build`] returns the compressed archive in memory (an initramfs
+//! is a few MiB); [`Initramfs`] wraps those bytes as [`Content`] so the
+//! archive can also be a partition's content, and the caller can place the
+//! same bytes as a file on the boot partition (`FileSource::Bytes`) or
+//! write them out standalone.
+//!
+//! Layering, lowest first; a higher layer replaces a lower one's entry at
+//! the same path:
+//! 1. `from:` tree (owners root, see [`tree`]);
+//! 2. busybox as `/bin/busybox` and one symlink `/bin/<applet>` → `busybox`
+//!    per applet (a link is skipped where the tree already has that path);
+//! 3. kernel modules at `/lib/modules/<version>/<path>.ko` (decompressed),
+//!    a `modules.dep` for them, and `/etc/modules-load.order`: their
+//!    absolute paths, one per line, in load order (the init `insmod`s
+//!    them in that order; see [`modules`]);
+//! 4. explicit `dirs`, `symlinks`, `nodes` and `files` (two explicit entries
+//!    for one path are an error).
+//!
+//! Missing parent directories are added (mode 0755, root). A file's mode
+//! comes from the spec, else from its source file, else 0644; `/init` is
+//! always made executable (the kernel runs it and ignores a non-executable
+//! one silently, falling back to mounting `root=` itself).
+//!
+//! Reproducible: members sorted, inodes numbered in that order, owners as
+//! declared, every mtime clamped to `SOURCE_DATE_EPOCH` (generated members
+//! get `SOURCE_DATE_EPOCH`, or 0 when it is unset), compressors without
+//! timestamps.
+//!
+//! Spec: kernel `Documentation/driver-api/early-userspace/buffer-format.rst`
+//! and `Documentation/filesystems/ramfs-rootfs-initramfs.rst`.
+
+pub mod busybox;
+pub mod compress;
+pub mod modules;
+pub mod newc;
+pub mod tree;
+
+pub use compress::Compression;
+
+use crate::fs::{BuildContext, Content, FileSource};
+use crate::output::window::Window;
+use anyhow::{bail, Context, Result};
+use newc::{Entry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default permissions of generated directories and of `Bytes` files.
+const DIR_MODE: u32 = 0o755;
+const FILE_MODE: u32 = 0o644;
+/// Execute bits forced onto `/init`.
+const EXEC_BITS: u32 = 0o111;
+/// Where the module load order is written (read by the layers' `/init`).
+pub const MODULES_LOAD_ORDER: &str = "etc/modules-load.order";
+
+/// A regular file placed into the archive.
+#[derive(Clone, Debug)]
+pub struct FileSpec {
+    /// Absolute path in the initramfs (`/init`).
+    pub path: String,
+    pub source: FileSource,
+    /// Permission bits; `None`: the source file's, or 0644 for bytes.
+    pub mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A directory (useful for empty mount points such as `/proc`).
+#[derive(Clone, Debug)]
+pub struct DirSpec {
+    pub path: String,
+    /// Permission bits; `None`: 0755.
+    pub mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A symbolic link `path` → `target` (target stored as written).
+#[derive(Clone, Debug)]
+pub struct SymlinkSpec {
+    pub path: String,
+    pub target: String,
+}
+
+/// Kind of a special file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `c`
+    Char,
+    /// `b`
+    Block,
+    /// `p`
+    Fifo,
+}
+
+/// A device node or FIFO (`/dev/console c 5 1`).
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub path: String,
+    pub kind: NodeKind,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Kernel modules to pack.
+#[derive(Clone, Debug)]
+pub struct Modules {
+    /// The modules directory of one kernel, `/lib/modules/<version>`; its
+    /// last component is the version the archive uses.
+    pub dir: PathBuf,
+    /// Module names or aliases, each loaded after its dependencies.
+    pub load: Vec<String>,
+}
+
+/// Everything an initramfs is made of.
+#[derive(Clone, Debug, Default)]
+pub struct InitramfsOptions {
+    /// The artifact's name, for messages.
+    pub name: String,
+    pub files: Vec<FileSpec>,
+    pub dirs: Vec<DirSpec>,
+    pub symlinks: Vec<SymlinkSpec>,
+    pub nodes: Vec<NodeSpec>,
+    /// A directory tree copied in first.
+    pub from: Option<PathBuf>,
+    /// A static busybox binary for the target.
+    pub busybox: Option<PathBuf>,
+    /// Applets to link; `None`: read the list from the busybox binary
+    /// (see [`busybox`]).
+    pub applets: Option<Vec<String>>,
+    pub modules: Option<Modules>,
+    pub compression: Compression,
+}
+
+/// Where an entry came from, for the override rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Origin {
+    Tree,
+    Busybox,
+    Modules,
+    Explicit,
+}
+
+struct Members {
+    map: BTreeMap<String, (Entry, Origin)>,
+    /// mtime of generated members.
+    default_mtime: u64,
+}
+
+/// `/usr/bin/x`, `usr/bin/x/` → `usr/bin/x`; refuses `..`, `.` and empty.
+fn archive_path(path: &str) -> Result<String> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() || parts.iter().any(|p| *p == "." || *p == "..") {
+        bail!("'{path}' is not a usable path in an initramfs (use an absolute path without '.' or '..')");
+    }
+    Ok(parts.join("/"))
+}
+
+impl Members {
+    fn add(&mut self, e: Entry, origin: Origin) -> Result<()> {
+        if let Some((_, old_origin)) = self.map.get(&e.path) {
+            if *old_origin == Origin::Explicit && origin == Origin::Explicit {
+                bail!("'/{}' is declared twice", e.path);
+            }
+            // Busybox never displaces a file of the tree (its own `sh`...).
+            if *old_origin > origin || origin == Origin::Busybox {
+                return Ok(());
+            }
+        }
+        self.map.insert(e.path.clone(), (e, origin));
+        Ok(())
+    }
+
+    fn entry(&self, path: String, mode: u32, data: Vec<u8>) -> Entry {
+        Entry {
+            path,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: self.default_mtime,
+            rdev: (0, 0),
+            data,
+        }
+    }
+
+    /// Adds missing parent directories; a parent that is not a directory
+    /// is an error (its children would land wherever it points).
+    fn add_parents(&mut self) -> Result<()> {
+        let paths: Vec<String> = self.map.keys().cloned().collect();
+        for path in paths {
+            let mut parent = path.as_str();
+            while let Some((p, _)) = parent.rsplit_once('/') {
+                parent = p;
+                match self.map.get(parent) {
+                    Some((e, _)) if e.mode & S_IFMT == S_IFDIR => {}
+                    Some(_) => {
+                        bail!("'/{parent}' is not a directory, but '/{path}' is placed below it")
+                    }
+                    None => {
+                        let e = self.entry(parent.to_string(), S_IFDIR | DIR_MODE, Vec::new());
+                        self.map.insert(parent.to_string(), (e, Origin::Explicit));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_source(
+    source: &FileSource,
+    ctx: &BuildContext,
+) -> Result<(Vec<u8>, Option<u32>, Option<u64>)> {
+    match source {
+        FileSource::Bytes(b) => Ok((b.as_ref().clone(), None, None)),
+        FileSource::Path(p) => {
+            let data = std::fs::read(p).with_context(|| format!("reading '{}'", p.display()))?;
+            let md = std::fs::metadata(p)
+                .with_context(|| format!("reading metadata of '{}'", p.display()))?;
+            let mtime = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            Ok((
+                data,
+                Some(md.permissions().mode() & 0o7777),
+                Some(ctx.clamp_time(mtime)),
+            ))
+        }
+    }
+}
+
+fn add_busybox(
+    m: &mut Members,
+    bin: &Path,
+    applets: Option<&Vec<String>>,
+    ctx: &BuildContext,
+) -> Result<()> {
+    let (data, mode, mtime) = read_source(&FileSource::Path(bin.to_path_buf()), ctx)?;
+    let list = match applets {
+        Some(list) => list.clone(),
+        None => busybox::applets_in(&data).with_context(|| {
+            format!(
+                "finding the applet list in '{}' (no \"[\" applet table); list the applets explicitly",
+                bin.display()
+            )
+        })?,
+    };
+    let mut e = m.entry(
+        "bin/busybox".into(),
+        S_IFREG | mode.unwrap_or(DIR_MODE) | EXEC_BITS,
+        data,
+    );
+    e.mtime = mtime.unwrap_or(m.default_mtime);
+    m.add(e, Origin::Busybox)?;
+    for applet in list.iter().filter(|a| a.as_str() != "busybox") {
+        if applet.is_empty() || applet.contains('/') {
+            bail!("'{applet}' is not an applet name");
+        }
+        let e = m.entry(
+            format!("bin/{applet}"),
+            S_IFLNK | 0o777,
+            b"busybox".to_vec(),
+        );
+        m.add(e, Origin::Busybox)?;
+    }
+    Ok(())
+}
+
+fn add_modules(m: &mut Members, spec: &Modules) -> Result<()> {
+    let dir = &spec.dir;
+    let Some(version) = dir.file_name().and_then(|v| v.to_str()) else {
+        bail!("'{}' does not end in a kernel version", dir.display());
+    };
+    let idx = modules::ModuleIndex::load(dir)?;
+    let order = idx.resolve(&spec.load, dir)?;
+    let plain = |p: &str| compress::module_compression(p).map_or_else(|| p.to_string(), |(_, n)| n);
+    let mut load_order = String::new();
+    for rel in &order {
+        let src = dir.join(rel);
+        let data =
+            std::fs::read(&src).with_context(|| format!("reading module '{}'", src.display()))?;
+        let (how, plain_rel) =
+            compress::module_compression(rel).unwrap_or((Compression::None, rel.clone()));
+        let data = compress::decompress(&data, how)
+            .with_context(|| format!("decompressing module '{}'", src.display()))?;
+        let path = format!("lib/modules/{version}/{plain_rel}");
+        load_order.push_str(&format!("/{path}\n"));
+        m.add(m.entry(path, S_IFREG | FILE_MODE, data), Origin::Modules)?;
+    }
+    let dep = idx.dep_lines(&order, plain);
+    m.add(
+        m.entry(
+            format!("lib/modules/{version}/modules.dep"),
+            S_IFREG | FILE_MODE,
+            dep.into_bytes(),
+        ),
+        Origin::Modules,
+    )?;
+    m.add(
+        m.entry(
+            MODULES_LOAD_ORDER.into(),
+            S_IFREG | FILE_MODE,
+            load_order.into_bytes(),
+        ),
+        Origin::Modules,
+    )?;
+    Ok(())
+}
+
+/// The uncompressed archive's members, sorted, parents included.
+fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
+    let mut m = Members {
+        map: BTreeMap::new(),
+        default_mtime: ctx.source_date_epoch.unwrap_or(0),
+    };
+    if let Some(root) = &opts.from {
+        for e in tree::scan(root, &|t| ctx.clamp_time(t))? {
+            m.add(e, Origin::Tree)?;
+        }
+    }
+    if let Some(bin) = &opts.busybox {
+        add_busybox(&mut m, bin, opts.applets.as_ref(), ctx).context("adding busybox")?;
+    }
+    if let Some(spec) = &opts.modules {
+        add_modules(&mut m, spec).context("adding kernel modules")?;
+    }
+    for d in &opts.dirs {
+        let mut e = m.entry(
+            archive_path(&d.path)?,
+            S_IFDIR | d.mode.unwrap_or(DIR_MODE),
+            Vec::new(),
+        );
+        (e.uid, e.gid) = (d.uid, d.gid);
+        m.add(e, Origin::Explicit)?;
+    }
+    for s in &opts.symlinks {
+        if s.target.is_empty() {
+            bail!("symlink '{}' has an empty target", s.path);
+        }
+        let e = m.entry(
+            archive_path(&s.path)?,
+            S_IFLNK | 0o777,
+            s.target.clone().into_bytes(),
+        );
+        m.add(e, Origin::Explicit)?;
+    }
+    for n in &opts.nodes {
+        let kind = match n.kind {
+            NodeKind::Char => S_IFCHR,
+            NodeKind::Block => S_IFBLK,
+            NodeKind::Fifo => S_IFIFO,
+        };
+        let mut e = m.entry(archive_path(&n.path)?, kind | (n.mode & 0o7777), Vec::new());
+        (e.uid, e.gid, e.rdev) = (n.uid, n.gid, (n.major, n.minor));
+        m.add(e, Origin::Explicit)?;
+    }
+    for f in &opts.files {
+        let path = archive_path(&f.path)?;
+        let (data, src_mode, mtime) =
+            read_source(&f.source, ctx).with_context(|| format!("adding '{}'", f.path))?;
+        let mut mode = f.mode.or(src_mode).unwrap_or(FILE_MODE) & 0o7777;
+        if path == "init" {
+            mode |= EXEC_BITS;
+        }
+        let mut e = m.entry(path, S_IFREG | mode, data);
+        (e.uid, e.gid) = (f.uid, f.gid);
+        e.mtime = mtime.unwrap_or(m.default_mtime);
+        m.add(e, Origin::Explicit)?;
+    }
+    m.add_parents()?;
+    Ok(m.map.into_values().map(|(e, _)| e).collect())
+}
+
+/// Builds the compressed archive.
+pub fn build(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<u8>> {
+    let run = || -> Result<Vec<u8>> {
+        let mut entries = collect(opts, ctx)?;
+        let count = entries.len();
+        let archive = newc::write_archive(&mut entries)?;
+        let packed = compress::compress(&archive, opts.compression)?;
+        tracing::info!(
+            "initramfs({}): {count} members, {} bytes, {} {} bytes",
+            opts.name,
+            archive.len(),
+            opts.compression,
+            packed.len()
+        );
+        Ok(packed)
+    };
+    run().with_context(|| format!("building initramfs '{}'", opts.name))
+}
+
+/// A built initramfs as region content (or the bytes of a file elsewhere).
+#[derive(Clone, Debug)]
+pub struct Initramfs {
+    bytes: Arc<Vec<u8>>,
+}
+
+impl Initramfs {
+    /// Builds the archive described by `opts`.
+    pub fn prepare(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Initramfs> {
+        Ok(Initramfs {
+            bytes: Arc::new(build(opts, ctx)?),
+        })
+    }
+
+    /// The compressed archive, shareable as `FileSource::Bytes`.
+    pub fn bytes(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.bytes)
+    }
+}
+
+impl Content for Initramfs {
+    fn min_size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn write(&self, window: &mut Window<'_>) -> Result<()> {
+        window.write_at(&self.bytes, 0).context("writing initramfs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Seed;
+    use std::process::{Command, Stdio};
+
+    fn ctx(epoch: Option<u64>) -> BuildContext {
+        BuildContext {
+            seed: Seed("test".into()),
+            source_date_epoch: epoch,
+        }
+    }
+
+    fn have(tool: &str) -> bool {
+        let ok = Command::new(tool).arg("--version").output().is_ok();
+        if !ok {
+            assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+            eprintln!("note: {tool} not installed; skipping");
+        }
+        ok
+    }
+
+    fn bytes(s: &str) -> FileSource {
+        FileSource::Bytes(Arc::new(s.as_bytes().to_vec()))
+    }
+
+    fn sample(dir: &Path) -> InitramfsOptions {
+        std::fs::create_dir_all(dir.join("tree/etc")).unwrap();
+        std::fs::write(dir.join("tree/etc/hostname"), "box\n").unwrap();
+        std::fs::write(dir.join("tree/etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        std::fs::write(dir.join("init.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        InitramfsOptions {
+            name: "test".into(),
+            from: Some(dir.join("tree")),
+            files: vec![
+                FileSpec {
+                    path: "/init".into(),
+                    source: FileSource::Path(dir.join("init.sh")),
+                    mode: None,
+                    uid: 0,
+                    gid: 0,
+                },
+                FileSpec {
+                    path: "/etc/hostname".into(),
+                    source: bytes("device\n"),
+                    mode: Some(0o600),
+                    uid: 1000,
+                    gid: 100,
+                },
+            ],
+            dirs: vec![DirSpec {
+                path: "/proc".into(),
+                mode: Some(0o555),
+                uid: 0,
+                gid: 0,
+            }],
+            symlinks: vec![SymlinkSpec {
+                path: "/sbin/init".into(),
+                target: "../init".into(),
+            }],
+            nodes: vec![NodeSpec {
+                path: "/dev/console".into(),
+                kind: NodeKind::Char,
+                major: 5,
+                minor: 1,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            }],
+            compression: Compression::None,
+            ..Default::default()
+        }
+    }
+
+    /// GNU cpio's verbose listing of an archive on stdin.
+    fn cpio_list(archive: &[u8], decompress: Option<&str>) -> String {
+        let mut cmd = match decompress {
+            Some(tool) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("{tool} -dc | cpio -itvn --quiet")]);
+                c
+            }
+            None => {
+                let mut c = Command::new("cpio");
+                c.args(["-itvn", "--quiet"]);
+                c
+            }
+        };
+        let mut child = cmd
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = archive.to_vec();
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn gnu_cpio_lists_every_member_with_its_type_owner_and_mode() {
+        if !have("cpio") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = build(&sample(d.path()), &ctx(Some(86_400))).unwrap();
+        let listing = cpio_list(&a, None);
+        let lines: Vec<String> = listing
+            .lines()
+            .map(|l| {
+                // perms, links, owner, group, size or "major, minor", "Jan 2 1970", name.
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let name_at = w.iter().position(|x| *x == "1970").unwrap() + 1;
+                format!("{} {} {} {}", w[0], w[2], w[3], w[name_at..].join(" "))
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "drwxr-xr-x 0 0 dev",
+                "crw------- 0 0 dev/console",
+                "drwxr-xr-x 0 0 etc",
+                "-rw------- 1000 100 etc/hostname",
+                "-rw-r--r-- 0 0 etc/passwd",
+                "-rwxr-xr-x 0 0 init",
+                "dr-xr-xr-x 0 0 proc",
+                "drwxr-xr-x 0 0 sbin",
+                "lrwxrwxrwx 0 0 sbin/init -> ../init",
+            ],
+            "{listing}"
+        );
+        assert!(
+            listing.lines().all(|l| l.contains("Jan  2  1970")),
+            "{listing}"
+        );
+    }
+
+    #[test]
+    fn gnu_cpio_extracts_the_same_contents() {
+        if !have("cpio") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = build(&sample(d.path()), &ctx(Some(86_400))).unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(d.path().join("a.cpio"), &a).unwrap();
+        // -idv without device nodes (creating them needs privileges the CI may lack).
+        let st = Command::new("sh")
+            .current_dir(&out)
+            .arg("-c")
+            .arg("cpio -id --quiet --no-absolute-filenames --nonmatching 'dev/console' < ../a.cpio")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(
+            std::fs::read_to_string(out.join("etc/hostname")).unwrap(),
+            "device\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("init")).unwrap(),
+            "#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("sbin/init")).unwrap(),
+            Path::new("../init")
+        );
+    }
+
+    #[test]
+    fn every_compression_decodes_with_the_reference_tool() {
+        if !have("cpio") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut opts = sample(d.path());
+        let plain = cpio_list(&build(&opts, &ctx(Some(1))).unwrap(), None);
+        for (how, tool) in [
+            (Compression::Gzip, "gzip"),
+            (Compression::Zstd, "zstd"),
+            (Compression::Xz, "xz"),
+            (Compression::Lz4, "lz4"),
+        ] {
+            if !have(tool) {
+                continue;
+            }
+            opts.compression = how;
+            let a = build(&opts, &ctx(Some(1))).unwrap();
+            assert_eq!(cpio_list(&a, Some(tool)), plain, "{how}");
+        }
+    }
+
+    #[test]
+    fn builds_are_reproducible_and_clamped() {
+        let d = tempfile::tempdir().unwrap();
+        let mut opts = sample(d.path());
+        opts.compression = Compression::Gzip;
+        let a = build(&opts, &ctx(Some(1_000))).unwrap();
+        // Touch a source: its mtime moves, but stays above the clamp.
+        std::fs::write(d.path().join("tree/etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        let b = build(&opts, &ctx(Some(1_000))).unwrap();
+        assert_eq!(a, b);
+        let c = build(&opts, &ctx(Some(2_000))).unwrap();
+        assert_ne!(a, c, "the epoch is what the times are");
+    }
+
+    #[test]
+    fn explicit_entries_win_over_the_tree_but_not_over_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let mut opts = sample(d.path());
+        let members = collect(&opts, &ctx(None)).unwrap();
+        let hostname = members.iter().find(|e| e.path == "etc/hostname").unwrap();
+        assert_eq!(hostname.data, b"device\n");
+        opts.symlinks.push(SymlinkSpec {
+            path: "/init/".into(),
+            target: "x".into(),
+        });
+        let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
+        assert_eq!(err, "building initramfs 'test': '/init' is declared twice");
+        opts.symlinks.pop();
+        opts.dirs.push(DirSpec {
+            path: "/etc/../x".into(),
+            mode: None,
+            uid: 0,
+            gid: 0,
+        });
+        let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
+        assert!(err.contains("'/etc/../x' is not a usable path"), "{err}");
+        opts.dirs.pop();
+        opts.files.push(FileSpec {
+            path: "/init/x".into(),
+            source: bytes(""),
+            mode: None,
+            uid: 0,
+            gid: 0,
+        });
+        let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
+        assert!(
+            err.contains("'/init' is not a directory, but '/init/x' is placed below it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn busybox_links_every_applet_without_displacing_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let mut bin = b"\x7fELF".to_vec();
+        bin.extend_from_slice(b"[\0[[\0ash\0cat\0insmod\0ls\0mount\0sh\0switch_root\0\0");
+        std::fs::write(d.path().join("busybox"), &bin).unwrap();
+        let mut opts = sample(d.path());
+        std::fs::create_dir_all(d.path().join("tree/bin")).unwrap();
+        std::fs::write(d.path().join("tree/bin/sh"), "real sh").unwrap();
+        opts.busybox = Some(d.path().join("busybox"));
+        let members = collect(&opts, &ctx(None)).unwrap();
+        let get = |p: &str| members.iter().find(|e| e.path == p).unwrap();
+        assert_eq!(get("bin/busybox").data, bin);
+        assert_eq!(get("bin/busybox").mode & 0o111, 0o111);
+        assert_eq!(get("bin/switch_root").data, b"busybox");
+        assert_eq!(get("bin/[[").mode & S_IFMT, S_IFLNK);
+        assert_eq!(get("bin/sh").data, b"real sh");
+        opts.applets = Some(vec!["ls".into()]);
+        let members = collect(&opts, &ctx(None)).unwrap();
+        assert!(members.iter().all(|e| e.path != "bin/cat"));
+    }
+
+    /// Debian's kernel modules directory (linux-image-amd64): the modules
+    /// land at their paths, dependencies first in the load order.
+    #[test]
+    fn packs_real_debian_modules_in_load_order() {
+        let Some(dir) = std::fs::read_dir("/lib/modules")
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
+            .filter(|d| d.join("modules.dep").exists())
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "linux-image-amd64 is missing in CI"
+            );
+            return;
+        };
+        let version = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let opts = InitramfsOptions {
+            name: "mods".into(),
+            modules: Some(Modules {
+                dir: dir.clone(),
+                load: vec!["virtio_blk".into(), "ext4".into()],
+            }),
+            ..Default::default()
+        };
+        let members = collect(&opts, &ctx(None)).unwrap();
+        let order = members
+            .iter()
+            .find(|e| e.path == MODULES_LOAD_ORDER)
+            .unwrap();
+        let order = String::from_utf8(order.data.clone()).unwrap();
+        let lines: Vec<&str> = order.lines().collect();
+        let pos = |m: &str| {
+            lines
+                .iter()
+                .position(|l| l.ends_with(&format!("/{m}.ko")))
+                .unwrap()
+        };
+        assert!(
+            pos("jbd2") < pos("ext4") && pos("virtio") < pos("virtio_blk"),
+            "{order}"
+        );
+        for l in &lines {
+            assert!(
+                l.starts_with(&format!("/lib/modules/{version}/kernel/")),
+                "{l}"
+            );
+            let m = members
+                .iter()
+                .find(|e| format!("/{}", e.path) == *l)
+                .unwrap();
+            assert_eq!(&m.data[..4], b"\x7fELF", "{l} is a plain ELF module");
+        }
+        assert!(members
+            .iter()
+            .any(|e| e.path == format!("lib/modules/{version}/modules.dep")));
+    }
+}

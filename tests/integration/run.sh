@@ -1,0 +1,501 @@
+#!/usr/bin/env bash
+# CI tests of the Buildroot and Yocto integrations, without Buildroot or
+# bitbake: the shipped Buildroot post-image script and the shipped
+# image_types_composer.bbclass IMAGE_CMD body run against fake BINARIES_DIR /
+# deploy directories filled with real inputs (Debian's kernel, busybox-static,
+# GRUB's EFI binary, an ext4 root filesystem made by mke2fs), on the shipped
+# board descriptions; the images are checked with sfdisk, e2fsck, fsck.vfat,
+# mtools and bmaptool. Also checks that the files generated from Cargo.lock
+# and Cargo.toml (Yocto crates include, versions, licence checksum) are current.
+#
+# Prints one line per case and "N passed, M failed"; exits 1 on a failure.
+# A missing tool skips its case with a note, or fails it when CI is set.
+# Environment: IMAGE_COMPOSER (the binary; default target/release/image-composer,
+# built if missing), KEEP=1 keeps the scratch directory.
+set -uo pipefail
+
+TOP="$(cd "$(dirname "$0")/../.." && pwd)"
+EXTERNAL="${TOP}/br2-external"
+LAYER="${TOP}/meta-layer"
+export SOURCE_DATE_EPOCH=1700000000
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+	echo "FAIL $1"
+	if [ $# -gt 1 ] && [ -s "$2" ]; then tail -n 20 "$2" | sed 's/^/    /'; fi
+	failed=$((failed + 1))
+}
+missing() {
+	if [ -n "${CI:-}" ]; then
+		fail "$1: needs $2 (CI is set)"
+	else
+		echo "SKIP $1: needs $2"
+	fi
+}
+have() { command -v "$1" > /dev/null 2>&1; }
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/integration.XXXXXX")"
+if [ -z "${KEEP:-}" ]; then
+	trap 'rm -rf "${SCRATCH}"' EXIT
+else
+	echo "# scratch directory: ${SCRATCH}"
+fi
+LOG="${SCRATCH}/log"
+
+# ------------------------------------------------------------ generated files
+
+if python3 "${LAYER}/scripts/gen-crates-inc.py" --check > "${LOG}" 2>&1; then
+	pass "yocto: image-composer-crates.inc matches Cargo.lock ($(grep -c 'crate://' "${LAYER}/recipes-devtools/image-composer/image-composer-crates.inc") crates)"
+else
+	fail "yocto: image-composer-crates.inc is out of date" "${LOG}"
+fi
+
+crate_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${TOP}/composer/Cargo.toml" | head -n 1)"
+br_version="$(sed -n 's/^IMAGE_COMPOSER_VERSION = //p' "${EXTERNAL}/package/image-composer/image-composer.mk")"
+recipe="$(cd "${LAYER}/recipes-devtools/image-composer" && ls image-composer_*.bb)"
+recipe_version="${recipe#image-composer_}"
+recipe_version="${recipe_version%.bb}"
+if [ "${crate_version}" = "${br_version}" ] && [ "${crate_version}" = "${recipe_version}" ]; then
+	pass "versions: composer/Cargo.toml, image-composer.mk and ${recipe} agree (${crate_version})"
+else
+	fail "versions: composer/Cargo.toml ${crate_version}, image-composer.mk ${br_version}, recipe ${recipe_version}"
+fi
+
+# LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=N;endline=N;md5=X"
+lic="$(sed -n 's/^LIC_FILES_CHKSUM = "file:\/\/\(.*\)"/\1/p' "${LAYER}/recipes-devtools/image-composer/${recipe}")"
+lic_file="${lic%%;*}"
+lic_begin="$(echo "${lic}" | sed -n 's/.*beginline=\([0-9]*\).*/\1/p')"
+lic_end="$(echo "${lic}" | sed -n 's/.*endline=\([0-9]*\).*/\1/p')"
+lic_md5="$(echo "${lic}" | sed -n 's/.*md5=\([0-9a-f]*\).*/\1/p')"
+lic_text="$(sed -n "${lic_begin},${lic_end}p" "${TOP}/${lic_file}")"
+if [ "$(sed -n "${lic_begin},${lic_end}p" "${TOP}/${lic_file}" | md5sum | cut -d' ' -f1)" = "${lic_md5}" ] &&
+	echo "${lic_text}" | grep -q '^license = '; then
+	pass "yocto: LIC_FILES_CHKSUM still covers '${lic_text}'"
+else
+	fail "yocto: LIC_FILES_CHKSUM (${lic}) no longer matches the licence line of ${lic_file}"
+fi
+
+if have shellcheck; then
+	if shellcheck "${EXTERNAL}/board/common/image-composer.sh" "${TOP}/tests/integration/"*.sh > "${LOG}" 2>&1; then
+		pass "shellcheck: post-image script and integration scripts"
+	else
+		fail "shellcheck" "${LOG}"
+	fi
+else
+	missing "shellcheck" "shellcheck"
+fi
+
+# ------------------------------------------------------------ the binary
+
+COMPOSER="${IMAGE_COMPOSER:-${TOP}/target/release/image-composer}"
+if [ ! -x "${COMPOSER}" ]; then
+	echo "# building ${COMPOSER}"
+	(cd "${TOP}" && cargo build --release --locked -q) || true
+fi
+if [ ! -x "${COMPOSER}" ]; then
+	fail "image-composer binary ${COMPOSER} (set IMAGE_COMPOSER)"
+	echo "${passed} passed, ${failed} failed"
+	exit 1
+fi
+COMPOSER="$(cd "$(dirname "${COMPOSER}")" && pwd)/$(basename "${COMPOSER}")"
+
+tools_ok=1
+for t in sfdisk e2fsck fsck.vfat mdir mcopy mke2fs bmaptool; do
+	have "${t}" || { missing "image checks" "${t} (fdisk e2fsprogs dosfstools mtools bmap-tools)"; tools_ok=0; }
+done
+if [ "${tools_ok}" = 0 ]; then
+	echo "${passed} passed, ${failed} failed"
+	[ "${failed}" = 0 ]
+	exit
+fi
+
+# ------------------------------------------------------------ helpers
+
+# Partition N of image $1 (1-based) copied, sparse, to file $3; $2 = N.
+extract() {
+	local img="$1" n="$2" out="$3" start size
+	read -r start size < <(sfdisk --json "${img}" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["partitiontable"]["partitions"]
+e = [x for x in p if x["node"].endswith(sys.argv[1]) and not x["node"].endswith("1" + sys.argv[1]) or x["node"] == sys.argv[2]][0]
+print(e["start"], e["size"])' "${n}" "${img}${n}")
+	dd if="${img}" of="${out}" bs=512 skip="${start}" count="${size}" conv=sparse status=none
+}
+
+# Lines "node start size type name" of image $1's table.
+table() {
+	sfdisk --json "$1" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["partitiontable"]
+print("label", t["label"])
+for p in t["partitions"]:
+    print(p["node"][len(sys.argv[1]):], p["start"], p["size"], p["type"], p.get("name", "-"), "boot" if p.get("bootable") else "-")' "$1"
+}
+
+# e2fsck -fn on each listed partition number of image $1.
+check_ext4() {
+	local img="$1" n
+	shift
+	for n in "$@"; do
+		extract "${img}" "${n}" "${SCRATCH}/part.ext4" || return 1
+		e2fsck -fn "${SCRATCH}/part.ext4" > "${SCRATCH}/e2fsck.log" 2>&1 || {
+			echo "e2fsck -fn partition ${n}:"
+			cat "${SCRATCH}/e2fsck.log"
+			return 1
+		}
+	done
+	rm -f "${SCRATCH}/part.ext4"
+}
+
+# The vfat partition $2 of image $1 passes fsck.vfat -n and holds the files
+# "dest=source" given after it, byte for byte.
+check_vfat() {
+	local img="$1" n="$2" pair dest src
+	shift 2
+	extract "${img}" "${n}" "${SCRATCH}/part.vfat" || return 1
+	fsck.vfat -n "${SCRATCH}/part.vfat" || return 1
+	for pair in "$@"; do
+		dest="${pair%%=*}"
+		src="${pair#*=}"
+		rm -f "${SCRATCH}/got"
+		mcopy -n -i "${SCRATCH}/part.vfat" "::${dest}" "${SCRATCH}/got" || return 1
+		cmp "${src}" "${SCRATCH}/got" || return 1
+	done
+	rm -f "${SCRATCH}/part.vfat" "${SCRATCH}/got"
+}
+
+# The first bytes of partition $2 of image $1 are file $3.
+check_content() {
+	local img="$1" n="$2" src="$3"
+	extract "${img}" "${n}" "${SCRATCH}/part.raw" || return 1
+	cmp -n "$(stat -c %s "${src}")" "${src}" "${SCRATCH}/part.raw" || return 1
+	rm -f "${SCRATCH}/part.raw"
+}
+
+# bmaptool copies image $1 with its bmap $2 to a file equal to the image.
+check_bmap() {
+	rm -f "${SCRATCH}/copy.img"
+	bmaptool copy --bmap "$2" "$1" "${SCRATCH}/copy.img" || return 1
+	cmp "$1" "${SCRATCH}/copy.img" || return 1
+	rm -f "${SCRATCH}/copy.img"
+}
+
+# ------------------------------------------------------------ real inputs
+
+INPUTS="${SCRATCH}/inputs"
+mkdir -p "${INPUTS}"
+kernel="$(printf '%s\n' /boot/vmlinuz-* | sort -V | tail -n 1)"
+if [ -f "${kernel}" ]; then
+	cp "${kernel}" "${INPUTS}/kernel"
+else
+	missing "real kernel" "linux-image-amd64 (using a stand-in)"
+	head -c 3000000 /dev/urandom > "${INPUTS}/kernel"
+fi
+efi=""
+for f in /usr/lib/grub/x86_64-efi/monolithic/grubx64.efi /usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi \
+	/usr/lib/systemd/boot/efi/systemd-bootx64.efi; do
+	if [ -z "${efi}" ] && [ -f "${f}" ]; then efi="${f}"; fi
+done
+if [ -n "${efi}" ]; then
+	cp "${efi}" "${INPUTS}/bootx64.efi"
+else
+	missing "real EFI binary" "grub-efi-amd64-bin (using a stand-in)"
+	head -c 500000 /dev/urandom > "${INPUTS}/bootx64.efi"
+fi
+# A small root filesystem tree and Buildroot's rootfs.ext4 made from it.
+ROOTTREE="${INPUTS}/target"
+mkdir -p "${ROOTTREE}"/{bin,sbin,etc,dev,proc,sys,tmp,lib,usr/bin,media/rfs/ro,media/rfs/rw}
+if have busybox && busybox --help 2>&1 | grep -qi static; then
+	cp "$(command -v busybox)" "${ROOTTREE}/bin/busybox"
+elif [ -x /bin/busybox ]; then
+	cp /bin/busybox "${ROOTTREE}/bin/busybox"
+else
+	missing "real busybox" "busybox-static (using a stand-in)"
+	head -c 1000000 /dev/urandom > "${ROOTTREE}/bin/busybox"
+fi
+ln -s busybox "${ROOTTREE}/bin/sh"
+ln -s ../bin/busybox "${ROOTTREE}/sbin/init"
+echo "image-composer integration test" > "${ROOTTREE}/etc/issue"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "${ROOTTREE}/etc/passwd"
+if ! E2FSPROGS_FAKE_TIME="${SOURCE_DATE_EPOCH}" mke2fs -q -t ext4 -L rootfs \
+	-U 5a1f0e2c-8b9d-4c3e-9f10-123456789abc -E root_owner=0:0,hash_seed=5a1f0e2c-8b9d-4c3e-9f10-123456789abc \
+	-d "${ROOTTREE}" "${INPUTS}/rootfs.ext4" 64M > "${LOG}" 2>&1; then
+	fail "making rootfs.ext4 with mke2fs -d" "${LOG}"
+fi
+
+# ------------------------------------------------------------ Buildroot
+
+# A fake Buildroot output directory: what the defconfig's packages install.
+make_br_output() {
+	local base="$1"
+	mkdir -p "${base}/images/efi-part/EFI/BOOT" "${base}/build" "${base}/host/bin"
+	cp -a "${ROOTTREE}" "${base}/target"
+	cp "${INPUTS}/kernel" "${base}/images/bzImage"
+	cp "${INPUTS}/kernel" "${base}/images/Image"
+	cp "${INPUTS}/rootfs.ext4" "${base}/images/rootfs.ext4"
+	cp "${INPUTS}/bootx64.efi" "${base}/images/efi-part/EFI/BOOT/bootx64.efi"
+	printf 'set default=0\n' > "${base}/images/efi-part/EFI/BOOT/grub.cfg"   # Buildroot's default, replaced
+	ln -s "${COMPOSER}" "${base}/host/bin/image-composer"
+}
+
+# Runs the post-image script like Buildroot's target-post-image does:
+# $1 = output dir, then BR2_ROOTFS_POST_SCRIPT_ARGS.
+run_post_image() {
+	local base="$1"
+	shift
+	(cd "${SCRATCH}" && env -i PATH="${base}/host/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+		BR2_CONFIG="${base}/.config" HOST_DIR="${base}/host" STAGING_DIR="${base}/host/sysroot" \
+		TARGET_DIR="${base}/target" BUILD_DIR="${base}/build" BINARIES_DIR="${base}/images" \
+		BASE_DIR="${base}" SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" \
+		BR2_EXTERNAL_IMAGE_COMPOSER_PATH="${EXTERNAL}" \
+		"${EXTERNAL}/board/common/image-composer.sh" "${base}/images" "$@")
+}
+
+# The args the defconfig gives the script, with $(BR2_EXTERNAL_..._PATH) expanded.
+defconfig_args() {
+	sed -n 's/^BR2_ROOTFS_POST_SCRIPT_ARGS="\(.*\)"/\1/p' "${EXTERNAL}/configs/$1" |
+		sed "s|\$(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)|${EXTERNAL}|g"
+}
+
+br_qemu() {
+	local base="${SCRATCH}/br-qemu" img sum1
+	make_br_output "${base}"
+	# shellcheck disable=SC2046 # the defconfig's arguments, split like make does
+	if ! run_post_image "${base}" $(defconfig_args image_composer_qemu_x86_64_defconfig) > "${LOG}" 2>&1; then
+		fail "buildroot qemu_x86_64: post-image script" "${LOG}"
+		return
+	fi
+	img="${base}/images/sdcard.img"
+	if [ -f "${img}" ] && [ -f "${img}.bmap" ] && [ ! -e "${img}.partial" ]; then
+		pass "buildroot qemu_x86_64: post-image script wrote images/sdcard.img and sdcard.img.bmap"
+	else
+		fail "buildroot qemu_x86_64: no sdcard.img + .bmap in BINARIES_DIR" "${LOG}"
+		return
+	fi
+	table "${img}" > "${LOG}" 2>&1
+	if grep -q '^label gpt' "${LOG}" &&
+		grep -qi '^1 .* C12A7328-F81F-11D2-BA4B-00A0C93EC93B boot ' "${LOG}" &&
+		grep -qi '^2 .* 4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709 rootA ' "${LOG}" &&
+		grep -qi '^3 .* 4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709 rootB ' "${LOG}" &&
+		grep -q '^4 .* config ' "${LOG}" && grep -q '^5 .* overlay ' "${LOG}" && grep -q '^6 .* data ' "${LOG}" &&
+		sgdisk -v "${img}" >> "${LOG}" 2>&1 && grep -q 'No problems found' "${LOG}"; then
+		pass "buildroot qemu_x86_64: sfdisk: GPT boot(ESP) rootA rootB(root-x86-64) config overlay data; sgdisk -v clean"
+	else
+		fail "buildroot qemu_x86_64: partition table" "${LOG}"
+	fi
+	if check_vfat "${img}" 1 "/bzImage=${INPUTS}/kernel" "/EFI/BOOT/bootx64.efi=${INPUTS}/bootx64.efi" \
+		"/EFI/BOOT/grub.cfg=${EXTERNAL}/board/qemu_x86_64/grub.cfg" > "${LOG}" 2>&1; then
+		pass "buildroot qemu_x86_64: ESP passes fsck.vfat -n, holds bzImage, GRUB and the board's grub.cfg"
+	else
+		fail "buildroot qemu_x86_64: ESP content" "${LOG}"
+	fi
+	if check_content "${img}" 2 "${INPUTS}/rootfs.ext4" > "${LOG}" 2>&1 &&
+		check_content "${img}" 3 "${INPUTS}/rootfs.ext4" >> "${LOG}" 2>&1 &&
+		check_ext4 "${img}" 2 3 4 5 6 >> "${LOG}" 2>&1; then
+		pass "buildroot qemu_x86_64: rootA and rootB are rootfs.ext4; e2fsck -fn clean on all 5 ext4 partitions"
+	else
+		fail "buildroot qemu_x86_64: ext4 partitions" "${LOG}"
+	fi
+	if check_bmap "${img}" "${img}.bmap" > "${LOG}" 2>&1; then
+		pass "buildroot qemu_x86_64: bmaptool copy with the bmap reproduces the image"
+	else
+		fail "buildroot qemu_x86_64: bmaptool copy" "${LOG}"
+	fi
+	sum1="$(sha256sum < "${img}")"
+	rm -f "${img}" "${img}.bmap"
+	# shellcheck disable=SC2046
+	if run_post_image "${base}" $(defconfig_args image_composer_qemu_x86_64_defconfig) > "${LOG}" 2>&1 &&
+		[ "$(sha256sum < "${img}")" = "${sum1}" ]; then
+		pass "buildroot qemu_x86_64: a second run gives a bit-identical image"
+	else
+		fail "buildroot qemu_x86_64: second run differs" "${LOG}"
+	fi
+}
+
+br_rpi4() {
+	local base="${SCRATCH}/br-rpi4" img fw
+	make_br_output "${base}"
+	fw="${base}/images/rpi-firmware"
+	mkdir -p "${fw}/overlays"
+	# Stand-ins for the Raspberry Pi firmware blobs (not packaged in Debian).
+	head -c 2000000 /dev/urandom > "${fw}/start4.elf"
+	head -c 5000 /dev/urandom > "${fw}/fixup4.dat"
+	head -c 3000 /dev/urandom > "${fw}/overlays/miniuart-bt.dtbo"
+	touch "${fw}/overlays/README"
+	cp "${EXTERNAL}/board/raspberrypi4_64/config.txt" "${fw}/config.txt"
+	cp "${EXTERNAL}/board/raspberrypi4_64/cmdline.txt" "${fw}/cmdline.txt"
+	for d in bcm2711-rpi-4-b bcm2711-rpi-400 bcm2711-rpi-cm4 bcm2711-rpi-cm4s; do
+		head -c 50000 /dev/urandom > "${base}/images/${d}.dtb"
+	done
+	# shellcheck disable=SC2046
+	if ! run_post_image "${base}" $(defconfig_args image_composer_raspberrypi4_64_defconfig) > "${LOG}" 2>&1; then
+		fail "buildroot raspberrypi4_64: post-image script" "${LOG}"
+		return
+	fi
+	img="${base}/images/sdcard.img"
+	if [ -f "${img}" ] && [ -f "${img}.bmap" ]; then
+		pass "buildroot raspberrypi4_64: post-image script wrote images/sdcard.img and sdcard.img.bmap"
+	else
+		fail "buildroot raspberrypi4_64: no sdcard.img + .bmap" "${LOG}"
+		return
+	fi
+	table "${img}" > "${LOG}" 2>&1
+	if grep -q '^label dos' "${LOG}" && grep -q '^1 .* c - boot$' "${LOG}" &&
+		grep -q '^2 .* 83 ' "${LOG}" && grep -q '^3 .* 83 ' "${LOG}" &&
+		grep -q '^5 .* 83 ' "${LOG}" && grep -q '^6 .* 83 ' "${LOG}"; then
+		pass "buildroot raspberrypi4_64: sfdisk: MBR, bootable 0x0c boot, rootA p2, rootB p3, config p5, data p6"
+	else
+		fail "buildroot raspberrypi4_64: partition table" "${LOG}"
+	fi
+	if check_vfat "${img}" 1 "/Image=${INPUTS}/kernel" "/start4.elf=${fw}/start4.elf" \
+		"/fixup4.dat=${fw}/fixup4.dat" "/config.txt=${fw}/config.txt" "/cmdline.txt=${fw}/cmdline.txt" \
+		"/overlays/miniuart-bt.dtbo=${fw}/overlays/miniuart-bt.dtbo" \
+		"/bcm2711-rpi-4-b.dtb=${base}/images/bcm2711-rpi-4-b.dtb" > "${LOG}" 2>&1; then
+		pass "buildroot raspberrypi4_64: boot partition passes fsck.vfat -n, holds firmware, overlays, dtbs, Image"
+	else
+		fail "buildroot raspberrypi4_64: boot partition content" "${LOG}"
+	fi
+	if check_content "${img}" 2 "${INPUTS}/rootfs.ext4" > "${LOG}" 2>&1 &&
+		check_ext4 "${img}" 2 3 5 6 >> "${LOG}" 2>&1 && check_bmap "${img}" "${img}.bmap" >> "${LOG}" 2>&1; then
+		pass "buildroot raspberrypi4_64: rootA is rootfs.ext4; e2fsck -fn clean on p2 p3 p5 p6; bmaptool copy matches"
+	else
+		fail "buildroot raspberrypi4_64: ext4 partitions / bmap" "${LOG}"
+	fi
+}
+
+br_errors() {
+	local base="${SCRATCH}/br-errors" rc
+	make_br_output "${base}"
+	run_post_image "${base}" > "${LOG}" 2>&1
+	rc=$?
+	if [ "${rc}" = 1 ] && grep -q 'missing -c IMAGE_YAML' "${LOG}"; then
+		pass "buildroot: the post-image script without -c fails with a usage message"
+	else
+		fail "buildroot: post-image script without -c (exit ${rc})" "${LOG}"
+	fi
+	# shellcheck disable=SC2016 # a literal ${VAR} for the composer
+	printf 'image: { name: x, size: 8MiB }\npartitions:\n  - { name: a, image: "${NOT_SET_ANYWHERE}/x.bin" }\n' > "${SCRATCH}/unset.yaml"
+	run_post_image "${base}" -c "${SCRATCH}/unset.yaml" > "${LOG}" 2>&1
+	rc=$?
+	if [ "${rc}" = 2 ] && grep -q 'NOT_SET_ANYWHERE' "${LOG}" && grep -q 'unset.yaml:3:' "${LOG}"; then
+		pass "buildroot: an unset \${VAR} in the YAML fails with exit 2 naming it at unset.yaml:3"
+	else
+		fail "buildroot: unset variable (exit ${rc})" "${LOG}"
+	fi
+	rm -f "${base}/host/bin/image-composer"
+	run_post_image "${base}" -c "${EXTERNAL}/board/qemu_x86_64/image.yaml" > "${LOG}" 2>&1
+	rc=$?
+	if [ "${rc}" = 1 ] && grep -q 'enable BR2_PACKAGE_HOST_IMAGE_COMPOSER' "${LOG}"; then
+		pass "buildroot: without the host package the script says to enable BR2_PACKAGE_HOST_IMAGE_COMPOSER"
+	else
+		fail "buildroot: missing binary (exit ${rc})" "${LOG}"
+	fi
+}
+
+# ------------------------------------------------------------ Yocto
+
+# The IMAGE_CMD:composer body of the bbclass with bitbake's ${VAR}s replaced
+# by the values given as NAME=VALUE arguments; fails if one is left over.
+image_cmd_body() {
+	python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" "$@" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"^IMAGE_CMD:composer \(\) \{\n(.*?)^\}", text, re.M | re.S)
+if not m:
+    sys.exit("no 'IMAGE_CMD:composer () {' ... '}' in " + sys.argv[1])
+values = dict(a.split("=", 1) for a in sys.argv[2:])
+def sub(mo):
+    name = mo.group(1)
+    if name not in values:
+        sys.exit("IMAGE_CMD uses ${%s}, which the test does not set" % name)
+    return values[name]
+# bitbake expands ${NAME} (NAME: letters, digits, _-+./~:); shell's ${x#y} stays.
+print(re.sub(r"\$\{([A-Za-z0-9_+\-./~:]+)\}", sub, m.group(1)))
+EOF
+}
+
+run_image_cmd() {
+	# $1 = the body; a shell like bitbake's task runner: bbfatal exits.
+	(cd "${SCRATCH}" && env -i PATH="$2:/usr/sbin:/usr/bin:/sbin:/bin" sh -e -c '
+bbfatal() { echo "ERROR: $*" >&2; exit 1; }
+bbwarn() { echo "WARNING: $*" >&2; }
+bbnote() { echo "NOTE: $*"; }
+'"$1")
+}
+
+yocto() {
+	local base="${SCRATCH}/yocto" name="composer-ab-image-qemux86-64.rootfs-20231114221320" link="composer-ab-image-qemux86-64.rootfs"
+	local deploy="${base}/deploy/images/qemux86-64" imgdeploy="${base}/work/deploy-composer-ab-image-image-complete"
+	local body img sum1
+	mkdir -p "${deploy}" "${imgdeploy}" "${base}/work" "${base}/sysroot/usr/bin"
+	cp -a "${ROOTTREE}" "${base}/work/rootfs"
+	cp "${INPUTS}/kernel" "${deploy}/bzImage"
+	cp "${INPUTS}/rootfs.ext4" "${imgdeploy}/${name}.ext4"
+	ln -s "${COMPOSER}" "${base}/sysroot/usr/bin/image-composer"
+	local -a vars=(
+		"COMPOSER_CONFIG_PATH=${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml"
+		"COMPOSER_CONFIGS=composer-ab-image.qemux86-64.yaml composer-ab-image.yaml"
+		"COMPOSER_SEARCH_PATH=${LAYER}/files/composer"
+		"WORKDIR=${base}/work" "IMGDEPLOYDIR=${imgdeploy}" "DEPLOY_DIR_IMAGE=${deploy}"
+		"IMAGE_ROOTFS=${base}/work/rootfs" "IMAGE_NAME=${name}" "IMAGE_LINK_NAME=${link}"
+		"IMAGE_BASENAME=composer-ab-image" "MACHINE=qemux86-64" "KERNEL_IMAGETYPE=bzImage"
+		"INITRAMFS_FSTYPES=cpio.gz" "COMPOSER_VARS=" "COMPOSER_LAYER_DIRS=" "COMPOSER_EXTRA_ARGS="
+	)
+	if ! body="$(image_cmd_body "${vars[@]}" 2> "${LOG}")"; then
+		fail "yocto: extracting IMAGE_CMD:composer from the bbclass" "${LOG}"
+		return
+	fi
+	if ! run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1; then
+		fail "yocto: IMAGE_CMD:composer" "${LOG}"
+		return
+	fi
+	img="${imgdeploy}/${name}.composer"
+	if [ -f "${img}" ] && [ -f "${img}.bmap" ] && [ -z "$(ls -A "${base}/work/build-composer")" ]; then
+		pass "yocto: IMAGE_CMD:composer wrote \${IMAGE_NAME}.composer and .composer.bmap into IMGDEPLOYDIR"
+	else
+		fail "yocto: IMAGE_CMD outputs" "${LOG}"
+		# shellcheck disable=SC2012 # a listing for the reader
+		ls -la "${imgdeploy}" "${base}/work/build-composer" | sed 's/^/    /'
+		return
+	fi
+	table "${img}" > "${LOG}" 2>&1
+	if grep -q '^label gpt' "${LOG}" && grep -qi '^1 .* C12A7328-F81F-11D2-BA4B-00A0C93EC93B boot ' "${LOG}" &&
+		grep -q '^2 .* rootA ' "${LOG}" && grep -q '^3 .* rootB ' "${LOG}" && grep -q '^6 .* data ' "${LOG}" &&
+		check_vfat "${img}" 1 "/bzImage=${INPUTS}/kernel" >> "${LOG}" 2>&1 &&
+		check_content "${img}" 2 "${INPUTS}/rootfs.ext4" >> "${LOG}" 2>&1 &&
+		check_ext4 "${img}" 2 3 4 5 6 >> "${LOG}" 2>&1 &&
+		check_bmap "${img}" "${img}.bmap" >> "${LOG}" 2>&1; then
+		pass "yocto: the image: GPT, ESP with \${KERNEL_IMAGETYPE} (fsck.vfat), rootA/B = \${IMAGE_NAME}.ext4, e2fsck -fn clean, bmap copy matches"
+	else
+		fail "yocto: image content" "${LOG}"
+	fi
+	sum1="$(sha256sum < "${img}")"
+	rm -f "${img}" "${img}.bmap"
+	if run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1 && [ "$(sha256sum < "${img}")" = "${sum1}" ]; then
+		pass "yocto: a second do_image_composer gives a bit-identical image"
+	else
+		fail "yocto: second run differs" "${LOG}"
+	fi
+
+	# No description found: a clear bbfatal, nothing written.
+	vars[0]="COMPOSER_CONFIG_PATH="
+	body="$(image_cmd_body "${vars[@]}")"
+	rm -f "${imgdeploy}/${name}.composer"*
+	if ! run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1 &&
+		grep -q 'ERROR: No image description from COMPOSER_CONFIGS was found: composer-ab-image.qemux86-64.yaml' "${LOG}" &&
+		[ ! -e "${imgdeploy}/${name}.composer" ]; then
+		pass "yocto: without a description IMAGE_CMD stops with a bbfatal naming COMPOSER_CONFIGS"
+	else
+		fail "yocto: missing description" "${LOG}"
+	fi
+}
+
+br_qemu
+br_rpi4
+br_errors
+yocto
+
+echo "${passed} passed, ${failed} failed"
+[ "${failed}" = 0 ]
