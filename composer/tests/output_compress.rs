@@ -48,7 +48,7 @@ fn make_image(dir: &Path) -> (std::path::PathBuf, File, u64, Extents) {
     w.write_at(b"text text text text text", 3 * CHUNK_BYTES + 100)
         .unwrap();
     w.write_at(&noise[..345], size - 345).unwrap();
-    w.zero(5000_000, 100_000).unwrap();
+    w.zero(5_000_000, 100_000).unwrap();
     let mapped = w.into_mapped();
     (path, file, size, mapped)
 }
