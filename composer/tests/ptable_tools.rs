@@ -337,17 +337,3 @@ fn hybrid_mbr_mirrors_marked_partitions_and_sgdisk_accepts_it() {
         assert!(out.contains("No problems found"), "{out}");
     }
 }
-
-#[test]
-#[ignore = "writes the test disks to /tmp for a person to inspect"]
-fn dump() {
-    let plan = allocate(&seeded_disk(TableKind::Gpt, 64 * MIB, 512), &gpt_parts()).unwrap();
-    write_tables(&plan, Path::new("/tmp/plan-gpt.img"));
-    let plan = allocate(&seeded_disk(TableKind::Mbr, 64 * MIB, 512), &mbr_parts()).unwrap();
-    write_tables(&plan, Path::new("/tmp/plan-mbr.img"));
-    let mut parts = gpt_parts();
-    parts[1].in_mbr = true;
-    parts[3].in_mbr = true;
-    let plan = allocate(&seeded_disk(TableKind::Hybrid, 64 * MIB, 512), &parts).unwrap();
-    write_tables(&plan, Path::new("/tmp/plan-hybrid.img"));
-}

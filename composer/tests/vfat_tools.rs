@@ -419,6 +419,14 @@ fn from_directory_with_override_and_symlinks() {
     std::os::unix::fs::symlink("/etc/hostname", s.join("escape")).unwrap();
     let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
     assert!(err.contains("escape") && err.contains("outside"), "{err}");
+    std::fs::remove_file(s.join("escape")).unwrap();
+    // So is a link to a directory (FAT would need a second copy of it).
+    std::os::unix::fs::symlink("overlays", s.join("ovl")).unwrap();
+    let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
+    assert!(
+        err.contains("ovl") && err.contains("points to a directory"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -426,7 +426,7 @@ bbnote() { echo "NOTE: $*"; }
 }
 
 yocto() {
-	local base="${SCRATCH}/yocto" name="composer-ab-image-qemux86-64.rootfs-20231114221320" link="composer-ab-image-qemux86-64"
+	local base="${SCRATCH}/yocto" name="composer-ab-image-qemux86-64.rootfs-20231114221320" link="composer-ab-image-qemux86-64.rootfs"
 	local deploy="${base}/deploy/images/qemux86-64" imgdeploy="${base}/work/deploy-composer-ab-image-image-complete"
 	local body img sum1
 	mkdir -p "${deploy}" "${imgdeploy}" "${base}/work" "${base}/sysroot/usr/bin"

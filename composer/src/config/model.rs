@@ -217,7 +217,7 @@ pub struct InputPath {
 /// `fs:`, tagged by `type:`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filesystem {
-    Vfat(Vfat),
+    Vfat(Box<Vfat>),
     Ext4(Box<Ext4>),
 }
 

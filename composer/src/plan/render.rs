@@ -60,12 +60,15 @@ struct Row<'a> {
     end: u64,
 }
 
-/// The regions in order with the free gaps between them.
+/// The regions in order with the free gaps of a sector or more between them
+/// (smaller ones are the unused boot code area before the MBR entries, or
+/// the rest of a sector).
 fn rows(plan: &Plan) -> Vec<Row<'_>> {
+    let ss = u64::from(plan.sector_size);
     let mut out = Vec::new();
     let mut pos = 0u64;
     for r in &plan.regions {
-        if r.start > pos {
+        if r.start >= pos.saturating_add(ss) {
             out.push(Row {
                 region: None,
                 start: pos,
@@ -79,7 +82,7 @@ fn rows(plan: &Plan) -> Vec<Row<'_>> {
         });
         pos = pos.max(r.end());
     }
-    if plan.disk_size > pos {
+    if plan.disk_size >= pos.saturating_add(ss) {
         out.push(Row {
             region: None,
             start: pos,
