@@ -46,7 +46,12 @@ TOOLS=${TOOLS:-"image-composer genimage repart"}
 STEPS=${STEPS:-"build floor ext4 bmap"}
 VERIFY=${VERIFY:-each}
 COMPOSER=${COMPOSER:-$ROOT/target/release/image-composer}
-REFERENCE=${REFERENCE:-$ROOT/../shared/bench}
+if [[ -z ${REFERENCE:-} ]]; then
+    # ../shared beside the repository (CI, /work/main); one level up from a worktree
+    for REFERENCE in "$ROOT/../shared/bench" "$ROOT/../../shared/bench"; do
+        [[ -d $REFERENCE ]] && break
+    done
+fi
 TIME=/usr/bin/time
 OUT=$WORKDIR/ic-out
 RES=$WORKDIR/ic-results
