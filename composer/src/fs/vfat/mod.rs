@@ -793,6 +793,11 @@ impl VfatFs {
                         f.size
                     );
                 }
+                // FAT files cannot be sparse: a hole of the source is file
+                // content that must read as zero on the device, so the whole
+                // range is mapped, and only the source's data is copied.
+                w.zero(pos, len)
+                    .with_context(|| format!("mapping '{}' in vfat '{}'", f.path, self.name))?;
                 w.copy_from(&file, 0, len, pos).with_context(|| {
                     format!(
                         "copying '{}' to '{}' in vfat '{}'",
@@ -915,6 +920,105 @@ impl Content for VfatFs {
                 self.write_file(f, w, g.cluster_offset(first))?;
             }
         }
+        tracing::info!(
+            "vfat({name}): FAT{}, {} clusters, {} files in {} directories, {} of {} used",
+            g.fat_bits,
+            human(cb),
+            self.files.len(),
+            self.dirs.len(),
+            human(u64::from(next - 2) * cb),
+            human(g.size_bytes()),
+        );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Seed;
+    use std::sync::Arc;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            seed: Seed("t".into()),
+            source_date_epoch: Some(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn labels_are_upper_cased_and_checked() {
+        assert_eq!(parse_label("boot").unwrap(), Some(*b"BOOT       "));
+        assert_eq!(parse_label("  ").unwrap(), None);
+        assert_eq!(parse_label("RASPIFIRM").unwrap(), Some(*b"RASPIFIRM  "));
+        assert_eq!(
+            parse_label("a-very-long-label").unwrap_err().to_string(),
+            "label 'a-very-long-label' is 17 bytes long; FAT labels hold at most 11"
+        );
+        assert!(parse_label("a.b").unwrap_err().to_string().contains("'.'"));
+        assert!(parse_label("é").is_err());
+    }
+
+    #[test]
+    fn options_out_of_range_are_refused() {
+        let mut o = VfatOptions::new("x");
+        o.fat_bits = Some(24);
+        let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
+        assert_eq!(
+            err,
+            "checking options of vfat 'x': FAT type 24 does not exist; use 12, 16 or 32, or leave it unset"
+        );
+        let mut o = VfatOptions::new("x");
+        o.cluster_size = Some(3000);
+        assert!(format!("{:#}", prepare(&o, &ctx()).unwrap_err()).contains("power of two"));
+        let mut o = VfatOptions::new("x");
+        o.sector_size = 4096;
+        o.cluster_size = Some(2048);
+        assert!(prepare(&o, &ctx()).is_err());
+        let mut o = VfatOptions::new("x");
+        o.sector_size = 520;
+        assert!(prepare(&o, &ctx()).is_err());
+    }
+
+    #[test]
+    fn files_beside_and_inside_files_are_refused() {
+        let bytes = |s: &str| FileSource::Bytes(Arc::new(s.as_bytes().to_vec()));
+        let mut o = VfatOptions::new("x");
+        o.files = vec![("/a".into(), bytes("1")), ("/A/b".into(), bytes("2"))];
+        let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
+        assert!(
+            err.contains("'/A' is needed as a directory, but '/a' is a file"),
+            "{err}"
+        );
+        o.files = vec![("/a/b".into(), bytes("1")), ("/a".into(), bytes("2"))];
+        let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
+        assert!(err.contains("'/a' is already a directory"), "{err}");
+        o.files = vec![("/".into(), bytes("1"))];
+        assert!(prepare(&o, &ctx()).is_err());
+    }
+
+    #[test]
+    fn min_size_counts_directories_and_long_names() {
+        let mut o = VfatOptions::new("x");
+        o.fat_bits = Some(32);
+        o.cluster_size = Some(512);
+        let fs = prepare(&o, &ctx()).unwrap();
+        // Empty FAT32: the root needs one cluster; 65525 are needed anyway.
+        let g = fs.geometry(fs.min_size()).unwrap();
+        assert_eq!(g.fat_bits, 32);
+        assert_eq!(u64::from(g.clusters), 65_525);
+        assert!(fs.geometry(fs.min_size() - 512).is_err());
+        // 20 long names of 26 units: 3 slots each, 60 slots = 4 clusters of 512.
+        o.files = (0..20)
+            .map(|i| {
+                (
+                    format!("/d/{:026}", i),
+                    FileSource::Bytes(Arc::new(Vec::new())),
+                )
+            })
+            .collect();
+        let fs = prepare(&o, &ctx()).unwrap();
+        assert_eq!(fs.dirs[1].slots, 2 + 60);
+        assert_eq!(fs.clusters_needed(&g), 1 + 4);
     }
 }
