@@ -60,11 +60,6 @@ impl Loader<'_> {
         let Some(mut root) = yaml::parse(text, &file, self.diags) else {
             return;
         };
-        let vars = Vars {
-            vars: &self.opts.vars,
-            use_env: self.opts.use_env,
-        };
-        vars.expand_tree(&mut root, self.diags);
         if !matches!(root.value, Value::Map(_)) {
             self.diags.push(
                 Diagnostic::new(
@@ -78,6 +73,19 @@ impl Loader<'_> {
                 .help("start the file with `image:`, `partitions:` or `layers:`"),
             );
             return;
+        }
+        // Only `layers:` is expanded now (it names files to read); the rest
+        // after merging, so that a value a later file replaces is never
+        // expanded (a layer's ${BUSYBOX} need not be set when the board
+        // redefines that artifact without it).
+        let vars = Vars {
+            vars: &self.opts.vars,
+            use_env: self.opts.use_env,
+        };
+        if let Value::Map(entries) = &mut root.value {
+            for (_, v) in entries.iter_mut().filter(|(k, _)| k.text == "layers") {
+                vars.expand_tree(v, self.diags);
+            }
         }
         if let Some(layers) = root.get("layers") {
             let entries: Vec<Node> = match &layers.value {
@@ -284,6 +292,11 @@ pub fn load_merged(
         }
     }
     let mut root = root?;
+    let vars = Vars {
+        vars: &opts.vars,
+        use_env: opts.use_env,
+    };
+    vars.expand_tree(&mut root, diags);
     // The top file's span stands for the whole description.
     root.span = crate::diag::Span::new(file, 1, 1);
     Some(Merged { root, layer_files })

@@ -591,6 +591,30 @@ fn layers_merge_by_name_in_order() {
 }
 
 #[test]
+fn replaced_layer_values_need_no_variables() {
+    let dir = inputs();
+    write(
+        &dir,
+        "layers/ro/layer.yaml",
+        "artifacts:\n  initrd: { initramfs: { busybox: \"${BUSYBOX}\" } }\nlayers: [\"${LAYER}\"]\n",
+    );
+    write(&dir, "layers/extra/layer.yaml", "outputs: [zst]\n");
+    let mut o = opts(&dir);
+    o.vars.insert("LAYER".into(), "extra".into());
+    let d = load_str(
+        "image: { name: sd }\nlayers: [ro]\nartifacts:\n  initrd: { initramfs: { dirs: [/proc] } }\n",
+        &dir.path().join("board.yaml"),
+        &o,
+    )
+    .unwrap();
+    let Content::Initramfs(i) = &d.artifact("initrd").unwrap().content.value else {
+        panic!()
+    };
+    assert!(i.busybox.is_none());
+    assert!(d.outputs.iter().any(|o| o.value == OutputKind::Zst));
+}
+
+#[test]
 fn layer_diagnostics_point_into_the_layer() {
     let dir = inputs();
     write(

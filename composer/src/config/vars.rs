@@ -1,8 +1,9 @@
 //! `${NAME}` expansion in string values.
 //!
-//! Every scalar value and mapping key of every file is expanded right after it
-//! is parsed, before layers are merged, so that `layers:` entries and sizes
-//! can use variables too. `${NAME}` takes its value from `--var NAME=...`
+//! Every scalar value and mapping key is expanded: the `layers:` entries of
+//! each file as soon as it is parsed (they name the files to read next), the
+//! rest once layers are merged, so that a value replaced by a later file is
+//! never expanded (and need not have its variables set). `${NAME}` takes its value from `--var NAME=...`
 //! first, then from the environment when the caller allows it; `$$` is a
 //! literal `$`; any other `$` is kept as written (so `$HOME` in an inline
 //! script stays for the shell). An unset or malformed variable is a diagnostic
