@@ -226,15 +226,23 @@ pub fn prepare(opts: &VfatOptions, ctx: &BuildContext) -> anyhow::Result<VfatFs>
     fs.flatten(root, "", 0)
         .with_context(|| format!("naming the entries of vfat '{name}'"))?;
     fs.choice.root_slots = fs.dirs[0].slots;
-    fs.min_sectors = geometry::min_total_sectors(&fs.choice, |g| fs.clusters_needed(g))
-        .ok_or_else(|| {
-            anyhow!(
-                "vfat '{name}': {} in {} files does not fit in any FAT{} filesystem",
-                human(fs.files.iter().map(|f| f.size).sum()),
-                fs.files.len(),
-                fs.choice.fat_bits.map_or(String::new(), |b| b.to_string()),
-            )
-        })?;
+    // The sizing search asks for the cluster need thousands of times; it
+    // depends only on the cluster size and on where the root lives.
+    let need_by_layout = std::cell::RefCell::new(BTreeMap::new());
+    fs.min_sectors = geometry::min_total_sectors(&fs.choice, |g| {
+        *need_by_layout
+            .borrow_mut()
+            .entry((g.cluster_bytes(), g.fat_bits == 32))
+            .or_insert_with(|| fs.clusters_needed(g))
+    })
+    .ok_or_else(|| {
+        anyhow!(
+            "vfat '{name}': {} in {} files does not fit in any FAT{} filesystem",
+            human(fs.files.iter().map(|f| f.size).sum()),
+            fs.files.len(),
+            fs.choice.fat_bits.map_or(String::new(), |b| b.to_string()),
+        )
+    })?;
     Ok(fs)
 }
 
