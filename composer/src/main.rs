@@ -18,11 +18,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();
     let outcome = match cli.command {
-        cli::Command::Build { input, output_dir } => build::build(&request(input), &output_dir),
+        cli::Command::Build { input, output_dir } => {
+            build::build(&request(input), &output_dir).map(|_| ())
+        }
         cli::Command::Validate { input } => build::validate(&request(input)),
         cli::Command::Plan { input, json } => build::print_plan(&request(input), json),
     };

@@ -146,12 +146,14 @@ assert "host-rustc" in pkg["dependencies"], pkg["dependencies"]
 			fail "buildroot: ${name}: show-info" "${log}"
 		fi
 		if make -s -C "${BUILDROOT_DIR}" O="${out}/${name}" printvars \
-			VARS='HOST_IMAGE_COMPOSER_DOWNLOAD_POST_PROCESS HOST_IMAGE_COMPOSER_SUBDIR BR2_ROOTFS_POST_IMAGE_SCRIPT BR2_ROOTFS_POST_SCRIPT_ARGS' \
+			VARS='HOST_IMAGE_COMPOSER_DOWNLOAD_POST_PROCESS HOST_IMAGE_COMPOSER_SUBDIR BR2_ROOTFS_POST_IMAGE_SCRIPT BR2_ROOTFS_POST_SCRIPT_ARGS BR2_ROOTFS_OVERLAY' \
 			> "${out}/${name}.vars" 2> "${log}"; then
 			# The post-image script and the YAML the defconfig names must exist.
-			local script args cfg ok=1
+			local script args cfg overlay ok=1
 			script="$(sed -n 's/^BR2_ROOTFS_POST_IMAGE_SCRIPT=//p' "${out}/${name}.vars")"
 			args="$(sed -n 's/^BR2_ROOTFS_POST_SCRIPT_ARGS=//p' "${out}/${name}.vars")"
+			overlay="$(sed -n 's/^BR2_ROOTFS_OVERLAY=//p' "${out}/${name}.vars")"
+			overlay="${overlay//\"/}"
 			script="${script//\"/}"
 			cfg="$(echo "${args//\"/}" | sed -n 's/.*-c \([^ ]*\).*/\1/p')"
 			for f in ${script}; do
@@ -159,8 +161,11 @@ assert "host-rustc" in pkg["dependencies"], pkg["dependencies"]
 				[ -x "${f}" ] || { echo "    not an executable: ${f}" >> "${log}"; ok=0; }
 			done
 			[ -f "${cfg}" ] || { echo "    image description not found: '${cfg}'" >> "${log}"; ok=0; }
+			for f in ${overlay}; do
+				[ -d "${f}" ] || { echo "    BR2_ROOTFS_OVERLAY directory not found: ${f}" >> "${log}"; ok=0; }
+			done
 			if [ "${ok}" = 1 ]; then
-				pass "buildroot: ${name}: post-image script and ${cfg#"${EXTERNAL}"/} exist"
+				pass "buildroot: ${name}: post-image script, ${cfg#"${EXTERNAL}"/} and the rootfs overlays exist"
 			else
 				fail "buildroot: ${name}: post-image paths" "${log}"
 			fi
@@ -262,7 +267,7 @@ yocto_checks() {
 
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
 		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: $(grep -o 'crate://' "${build}/env.native" | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
+		pass "yocto: bitbake -e image-composer-native: $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi

@@ -9,7 +9,9 @@
 # arguments above, and exports BINARIES_DIR, TARGET_DIR, BUILD_DIR, HOST_DIR,
 # BASE_DIR (and SOURCE_DATE_EPOCH with BR2_REPRODUCIBLE). The image
 # <image.name>.img, its .bmap and the other outputs the YAML asks for are
-# written into BINARIES_DIR (or the -o directory).
+# written into BINARIES_DIR (or the -o directory). ${BUSYBOX}, the static
+# busybox the layers readonly-rootfs-overlay and ab-slots put into their
+# initramfs, defaults to ${TARGET_DIR}/bin/busybox when that exists.
 #
 # Options (repeatable ones may be given several times; a later -c wins):
 #   -c FILE       the image description (required)
@@ -78,6 +80,9 @@ for name in BINARIES_DIR TARGET_DIR BUILD_DIR HOST_DIR STAGING_DIR BASE_DIR; do
 		brvars+=(--var "${name}=${!name}")
 	fi
 done
+if [ -z "${BUSYBOX}" ] && [ -n "${TARGET_DIR}" ] && [ -f "${TARGET_DIR}/bin/busybox" ]; then
+	brvars+=(--var "BUSYBOX=${TARGET_DIR}/bin/busybox")
+fi
 
 mkdir -p "${outdir}"
 exec "${composer}" build "${config}" \

@@ -10,6 +10,7 @@ use super::model::*;
 use super::yaml::{child_path, Key, Node, Value};
 use crate::diag::Diagnostic;
 use crate::ids::Uuid;
+use crate::ptable::types::{self, TypeError};
 use crate::units::{ByteSize, SizeError, KIB};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,6 +161,9 @@ pub enum PathKind {
 pub struct Cx<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
     pub input_dirs: &'a [PathBuf],
+    /// Names of partitions and artifacts left out of the description because
+    /// they had a problem: references to them are not reported again.
+    pub broken: std::collections::BTreeSet<String>,
 }
 
 impl Cx<'_> {
@@ -561,7 +565,11 @@ impl<'n> Fields<'n> {
 
 /// The closest of `names` to `word` when it is a plausible typo.
 pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let len = word.chars().count();
+    if len < 3 {
+        return None;
+    }
+    let limit = (len / 3).max(1);
     names
         .iter()
         .map(|n| (levenshtein(word, n), *n))
@@ -570,18 +578,31 @@ pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
         .map(|(_, n)| n)
 }
 
+/// Optimal-string-alignment distance: edits, counting a swap of two
+/// neighbours ("gtp" for "gpt") as one.
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn is_name(s: &str) -> bool {
@@ -626,8 +647,12 @@ pub fn decode(
                     );
                 }
                 let name = Spanned::new(k.text.clone(), k.span.clone(), v.path.clone());
-                if let Some(a) = decode_artifact(cx, v, name) {
-                    artifacts.push(a);
+                let before = cx.diags.len();
+                match decode_artifact(cx, v, name) {
+                    Some(a) if cx.diags.len() == before => artifacts.push(a),
+                    _ => {
+                        cx.broken.insert(k.text.clone());
+                    }
                 }
             }
         } else {
@@ -640,13 +665,17 @@ pub fn decode(
     }
 
     let mut partitions = Vec::new();
-    let mut all_ok = true;
     if let Some(n) = f.get("partitions") {
         if let Some(items) = cx.list(n, "write `partitions: [ { name: boot, ... } ]`") {
             for item in items {
+                let before = cx.diags.len();
                 match decode_partition(cx, item, image.as_ref()) {
-                    Some(p) => partitions.push(p),
-                    None => all_ok = false,
+                    Some(p) if cx.diags.len() == before => partitions.push(p),
+                    _ => {
+                        if let Some(name) = item.get("name").and_then(Node::as_str) {
+                            cx.broken.insert(name.to_string());
+                        }
+                    }
                 }
             }
         }
@@ -683,9 +712,6 @@ pub fn decode(
     }
 
     let image = image?;
-    if !all_ok {
-        return None;
-    }
     Some(Description {
         file,
         layer_files,
@@ -739,7 +765,18 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         if t == Some("auto") {
             return Some(cx.spanned(n, ImageSize::Auto));
         }
-        cx.size(n).map(|s| cx.spanned(n, ImageSize::Fixed(s)))
+        let t = cx.scalar_text(n, "a size")?;
+        match t.parse::<ByteSize>() {
+            Ok(s) => Some(cx.spanned(n, ImageSize::Fixed(s))),
+            Err(_) => {
+                cx.err(
+                    n,
+                    format!("\"{t}\" is not an image size"),
+                    "write a size such as \"4GiB\", or auto (the smallest that fits)",
+                );
+                None
+            }
+        }
     });
     let size = f.or_default("size", size, ImageSize::Auto);
     let sector_size = f.get("sector-size").and_then(|n| {
@@ -965,18 +1002,42 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
             }
             Some(s)
         });
-    let part_type = f.get("type").and_then(|n| cx.spanned_text(n));
+    let part_type = f.get("type").and_then(|n| {
+        let s = cx.spanned_text(n)?;
+        match types::check(&s.value) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                let help = match e {
+                    TypeError::Unknown => {
+                        let guess = closest(&s.value, types::names())
+                            .map(|b| format!("did you mean '{b}'? "))
+                            .unwrap_or_default();
+                        format!(
+                            "{guess}write a GUID, an MBR byte such as 0x83, or one of: {}",
+                            types::names().join(", ")
+                        )
+                    }
+                    TypeError::NilGuid | TypeError::Reserved(_) => {
+                        "use the type of the partition's content, e.g. linux or esp".to_string()
+                    }
+                };
+                cx.err(n, format!("\"{}\" {e}", s.value), help);
+                None
+            }
+        }
+    });
     let mbr_type = f.get("mbr-type").and_then(|n| {
         let v = cx.uint(n, 0xff, "an MBR type byte")?;
-        if v == 0 {
+        let v = u8::try_from(v).ok()?;
+        if let Err(e) = types::check(&format!("0x{v:02x}")) {
             cx.err(
                 n,
-                "\"0\" marks an unused MBR entry",
+                format!("\"0x{v:02x}\" {e}"),
                 "use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)",
             );
             return None;
         }
-        u8::try_from(v).ok().map(|v| cx.spanned(n, v))
+        Some(cx.spanned(n, v))
     });
     let size = f
         .get("size")
@@ -1124,7 +1185,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         &[("vfat", Kind::Vfat), ("ext4", Kind::Ext4)],
     )?;
     match kind {
-        Kind::Vfat => decode_vfat(cx, node).map(Filesystem::Vfat),
+        Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
     }
 }
@@ -1214,7 +1275,7 @@ fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
             Some(s)
         });
     let fat = f.get("fat").and_then(|n| {
-        let v = cx.uint(n, 32, "a FAT size")?;
+        let v = cx.uint(n, u64::from(u32::MAX), "a FAT size")?;
         if ![12, 16, 32].contains(&v) {
             cx.err(
                 n,

@@ -166,7 +166,12 @@ impl Loader<'_> {
         let is_path = text.contains('/') || text.ends_with(".yaml") || text.ends_with(".yml");
         if is_path {
             let base = from.parent().unwrap_or(Path::new(""));
-            let path = base.join(text);
+            // Lexically without `.` components, so messages show `dir/b.yaml`.
+            let path: PathBuf = base
+                .join(text)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
             if path.is_file() {
                 return Some(path);
             }
@@ -306,7 +311,7 @@ fn merge_file(base: &mut Node, over: Node, diags: &mut Vec<Diagnostic>) {
     for (key, value) in over_entries {
         match key.text.as_str() {
             "layers" => {}
-            "image" => merge_keys(base_entries, key, value, |b, k, v| set(b, k, v)),
+            "image" => merge_keys(base_entries, key, value, set),
             "artifacts" => merge_keys(base_entries, key, value, |b, k, v| {
                 match b.iter_mut().find(|(bk, _)| bk.text == k.text) {
                     Some((_, existing)) => merge_entry(existing, v),

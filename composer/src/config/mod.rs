@@ -60,15 +60,19 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Description, Diagnostics>
 pub fn load_str(text: &str, path: &Path, opts: &LoadOptions) -> Result<Description, Diagnostics> {
     let file = Arc::new(path.to_path_buf());
     let mut diags = Vec::new();
+    let mut broken = std::collections::BTreeSet::new();
     let description = layers::load_merged(text, file.clone(), opts, &mut diags).and_then(|m| {
         let mut cx = decode::Cx {
             diags: &mut diags,
             input_dirs: &opts.input_dirs,
+            broken: std::collections::BTreeSet::new(),
         };
-        decode::decode(&mut cx, &m.root, file, m.layer_files)
+        let d = decode::decode(&mut cx, &m.root, file, m.layer_files);
+        broken = cx.broken;
+        d
     });
     if let Some(d) = &description {
-        validate::validate(d, &mut diags);
+        validate::validate(d, &broken, &mut diags);
     }
     match description {
         Some(d) if diags.is_empty() => Ok(d),
@@ -87,3 +91,6 @@ pub fn load_str(text: &str, path: &Path, opts: &LoadOptions) -> Result<Descripti
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

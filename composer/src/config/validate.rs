@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 const HYBRID_MAX: usize = 3;
 
 /// Appends every cross-entry problem of `d` to `diags`.
-pub fn validate(d: &Description, diags: &mut Vec<Diagnostic>) {
-    check_artifact_refs(d, diags);
-    check_same_as(d, diags);
+/// `broken` names partitions and artifacts left out after a problem was
+/// reported: references to them are not problems of their own.
+pub fn validate(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
+    check_artifact_refs(d, broken, diags);
+    check_same_as(d, broken, diags);
     check_artifact_cycles(d, diags);
     check_fill(d, diags);
     check_hybrid(d, diags);
@@ -54,7 +56,7 @@ fn unknown_artifact(d: &Description, r: &Spanned<String>) -> Diagnostic {
         .help(help)
 }
 
-fn check_artifact_refs(d: &Description, diags: &mut Vec<Diagnostic>) {
+fn check_artifact_refs(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
     let contents = d
         .partitions
         .iter()
@@ -62,19 +64,22 @@ fn check_artifact_refs(d: &Description, diags: &mut Vec<Diagnostic>) {
         .chain(d.artifacts.iter().map(|a| &a.content.value));
     for c in contents {
         for r in artifact_refs(c) {
-            if d.artifact(&r.value).is_none() {
+            if d.artifact(&r.value).is_none() && !broken.contains(&r.value) {
                 diags.push(unknown_artifact(d, r));
             }
         }
     }
 }
 
-fn check_same_as(d: &Description, diags: &mut Vec<Diagnostic>) {
+fn check_same_as(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
     let names: Vec<&str> = d.partitions.iter().map(|p| p.name.value.as_str()).collect();
     for p in &d.partitions {
         let Content::SameAs(r) = &p.content.value else {
             continue;
         };
+        if broken.contains(&r.value) {
+            continue;
+        }
         if d.partition(&r.value).is_none() {
             let guess = super::decode::closest(&r.value, &names)
                 .map(|b| format!("did you mean '{b}'? "))

@@ -1,6 +1,6 @@
 //! `${NAME}` expansion in string values.
 //!
-//! Every scalar value (never a key) of every file is expanded right after it
+//! Every scalar value and mapping key of every file is expanded right after it
 //! is parsed, before layers are merged, so that `layers:` entries and sizes
 //! can use variables too. `${NAME}` takes its value from `--var NAME=...`
 //! first, then from the environment when the caller allows it; `$$` is a
@@ -92,9 +92,24 @@ impl Vars<'_> {
                 }
             },
             Value::Seq(items) => items.iter_mut().for_each(|n| self.expand_tree(n, diags)),
-            Value::Map(entries) => entries
-                .iter_mut()
-                .for_each(|(_, n)| self.expand_tree(n, diags)),
+            Value::Map(entries) => {
+                for (key, n) in entries.iter_mut() {
+                    // Keys are expanded too: `files:` destinations may use
+                    // variables (`/${KERNEL_IMAGETYPE}: ...`).
+                    match self.expand(&key.text) {
+                        Ok(new) => key.text = new,
+                        Err((message, help)) => {
+                            diags.push(
+                                Diagnostic::new(key.span.clone(), n.path.clone(), message)
+                                    .help(help),
+                            );
+                            n.value = Value::Invalid;
+                            continue;
+                        }
+                    }
+                    self.expand_tree(n, diags);
+                }
+            }
             Value::Null | Value::Invalid => {}
         }
     }

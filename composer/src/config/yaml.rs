@@ -129,7 +129,12 @@ impl<'a> Builder<'a> {
     }
 
     fn next(&mut self) -> Result<(Event<'a>, Span), Fatal> {
-        match self.parser.next() {
+        // Comments are presentation, not data: skip them wherever they stand.
+        let mut item = self.parser.next();
+        while let Some(Ok((Event::Comment(..), _))) = item {
+            item = self.parser.next();
+        }
+        match item {
             Some(Ok((ev, sp))) => {
                 let span = self.span(&sp.start);
                 Ok((ev, span))

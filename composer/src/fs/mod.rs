@@ -9,6 +9,7 @@
 pub mod cpio;
 pub mod ext4;
 pub mod raw;
+pub mod tree;
 pub mod vfat;
 
 use crate::ids::Seed;

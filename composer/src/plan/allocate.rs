@@ -28,6 +28,10 @@ pub(crate) const GPT_ENTRY_SIZE: u64 = 128;
 /// UEFI 2.10 §5.3.2: at least 16384 bytes must be reserved for the entry
 /// array, i.e. 128 entries of 128 bytes.
 const GPT_MIN_ENTRIES: u32 = 128;
+/// A cap on the entry array (2 MiB): UEFI sets none, but an array the
+/// kernel and firmware read whole on every boot should stay small, and a
+/// typo (`gpt-entries: 1280000`) should not become a gigabyte of table.
+const GPT_MAX_ENTRIES: u32 = 16384;
 /// GPT partition names are 36 UTF-16 code units (72 bytes).
 pub(crate) const GPT_NAME_UNITS: usize = 36;
 /// An MBR has four entries; with logical partitions the fourth holds the
@@ -244,6 +248,17 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             }
         }
     };
+    if disk_size == 0 {
+        diags.push(
+            disk_diag(
+                disk,
+                "size",
+                "the image would be empty: it has no partition table and no partitions".into(),
+            )
+            .help("add a partition, or set the image size"),
+        );
+        return Err(diags);
+    }
     let min_disk = geo.first_usable.saturating_add(geo.backup);
     if disk_size < min_disk {
         diags.push(
@@ -601,6 +616,19 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
                     disk.gpt_entries
                 ))
                 .help("use 128 (the default) or more; to keep the array clear of a boot blob, move it with gpt-array-offset"),
+            );
+        }
+        if disk.gpt_entries > GPT_MAX_ENTRIES {
+            diags.push(
+                disk_diag(
+                    disk,
+                    "gpt-entries",
+                    format!(
+                        "{} is more than the {GPT_MAX_ENTRIES} entries image-composer writes",
+                        disk.gpt_entries
+                    ),
+                )
+                .help("use 128 (the default), or as many as there are partitions"),
             );
         }
         let array_size = u64::from(disk.gpt_entries)
@@ -1031,11 +1059,16 @@ fn check_overlaps(
             if in_holes(a, parts, lo, hi) || in_holes(b, parts, lo, hi) {
                 continue;
             }
-            diags.push(overlap_diag(a, b, parts, geo));
+            diags.push(overlap_diag(a, b, regions, parts, geo));
             for r in [a, b] {
                 if let Some(p) = r.kind.part() {
                     reported[p] = true;
                 }
+            }
+            // One problem per partition: its other overlaps are most
+            // likely the same mistake.
+            if skip(a, reported) {
+                break;
             }
         }
     }
@@ -1043,7 +1076,13 @@ fn check_overlaps(
 
 /// `'boot' (offset 0x2000, size 64MiB) overlaps 'GPT array' (offset 0x400,
 /// size 16KiB)`, at the span of the partition the user should move, with a fix.
-fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> Diagnostic {
+fn overlap_diag(
+    a: &Region,
+    b: &Region,
+    regions: &[Region],
+    parts: &[PartSpec],
+    geo: &Geometry,
+) -> Diagnostic {
     let explicit = |r: &Region| r.kind.part().is_some_and(|i| parts[i].offset.is_some());
     // Blame the partition the user placed: b (later start) if it has an
     // offset or a is a table region, else a.
@@ -1076,6 +1115,7 @@ fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> D
             RegionKind::BackupGptArray | RegionKind::BackupGptHeader => {
                 ", or make the image larger".to_string()
             }
+            _ if other.kind.is_table() => String::new(),
             _ => format!(", or move '{}'", other.name),
         };
         format!("make '{}' at most {}{tail}", mover.name, size_text(room))
@@ -1084,13 +1124,29 @@ fn overlap_diag(a: &Region, b: &Region, parts: &[PartSpec], geo: &Geometry) -> D
         help.push_str(", or omit offset to let image-composer place it");
     }
     if !part.in_table && other.kind.is_table() {
-        let lo = other.start.max(mover.start);
-        let hi = other.end().min(mover.end());
+        // The blob may simply leave the table's bytes alone (a boot ROM
+        // image with room for the MBR): suggest holes covering every table
+        // region it overlaps, merged where they touch.
+        let mut holes: Vec<(u64, u64)> = Vec::new();
+        for r in regions.iter().filter(|r| r.kind.is_table()) {
+            let (lo, hi) = (r.start.max(mover.start), r.end().min(mover.end()));
+            if lo >= hi {
+                continue;
+            }
+            match holes.last_mut() {
+                Some((_, end)) if *end == lo => *end = hi,
+                _ => holes.push((lo, hi)),
+            }
+        }
+        let list: Vec<String> = holes
+            .iter()
+            .map(|(lo, hi)| format!("offset {:#x} size {}", lo - mover.start, hi - lo))
+            .collect();
         help.push_str(&format!(
-            "; if '{}' leaves those bytes unused, declare a hole at offset {:#x}, size {}",
+            "; if '{}' leaves the table's bytes unused, declare {} in it: {}",
             mover.name,
-            lo - mover.start,
-            hi - lo
+            if list.len() == 1 { "a hole" } else { "holes" },
+            list.join(", ")
         ));
     }
     d = d.help(help);

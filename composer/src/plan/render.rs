@@ -60,12 +60,15 @@ struct Row<'a> {
     end: u64,
 }
 
-/// The regions in order with the free gaps between them.
+/// The regions in order with the free gaps of a sector or more between them
+/// (smaller ones are the unused boot code area before the MBR entries, or
+/// the rest of a sector).
 fn rows(plan: &Plan) -> Vec<Row<'_>> {
+    let ss = u64::from(plan.sector_size);
     let mut out = Vec::new();
     let mut pos = 0u64;
     for r in &plan.regions {
-        if r.start > pos {
+        if r.start >= pos.saturating_add(ss) {
             out.push(Row {
                 region: None,
                 start: pos,
@@ -79,7 +82,7 @@ fn rows(plan: &Plan) -> Vec<Row<'_>> {
         });
         pos = pos.max(r.end());
     }
-    if plan.disk_size > pos {
+    if plan.disk_size >= pos.saturating_add(ss) {
         out.push(Row {
             region: None,
             start: pos,
@@ -148,7 +151,13 @@ pub fn render_text(plan: &Plan, parts: &[PartSpec]) -> String {
                     },
                     spec.content.clone(),
                 ),
-                None => ("".into(), r.name.clone(), "".into(), "".into(), "".into()),
+                None => (
+                    "".into(),
+                    r.name.clone(),
+                    "".into(),
+                    "".into(),
+                    table_text(plan, r.kind),
+                ),
             },
         };
         table.push([
@@ -269,6 +278,27 @@ fn bar(plan: &Plan) -> (String, String) {
         legend.push(". free".into());
     }
     (text, legend.join("  "))
+}
+
+/// What a table region holds, for the content column.
+fn table_text(plan: &Plan, kind: RegionKind) -> String {
+    match kind {
+        RegionKind::Mbr => match plan.table {
+            TableKind::Gpt => "protective MBR (0xEE entry)".into(),
+            TableKind::Hybrid => "hybrid MBR (0xEE entry + mirrored partitions)".into(),
+            _ => match plan.extended {
+                Some(_) => "MBR: primary partitions + extended partition".into(),
+                None => "MBR: primary partitions".into(),
+            },
+        },
+        RegionKind::GptHeader => "primary GPT header".into(),
+        RegionKind::GptArray | RegionKind::BackupGptArray => {
+            format!("{} entries", plan.gpt.map_or(0, |g| g.entries))
+        }
+        RegionKind::BackupGptHeader => "backup GPT header".into(),
+        RegionKind::Ebr(n) => format!("EBR of logical partition {n}"),
+        RegionKind::Blob(_) | RegionKind::Partition(_) => String::new(),
+    }
 }
 
 fn kind_text(kind: RegionKind) -> &'static str {

@@ -19,12 +19,24 @@ fn disk(table: TableKind, size: Option<u64>) -> DiskSpec {
     }
 }
 
+/// A partition whose entry is at line `line` (its size on the next line).
 fn part(name: &str, size: SizeReq, line: u32) -> PartSpec {
     PartSpec {
-        key: String::new(),
+        key: format!("partitions[{}]", line / 10),
         span: at(line, 5),
         size_span: at(line + 1, 11),
         ..PartSpec::new(name, size)
+    }
+}
+
+fn exact(mib: u64) -> SizeReq {
+    SizeReq::Exact(mib * MIB)
+}
+
+fn auto(min: u64) -> SizeReq {
+    SizeReq::Auto {
+        min,
+        headroom: Headroom::None,
     }
 }
 
@@ -35,36 +47,612 @@ fn errors(disk: &DiskSpec, parts: &[PartSpec]) -> Vec<String> {
     }
 }
 
+/// One description per diagnostic the planner can give (a few give two).
+fn bad_descriptions() -> Vec<(DiskSpec, Vec<PartSpec>)> {
+    let d = disk(TableKind::Gpt, Some(64 * MIB));
+    vec![
+        (disk(TableKind::None, None), vec![]),
+        (
+            disk(TableKind::Gpt, Some(256 * MIB)),
+            vec![PartSpec {
+                offset: Some(0x2000),
+                ..part("boot", exact(64), 10)
+            }],
+        ),
+        (
+            DiskSpec {
+                sector_size: 1024,
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                align: 1000,
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                size: Some(1000),
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                gpt_entries: 4,
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                gpt_entries: 1_280_000,
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                gpt_array_offset: Some(700),
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            DiskSpec {
+                size: Some(16 * KIB),
+                ..d.clone()
+            },
+            vec![],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                align: Some(1000),
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (d.clone(), vec![part("boot", SizeReq::Exact(0), 10)]),
+        (d.clone(), vec![part("boot", SizeReq::Exact(1000), 10)]),
+        (
+            d.clone(),
+            vec![PartSpec {
+                content_min: 612 * MIB,
+                ..part("rootfs", exact(512), 10)
+            }],
+        ),
+        (d.clone(), vec![part("boot", auto(0), 10)]),
+        (
+            d.clone(),
+            vec![part(
+                "boot",
+                SizeReq::Auto {
+                    min: u64::MAX - 5,
+                    headroom: Headroom::Percent(10),
+                },
+                10,
+            )],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                offset: Some(0x2001),
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                offset: Some(3 * MIB),
+                align: Some(2 * MIB),
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![part("a", SizeReq::Fill, 10), part("b", SizeReq::Fill, 20)],
+        ),
+        (
+            d.clone(),
+            vec![part("a", SizeReq::Fill, 10), part("b", exact(1), 20)],
+        ),
+        (
+            disk(TableKind::Gpt, None),
+            vec![part("data", SizeReq::Fill, 10)],
+        ),
+        (
+            d.clone(),
+            vec![part("a", exact(63), 10), part("data", SizeReq::Fill, 20)],
+        ),
+        (
+            d.clone(),
+            vec![
+                part("a", exact(60), 10),
+                PartSpec {
+                    content_min: 8 * MIB,
+                    ..part("data", SizeReq::Fill, 20)
+                },
+            ],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                offset: Some(0x2000),
+                ..part("boot", exact(64), 10)
+            }],
+        ),
+        (d.clone(), vec![part("boot", exact(64), 10)]),
+        (
+            d.clone(),
+            vec![PartSpec {
+                offset: Some(60 * MIB),
+                ..part("boot", exact(8), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![
+                part("a", exact(8), 10),
+                PartSpec {
+                    offset: Some(4 * MIB),
+                    ..part("b", exact(8), 20)
+                },
+            ],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                in_table: false,
+                offset: Some(0),
+                ..part("spl", SizeReq::Exact(64 * KIB), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                in_table: false,
+                offset: Some(0),
+                holes: vec![(512, 33 * 512)],
+                ..part("spl", SizeReq::Exact(64 * KIB), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                in_table: false,
+                offset: Some(0),
+                holes: vec![(60 * KIB, 8 * KIB)],
+                ..part("spl", SizeReq::Exact(64 * KIB), 10)
+            }],
+        ),
+        (
+            DiskSpec {
+                gpt_array_offset: Some(MIB),
+                ..d.clone()
+            },
+            vec![PartSpec {
+                offset: Some(64 * KIB),
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (
+            disk(TableKind::Mbr, Some(4 << 40)),
+            vec![PartSpec {
+                offset: Some(3 << 40),
+                ..part("data", exact(1024 * 1024), 10)
+            }],
+        ),
+        (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![
+                part("a", exact(1), 10),
+                part("b", exact(1), 20),
+                PartSpec {
+                    offset: Some(40 * MIB),
+                    ..part("c", exact(1), 30)
+                },
+                PartSpec {
+                    offset: Some(10 * MIB),
+                    ..part("d", exact(1), 40)
+                },
+                PartSpec {
+                    offset: Some(50 * MIB),
+                    ..part("e", exact(1), 50)
+                },
+            ],
+        ),
+        (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![
+                part("a", exact(1), 10),
+                part("b", exact(1), 20),
+                part("c", exact(1), 30),
+                PartSpec {
+                    offset: Some(0),
+                    ..part("d", exact(1), 40)
+                },
+                part("e", exact(1), 50),
+            ],
+        ),
+        (
+            DiskSpec {
+                gpt_entries: 128,
+                size: Some(256 * MIB),
+                ..d.clone()
+            },
+            (0..129)
+                .map(|k| part(&format!("p{k}"), SizeReq::Exact(512), 10))
+                .collect(),
+        ),
+        (
+            d.clone(),
+            vec![part(
+                "a-very-long-partition-name-that-goes-on",
+                exact(1),
+                10,
+            )],
+        ),
+        (
+            disk(TableKind::Hybrid, Some(64 * MIB)),
+            (0..4)
+                .map(|k| PartSpec {
+                    in_mbr: true,
+                    ..part(&format!("p{k}"), exact(1), 10 * k + 10)
+                })
+                .collect(),
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                in_mbr: true,
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                holes: vec![(MIB, MIB)],
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                offset: Some(u64::MAX - 511),
+                ..part("boot", exact(1), 10)
+            }],
+        ),
+    ]
+}
+
+/// Every diagnostic's text, asserted once: the rendered messages of
+/// [`bad_descriptions`] are kept in `testdata/diagnostics.txt`.
 #[test]
-fn sketch() {
+fn every_diagnostic_reads_as_expected() {
+    let mut text = String::new();
+    for (disk, parts) in bad_descriptions() {
+        for e in errors(&disk, &parts) {
+            text.push_str(&e);
+            text.push('\n');
+        }
+        text.push_str("--\n");
+    }
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/plan/testdata/diagnostics.txt"
+        );
+        std::fs::write(path, &text).unwrap();
+    }
+    let expected = include_str!("testdata/diagnostics.txt");
+    for (got, want) in text.lines().zip(expected.lines()) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(text, expected);
+}
+
+/// The layout of the DESIGN.md sketch: a U-Boot blob at 32 KiB, then the
+/// partitions in order at 1 MiB boundaries, `data` filling the rest.
+fn sketch() -> (DiskSpec, Vec<PartSpec>) {
     let parts = vec![
         PartSpec {
             in_table: false,
             offset: Some(32 * KIB),
-            ..part(
-                "uboot",
-                SizeReq::Auto {
-                    min: 500_000,
-                    headroom: Headroom::None,
-                },
-                10,
-            )
+            content: "raw flash.bin".into(),
+            ..part("uboot", auto(500_000), 10)
         },
         PartSpec {
             bootable: true,
-            ..part("boot", SizeReq::Exact(64 * MIB), 20)
+            part_type: crate::ptable::types::lookup("esp").unwrap(),
+            content: "vfat 'BOOT'".into(),
+            ..part("boot", exact(64), 20)
         },
-        part(
-            "root",
-            SizeReq::Auto {
-                min: 100 * MIB,
-                headroom: Headroom::Percent(20),
-            },
-            30,
-        ),
-        part("data", SizeReq::Fill, 40),
+        PartSpec {
+            content: "ext4 'root-a' from /x/target".into(),
+            ..part(
+                "root-a",
+                SizeReq::Auto {
+                    min: 100 * MIB,
+                    headroom: Headroom::Percent(20),
+                },
+                30,
+            )
+        },
+        PartSpec {
+            content: "ext4 (empty)".into(),
+            ..part("data", SizeReq::Fill, 40)
+        },
     ];
-    let plan = allocate(&disk(TableKind::Gpt, Some(512 * MIB)), &parts).unwrap();
-    println!("{}", render_text(&plan, &parts));
-    println!("{:#}", render_json(&plan, &parts));
+    (disk(TableKind::Gpt, Some(512 * MIB)), parts)
+}
+
+#[test]
+fn places_partitions_in_order_at_alignment_boundaries() {
+    let (disk, parts) = sketch();
+    let plan = allocate(&disk, &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.name.as_str(), p.number, p.start, p.size))
+        .collect();
+    let last_usable_end = 512 * MIB - 33 * 512;
+    assert_eq!(
+        got,
+        [
+            // 500000 bytes rounded up to whole sectors.
+            ("uboot", None, 32 * KIB, 500_224),
+            ("boot", Some(1), MIB, 64 * MIB),
+            // 100 MiB + 20 %.
+            ("root-a", Some(2), 65 * MIB, 120 * MIB),
+            // Up to the last 1 MiB boundary before the backup GPT.
+            (
+                "data",
+                Some(3),
+                185 * MIB,
+                (last_usable_end / MIB) * MIB - 185 * MIB
+            ),
+        ]
+    );
+    assert_eq!(plan.partitions[1].gpt_attrs, 1 << 2, "bootable is bit 2");
+    let g = plan.gpt.unwrap();
+    assert_eq!((g.first_usable_lba, g.last_usable_lba), (34, 1048542));
+    let kinds: Vec<_> = plan.regions.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RegionKind::Mbr,
+            RegionKind::GptHeader,
+            RegionKind::GptArray,
+            RegionKind::Blob(0),
+            RegionKind::Partition(1),
+            RegionKind::Partition(2),
+            RegionKind::Partition(3),
+            RegionKind::BackupGptArray,
+            RegionKind::BackupGptHeader,
+        ]
+    );
+}
+
+#[test]
+fn auto_disk_size_is_the_smallest_that_fits_rounded_to_alignment() {
+    let parts = [part("a", exact(3), 10), part("b", SizeReq::Exact(512), 20)];
+    let plan = allocate(&disk(TableKind::Gpt, None), &parts).unwrap();
+    // b ends at 4 MiB + 512; the backup GPT needs 33 sectors more.
+    assert_eq!(plan.disk_size, 5 * MIB);
+    let plan = allocate(&disk(TableKind::Mbr, None), &parts).unwrap();
+    assert_eq!(plan.disk_size, 5 * MIB);
+    let plan = allocate(&disk(TableKind::None, None), &parts[..1]).unwrap();
+    assert_eq!(
+        plan.disk_size,
+        3 * MIB,
+        "no table: the partition starts at 0"
+    );
+    assert_eq!(plan.partitions[0].start, 0);
+    assert_eq!(plan.partitions[0].number, None);
+    assert_eq!(plan.regions.len(), 1);
+}
+
+#[test]
+fn mbr_numbers_primaries_then_logical_partitions_after_their_ebr() {
+    let names = ["a", "b", "c", "d", "e"];
+    let parts: Vec<_> = names.iter().map(|n| part(n, exact(1), 10)).collect();
+    let plan = allocate(&disk(TableKind::Mbr, Some(64 * MIB)), &parts[..4]).unwrap();
+    let numbers: Vec<_> = plan.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [Some(1), Some(2), Some(3), Some(4)]);
+    assert_eq!(plan.extended, None);
+
+    let plan = allocate(&disk(TableKind::Mbr, Some(64 * MIB)), &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.ebr, p.start))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(1), None, MIB),
+            (Some(2), None, 2 * MIB),
+            (Some(3), None, 3 * MIB),
+            // EBR at the aligned cursor (as sfdisk), the partition at the next boundary.
+            (Some(5), Some(4 * MIB), 5 * MIB),
+            (Some(6), Some(6 * MIB), 7 * MIB),
+        ]
+    );
+    assert_eq!(plan.extended, Some((4 * MIB, 4 * MIB)));
+    let ebrs: Vec<_> = plan
+        .regions
+        .iter()
+        .filter(|r| matches!(r.kind, RegionKind::Ebr(_)))
+        .map(|r| (r.name.as_str(), r.start, r.size))
+        .collect();
+    assert_eq!(ebrs, [("EBR 5", 4 * MIB, 512), ("EBR 6", 6 * MIB, 512)]);
+}
+
+#[test]
+fn hybrid_mirrors_up_to_three_partitions_after_the_protective_entry() {
+    let parts = [
+        PartSpec {
+            in_mbr: true,
+            ..part("boot", exact(1), 10)
+        },
+        part("root", exact(1), 20),
+        PartSpec {
+            in_mbr: true,
+            ..part("data", exact(1), 30)
+        },
+    ];
+    let plan = allocate(&disk(TableKind::Hybrid, Some(64 * MIB)), &parts).unwrap();
+    let got: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.mbr_number))
+        .collect();
+    assert_eq!(
+        got,
+        [(Some(1), Some(2)), (Some(2), None), (Some(3), Some(3))]
+    );
+}
+
+#[test]
+fn holes_let_table_regions_lie_inside_a_blob() {
+    // A boot ROM image at offset 0 that leaves room for the MBR entries and
+    // the GPT header and array (genimage's `holes`).
+    let parts = [
+        PartSpec {
+            in_table: false,
+            offset: Some(0),
+            holes: vec![(440, 17408 - 440)],
+            ..part("spl", SizeReq::Exact(64 * KIB), 10)
+        },
+        part("boot", exact(1), 20),
+    ];
+    let plan = allocate(&disk(TableKind::Gpt, Some(64 * MIB)), &parts).unwrap();
+    assert_eq!(plan.partitions[1].start, MIB);
+}
+
+#[test]
+fn a_moved_gpt_array_leaves_room_for_a_blob_after_the_header() {
+    // Allwinner's boot ROM reads its SPL from 8 KiB, inside the usual array.
+    let disk = DiskSpec {
+        gpt_array_offset: Some(MIB),
+        ..disk(TableKind::Gpt, Some(64 * MIB))
+    };
+    let parts = [
+        PartSpec {
+            in_table: false,
+            offset: Some(8 * KIB),
+            ..part("spl", SizeReq::Exact(512 * KIB), 10)
+        },
+        part("boot", exact(1), 20),
+    ];
+    let plan = allocate(&disk, &parts).unwrap();
+    let g = plan.gpt.unwrap();
+    assert_eq!(g.array_offset, MIB);
+    assert_eq!(g.first_usable_lba, (MIB + 16 * KIB) / 512);
+    assert_eq!(plan.partitions[1].start, 2 * MIB);
+}
+
+#[test]
+fn gpt_on_4096_byte_sectors_uses_four_array_sectors() {
+    let disk = DiskSpec {
+        sector_size: 4096,
+        ..disk(TableKind::Gpt, Some(64 * MIB))
+    };
+    let plan = allocate(&disk, &[part("a", SizeReq::Fill, 10)]).unwrap();
+    let g = plan.gpt.unwrap();
+    assert_eq!((g.array_offset, g.array_size), (8192, 16384));
+    assert_eq!(g.first_usable_lba, 6);
+    assert_eq!(g.backup_header_offset, 64 * MIB - 4096);
+    assert_eq!(g.backup_array_offset, 64 * MIB - 4096 - 16384);
+    assert_eq!(g.last_usable_lba, (64 * MIB - 4096 - 16384) / 4096 - 1);
+    assert_eq!(plan.partitions[0].start, MIB);
+}
+
+#[test]
+fn renders_a_table_and_a_bar() {
+    let (disk, parts) = sketch();
+    let plan = allocate(&disk, &parts).unwrap();
+    let text = render_text(&plan, &parts);
+    let expected = include_str!("testdata/sketch.txt");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plan/testdata/sketch.txt");
+        std::fs::write(path, &text).unwrap();
+    }
+    assert_eq!(text, expected);
+    // MBR with logical partitions: the EBRs are rows and '#' in the bar.
+    let names = ["boot", "root-a", "root-b", "config", "data"];
+    let mbr_parts: Vec<_> = names
+        .iter()
+        .map(|n| PartSpec {
+            content: format!("ext4 '{n}'"),
+            ..part(n, exact(8), 10)
+        })
+        .collect();
+    let mbr = allocate(
+        &super::tests::disk(TableKind::Mbr, Some(64 * MIB)),
+        &mbr_parts,
+    )
+    .unwrap();
+    let mbr_text = render_text(&mbr, &mbr_parts);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plan/testdata/mbr.txt");
+        std::fs::write(path, &mbr_text).unwrap();
+    }
+    assert_eq!(mbr_text, include_str!("testdata/mbr.txt"));
+    let json = render_json(&plan, &parts);
+    assert_eq!(json["disk"]["size"], 512 * MIB);
+    assert_eq!(json["partitions"][2]["name"], "root-a");
+    assert_eq!(json["partitions"][2]["first_lba"], 65 * 2048);
+    assert_eq!(json["regions"][3]["kind"], "blob");
+}
+
+/// Every key `render_json` prints is described in docs/plan-json.md.
+#[test]
+fn every_json_field_is_documented() {
+    fn keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(format!("{prefix}{k}"));
+                    keys(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    keys(v, "", out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = include_str!("../../../docs/plan-json.md");
+    let mut parts = vec![PartSpec {
+        in_mbr: true,
+        ..part("boot", exact(1), 10)
+    }];
+    parts.extend((0..5).map(|k| part(&format!("p{k}"), exact(1), 20)));
+    for table in [TableKind::Gpt, TableKind::Mbr, TableKind::Hybrid] {
+        let parts = if table == TableKind::Hybrid {
+            parts.clone()
+        } else {
+            parts
+                .iter()
+                .cloned()
+                .map(|p| PartSpec { in_mbr: false, ..p })
+                .collect()
+        };
+        let plan = allocate(&disk(table, Some(64 * MIB)), &parts).unwrap();
+        let mut found = Vec::new();
+        keys(&render_json(&plan, &parts), "", &mut found);
+        for key in found {
+            let last = key.rsplit('.').next().unwrap_or(&key);
+            assert!(
+                doc.contains(&format!("`{key}")) || doc.contains(&format!("`{last}`")),
+                "{key} is not in docs/plan-json.md"
+            );
+        }
+    }
 }

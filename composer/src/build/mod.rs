@@ -1,0 +1,145 @@
+//! The build pipeline: description → prepared contents → plan → image.
+//!
+//! This is the only module that knows every other: it loads the description
+//! (`config`), prepares each content (scans trees, measures inputs: `fs`),
+//! converts the model into the planner's vocabulary and plans (`plan`), then
+//! writes every region of the plan in disk order into one fresh `.partial`
+//! image through [`Window`]s, while a second thread hashes the blocks that
+//! are final for the bmap (`output::bmap::Hasher`). Tables come from
+//! `ptable`. Nothing is renamed to its final name before it is complete.
+
+pub mod layout;
+pub mod prepare;
+pub mod write;
+
+use crate::config::{self, Description, LoadOptions};
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::fs::BuildContext;
+use crate::ids::Seed;
+use crate::plan::{PartSpec, Plan};
+use anyhow::Context;
+use prepare::Contents;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What the user asked for, independent of the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub config: PathBuf,
+    /// `--var KEY=VALUE`: wins over the environment.
+    pub vars: BTreeMap<String, String>,
+    pub input_dirs: Vec<PathBuf>,
+    pub layer_dirs: Vec<PathBuf>,
+}
+
+/// Why a command did not succeed: bad input (exit 2) or a failed build (exit 1).
+#[derive(Debug)]
+pub enum Error {
+    Input(Diagnostics),
+    Build(anyhow::Error),
+}
+
+impl From<Diagnostics> for Error {
+    fn from(d: Diagnostics) -> Self {
+        Error::Input(d)
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::Build(e)
+    }
+}
+
+/// Checks everything that can be checked without writing.
+pub fn validate(request: &Request) -> Result<(), Error> {
+    let scratch = prepare::temp_scratch_dir();
+    let (_, _, plan, _) = resolve(request, &scratch)?;
+    tracing::info!(
+        "{}: valid ({} regions, {})",
+        request.config.display(),
+        plan.regions.len(),
+        crate::units::human(plan.disk_size)
+    );
+    Ok(())
+}
+
+/// Prints the resolved layout as a table, or as JSON.
+pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
+    let scratch = prepare::temp_scratch_dir();
+    let (_, _, plan, specs) = resolve(request, &scratch)?;
+    if json {
+        let value = crate::plan::render_json(&plan, &specs);
+        let text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::plan::render_text(&plan, &specs));
+    }
+    Ok(())
+}
+
+/// Builds the image, its bmap and every requested output into `out_dir`.
+pub fn build(request: &Request, out_dir: &Path) -> Result<write::Written, Error> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating output directory '{}'", out_dir.display()))?;
+    let (desc, (ctx, contents), plan, _) = resolve(request, out_dir)?;
+    Ok(write::write_all(&desc, &plan, &contents, &ctx, out_dir)?)
+}
+
+type Resolved = (Description, (BuildContext, Contents), Plan, Vec<PartSpec>);
+
+/// Loads, prepares and plans: everything before the first byte is written.
+fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
+    let opts = LoadOptions {
+        vars: request.vars.clone(),
+        use_env: true,
+        layer_dirs: layer_dirs(&request.layer_dirs),
+        input_dirs: request.input_dirs.clone(),
+    };
+    let desc = config::load(&request.config, &opts)?;
+    let ctx = BuildContext {
+        seed: Seed(desc.image.seed.value.clone()),
+        source_date_epoch: source_date_epoch()?,
+    };
+    let contents = prepare::prepare(&desc, &ctx, scratch_dir)?;
+    let (disk, specs) = layout::specs(&desc, &contents, &ctx.seed).map_err(Diagnostics)?;
+    let plan = crate::plan::allocate(&disk, &specs).map_err(Diagnostics)?;
+    Ok((desc, (ctx, contents), plan, specs))
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, when set.
+fn source_date_epoch() -> Result<Option<u64>, Error> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            Error::Input(Diagnostics(vec![Diagnostic::new(
+                Span::new(Arc::new(PathBuf::from("environment")), 0, 0),
+                "SOURCE_DATE_EPOCH",
+                format!("\"{text}\" is not a number of seconds since 1970"),
+            )
+            .help(
+                "set it to a Unix time, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+            )]))
+        }),
+    }
+}
+
+/// Where layer names are looked up: `--layer-dir`, then
+/// `$IMAGE_COMPOSER_LAYER_PATH`, then `<bin>/../share/image-composer/layers`,
+/// then the source tree's `layers/`.
+fn layer_dirs(cli: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = cli.to_vec();
+    if let Some(path) = std::env::var_os("IMAGE_COMPOSER_LAYER_PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    if let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(bin_dir.join("../share/image-composer/layers"));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../layers"));
+    dirs
+}

@@ -1,0 +1,308 @@
+//! Writing the planned image: every region in disk order through a
+//! [`Window`] on one fresh `.partial` file, hashing for the bmap on a second
+//! thread as blocks become final, then the bmap, compressed copies and
+//! standalone artifacts.
+//!
+//! Hashing overlaps writing: regions are written in ascending order of
+//! their start, and no region writes outside its own range, so once region
+//! *i* is written every block that ends at or before the start of region
+//! *i+1* is final and goes to the hasher. Table blocks are written first,
+//! so they are final when the cursor passes them. Identical contents
+//! (`same-as`, one artifact in two partitions of one size) are written once
+//! and then copied with `copy_file_range`, keeping holes and mapping.
+
+use super::prepare::{Contents, Prepared, Use};
+use crate::config::{Description, OutputKind};
+use crate::fs::BuildContext;
+use crate::fs::Content;
+use crate::output::atomic::{self, PartialFile};
+use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
+use crate::output::window::{Extents, Window};
+use crate::plan::{Plan, RegionKind};
+use crate::ptable;
+use crate::units::human;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// What a build wrote, for the summary line and for tests.
+#[derive(Debug)]
+pub struct Written {
+    pub image: PathBuf,
+    pub bmap: PathBuf,
+    pub mapped_bytes: u64,
+    pub others: Vec<PathBuf>,
+}
+
+/// Writes everything `desc` asks for into `out_dir`.
+pub fn write_all(
+    desc: &Description,
+    plan: &Plan,
+    contents: &Contents,
+    ctx: &BuildContext,
+    out_dir: &Path,
+) -> Result<Written> {
+    let name = &desc.image.name.value;
+    let image_path = out_dir.join(format!("{name}.img"));
+    let bmap_path = out_dir.join(format!("{name}.img.bmap"));
+    let image = PartialFile::create(&image_path)
+        .with_context(|| format!("creating '{}'", image_path.display()))?;
+    image
+        .file()
+        .set_len(plan.disk_size)
+        .with_context(|| format!("sizing '{}'", image_path.display()))?;
+
+    let hasher =
+        Hasher::spawn(image.shared_file(), plan.disk_size).context("starting the bmap hasher")?;
+    let (mapped, firsts) = write_regions(
+        desc,
+        plan,
+        contents,
+        ctx,
+        image.file(),
+        &image_path,
+        &hasher,
+    )?;
+    let ranges = hasher
+        .finish()
+        .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
+    let bmap_text = bmap::render(plan.disk_size, &ranges);
+
+    let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
+    let mut others = Vec::new();
+    for kind in &outputs {
+        if matches!(kind, OutputKind::Zst | OutputKind::Xz | OutputKind::Gz) {
+            anyhow::bail!("compressed outputs are not available in this build yet");
+        }
+    }
+    others.extend(write_artifacts(
+        desc,
+        contents,
+        ctx,
+        image.file(),
+        &firsts,
+        out_dir,
+    )?);
+
+    if outputs.contains(&OutputKind::Bmap) {
+        atomic::write_atomic(&bmap_path, bmap_text.as_bytes())
+            .with_context(|| format!("writing '{}'", bmap_path.display()))?;
+    }
+    if outputs.contains(&OutputKind::Raw) {
+        image
+            .commit()
+            .with_context(|| format!("finishing '{}'", image_path.display()))?;
+    }
+    tracing::info!(
+        "image: {} ({} mapped of {})",
+        image_path.display(),
+        human(mapped.total()),
+        human(plan.disk_size)
+    );
+    Ok(Written {
+        image: image_path,
+        bmap: bmap_path,
+        mapped_bytes: mapped.total(),
+        others,
+    })
+}
+
+/// Where each distinct content was first written: (content, length) ->
+/// (start in the image, mapped ranges relative to it).
+type Firsts = HashMap<(Use, u64), (u64, Extents)>;
+
+/// Writes tables and regions; returns every mapped byte range and [`Firsts`].
+fn write_regions(
+    desc: &Description,
+    plan: &Plan,
+    contents: &Contents,
+    ctx: &BuildContext,
+    file: &File,
+    image_path: &Path,
+    hasher: &Hasher,
+) -> Result<(Extents, Firsts)> {
+    let mut mapped = Extents::new();
+    for (offset, bytes) in ptable::encode(plan) {
+        let mut w = Window::new(file, offset, bytes.len() as u64);
+        w.write_at(&bytes, 0).with_context(|| {
+            format!("writing the partition table to '{}'", image_path.display())
+        })?;
+        mapped.insert_shifted(w.mapped(), offset);
+    }
+
+    // First window of each identical content: (key, length) -> (start, mapped).
+    let mut written = Firsts::new();
+    let mut hashed_to = 0u64; // blocks below this were submitted
+    let regions = &plan.regions;
+    for (i, region) in regions.iter().enumerate() {
+        if let RegionKind::Partition(p) | RegionKind::Blob(p) = region.kind {
+            let planned = &plan.partitions[p];
+            let using = &contents.uses[planned.spec];
+            let prepared = contents.get(using);
+            let mut w = Window::new(file, region.start, region.size);
+            let key = (using.clone(), region.size);
+            let what = format!("'{}'", planned.name);
+            match written.get(&key) {
+                Some((from, extents)) if prepared.is_position_independent() => {
+                    tracing::info!("copy({}): same content as at {from:#x}", planned.name);
+                    copy_extents(&mut w, file, *from, extents)
+                        .with_context(|| format!("copying {what} in '{}'", image_path.display()))?;
+                }
+                _ if !desc.partitions[planned.spec].holes.is_empty() => {
+                    let holes = &desc.partitions[planned.spec].holes;
+                    write_around_holes(&mut w, prepared, holes)
+                        .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
+                }
+                _ => {
+                    tracing::info!(
+                        "{}({}): {} at {:#x}",
+                        kind_name(prepared),
+                        planned.name,
+                        human(region.size),
+                        region.start
+                    );
+                    prepared
+                        .write(&mut w, ctx, region.start / u64::from(plan.sector_size))
+                        .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
+                    let extents = w.mapped().clone();
+                    written.entry(key).or_insert((region.start, extents));
+                }
+            }
+            mapped.insert_shifted(w.mapped(), region.start);
+        }
+        // Every block ending at or before the next region's start is final.
+        let boundary = regions
+            .get(i + 1)
+            .map_or(plan.disk_size.div_ceil(BLOCK_SIZE), |next| {
+                next.start / BLOCK_SIZE
+            });
+        if boundary > hashed_to {
+            hasher.submit(blocks_between(&mapped, hashed_to, boundary));
+            hashed_to = boundary;
+        }
+    }
+    let end = plan.disk_size.div_ceil(BLOCK_SIZE);
+    if end > hashed_to {
+        hasher.submit(blocks_between(&mapped, hashed_to, end));
+    }
+    Ok((mapped, written))
+}
+
+/// Writes a raw blob except where it declares holes: the table (or another
+/// region) lives there and must not be overwritten.
+fn write_around_holes(
+    w: &mut Window<'_>,
+    prepared: &Prepared,
+    holes: &[crate::config::Spanned<crate::config::Hole>],
+) -> Result<()> {
+    let Prepared::Raw(raw) = prepared else {
+        anyhow::bail!("only raw images can declare holes");
+    };
+    let src =
+        File::open(raw.path()).with_context(|| format!("opening '{}'", raw.path().display()))?;
+    let len = raw.min_size();
+    let mut cuts: Vec<(u64, u64)> = holes
+        .iter()
+        .map(|h| {
+            (
+                h.value.offset.bytes(),
+                h.value.offset.bytes() + h.value.size.bytes(),
+            )
+        })
+        .collect();
+    cuts.sort_unstable();
+    let mut pos = 0;
+    for (start, end) in cuts.into_iter().chain([(len, len)]) {
+        let start = start.min(len);
+        if start > pos {
+            w.copy_from(&src, pos, start - pos, pos)?;
+        }
+        pos = pos.max(end);
+    }
+    Ok(())
+}
+
+/// Copies what an identical content mapped at `from` into `w`.
+fn copy_extents(w: &mut Window<'_>, file: &File, from: u64, extents: &Extents) -> Result<()> {
+    for (s, e) in extents.iter() {
+        w.copy_from(file, from + s, e - s, s)?;
+        // Ranges the original only marked as zeros are holes in the file:
+        // keep them mapped in the copy too.
+        w.zero(s, e - s)?;
+    }
+    Ok(())
+}
+
+/// The mapped blocks in `[first, end)`, as block ranges.
+fn blocks_between(mapped: &Extents, first: u64, end: u64) -> Vec<std::ops::Range<u64>> {
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    for (s, e) in mapped.iter() {
+        let (a, b) = ((s / BLOCK_SIZE).max(first), e.div_ceil(BLOCK_SIZE).min(end));
+        if a >= b {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.end >= a => last.end = last.end.max(b),
+            _ => out.push(a..b),
+        }
+    }
+    out
+}
+
+fn kind_name(p: &Prepared) -> &'static str {
+    match p {
+        Prepared::Empty => "empty",
+        Prepared::Zero => "zeros",
+        Prepared::Raw(_) => "raw",
+        Prepared::Vfat(..) => "vfat",
+        Prepared::Initramfs(_) => "initramfs",
+        Prepared::Ext4(_) => "ext4",
+    }
+}
+
+/// Writes artifacts that have an `output:` file, copying from the image
+/// where a partition holds the same bytes.
+fn write_artifacts(
+    desc: &Description,
+    contents: &Contents,
+    ctx: &BuildContext,
+    image: &File,
+    firsts: &Firsts,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for model in &desc.artifacts {
+        let Some(output) = &model.output else {
+            continue;
+        };
+        let name = &model.name.value;
+        let Some(artifact) = contents.artifacts.get(name) else {
+            continue;
+        };
+        let path = out_dir.join(&output.value);
+        let file =
+            PartialFile::create(&path).with_context(|| format!("creating '{}'", path.display()))?;
+        file.file().set_len(artifact.size)?;
+        let mut w = Window::new(file.file(), 0, artifact.size);
+        let twin = firsts
+            .get(&(Use::Artifact(name.clone()), artifact.size))
+            .filter(|_| artifact.prepared.is_position_independent());
+        match twin {
+            Some((from, extents)) => copy_extents(&mut w, image, *from, extents)?,
+            None => artifact.prepared.write(&mut w, ctx, 0)?,
+        }
+        let mapped = w.into_mapped();
+        if !matches!(artifact.prepared, Prepared::Empty) {
+            let ranges = bmap::hash_all(file.file(), artifact.size, &mapped)?;
+            let bmap_path = out_dir.join(format!("{}.bmap", output.value));
+            atomic::write_atomic(&bmap_path, bmap::render(artifact.size, &ranges).as_bytes())?;
+            written.push(bmap_path);
+        }
+        file.commit()
+            .with_context(|| format!("finishing '{}'", path.display()))?;
+        tracing::info!("artifact({name}): {}", path.display());
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,715 @@
+//! Loader tests: a full description, then one test per diagnostic kind
+//! (each asserting the rendered text once).
+
+use super::*;
+use crate::units::ByteSize;
+use std::fs;
+use tempfile::TempDir;
+
+/// A directory with the inputs the descriptions below name.
+fn inputs() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    fs::create_dir_all(p.join("images")).unwrap();
+    fs::create_dir_all(p.join("target/etc")).unwrap();
+    fs::create_dir_all(p.join("boot-files")).unwrap();
+    fs::write(p.join("images/flash.bin"), b"blob").unwrap();
+    fs::write(p.join("images/Image"), b"kernel").unwrap();
+    fs::write(p.join("images/busybox"), b"bb").unwrap();
+    fs::write(p.join("device_table.txt"), b"/dev d 755 0 0 - - - - -\n").unwrap();
+    dir
+}
+
+fn opts(dir: &TempDir) -> LoadOptions {
+    LoadOptions {
+        vars: BTreeMap::from([
+            (
+                "BINARIES_DIR".to_string(),
+                dir.path().join("images").display().to_string(),
+            ),
+            (
+                "TARGET_DIR".to_string(),
+                dir.path().join("target").display().to_string(),
+            ),
+        ]),
+        use_env: false,
+        layer_dirs: vec![dir.path().join("layers")],
+        input_dirs: vec![],
+    }
+}
+
+/// Loads `text` as `<dir>/board.yaml`; renders errors with the dir stripped.
+fn load_in(dir: &TempDir, text: &str) -> Result<Description, String> {
+    let path = dir.path().join("board.yaml");
+    load_str(text, &path, &opts(dir)).map_err(|e| {
+        e.0.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(&format!("{}/", dir.path().display()), "")
+    })
+}
+
+/// The one diagnostic `text` gives (asserts there is exactly one).
+fn one_error(text: &str) -> String {
+    let dir = inputs();
+    let e = load_in(&dir, text).unwrap_err();
+    assert_eq!(
+        e.lines().filter(|l| !l.starts_with("  help")).count(),
+        1,
+        "{e}"
+    );
+    e
+}
+
+const FULL: &str = r##"
+image:
+  name: sdcard
+  table: hybrid
+  size: 4GiB
+  sector-size: 512
+  align: 1MiB
+  seed: my-board
+  disk-uuid: 11111111-2222-4333-8444-555555555555
+  mbr-signature: 0x1234abcd
+  gpt-entries: 128
+artifacts:
+  rootfs:
+    fs: { type: ext4, label: rootfs, from: "${TARGET_DIR}", owners: root,
+          device-table: device_table.txt, features: [metadata_csum, ^huge_file],
+          rules: [{ path: /usr/bin/ping, caps: cap_net_raw+ep, mode: "4755" }],
+          journal: 16MiB, journal-init: lazy, block-size: 4096, inode-ratio: 16KiB,
+          reserved: 5, hash-seed: 0fc63daf-8483-4772-8e79-3d69d8477de4 }
+    size: auto +20%
+    output: rootfs.ext4
+  initrd:
+    initramfs:
+      busybox: ${BINARIES_DIR}/busybox
+      dirs: [/proc, /sys]
+      symlinks: { /sbin/init: /bin/busybox }
+      nodes: [{ path: /dev/console, type: c, major: 5, minor: 1, mode: "0600" }]
+      init: { script: "#!/bin/sh\nexec switch_root /newroot $${INIT:-/sbin/init}\n" }
+      compression: zstd
+    output: initrd.img
+partitions:
+  - name: uboot
+    offset: 32KiB
+    in-table: false
+    image: "${BINARIES_DIR}/flash.bin"
+    holes: [{ offset: 0, size: 1KiB }]
+  - name: boot
+    type: esp
+    size: 64MiB
+    bootable: true
+    hybrid: true
+    fs:
+      type: vfat
+      label: BOOT
+      fat: 32
+      cluster-size: 4KiB
+      volume-id: 0xdeadbeef
+      files: { /Image: "${BINARIES_DIR}/Image", /initrd.img: { artifact: initrd } }
+      from: boot-files/
+  - name: root-a
+    type: root-x86-64
+    size: auto +64MiB
+    artifact: rootfs
+    read-only: true
+  - name: root-b
+    same-as: root-a
+  - name: wipe
+    size: 1MiB
+    fill: zero
+  - name: data
+    size: fill
+    mbr-type: 0x83
+    uuid: 0fc63daf-8483-4772-8e79-3d69d8477de4
+    align: 4MiB
+    fs: { type: ext4 }
+outputs: [raw, bmap, zst, raw]
+"##;
+
+#[test]
+fn loads_a_full_description() {
+    let dir = inputs();
+    let d = load_in(&dir, FULL).unwrap();
+    assert_eq!(d.image.name.value, "sdcard");
+    assert_eq!(d.image.table.value, TableKind::Hybrid);
+    assert_eq!(d.image.seed.value, "my-board");
+    assert_eq!(d.image.mbr_signature.as_ref().unwrap().value, 0x1234_abcd);
+    assert_eq!(d.image.name.span.line, 3);
+    assert_eq!(d.image.name.span.column, 9);
+    let names: Vec<&str> = d.partitions.iter().map(|p| p.name.value.as_str()).collect();
+    assert_eq!(names, ["uboot", "boot", "root-a", "root-b", "wipe", "data"]);
+    let uboot = &d.partitions[0];
+    assert!(!uboot.in_table.value);
+    assert_eq!(uboot.offset.as_ref().unwrap().value, ByteSize(32 * 1024));
+    let Content::Image(img) = &uboot.content.value else {
+        panic!("{:?}", uboot.content)
+    };
+    assert_eq!(img.path, dir.path().join("images/flash.bin"));
+    assert_eq!(img.key, "partitions[0].image");
+    let boot = &d.partitions[1];
+    let Content::Fs(Filesystem::Vfat(v)) = &boot.content.value else {
+        panic!()
+    };
+    assert_eq!(v.files.len(), 2);
+    assert_eq!(v.files[0].dest.value, "/Image");
+    assert!(matches!(&v.files[1].source, FileRef::Artifact(a) if a.value == "initrd"));
+    assert_eq!(
+        v.from.as_ref().unwrap().path,
+        dir.path().join("boot-files/")
+    );
+    assert_eq!(v.volume_id.as_ref().unwrap().value, 0xdead_beef);
+    assert_eq!(
+        d.partitions[2].size.as_ref().unwrap().value,
+        SizeSpec::Auto(Headroom::Bytes(ByteSize(64 << 20)))
+    );
+    assert!(matches!(&d.partitions[3].content.value, Content::SameAs(r) if r.value == "root-a"));
+    assert_eq!(d.partitions[4].content.value, Content::Zero);
+    assert_eq!(d.partitions[5].size.as_ref().unwrap().value, SizeSpec::Fill);
+    assert_eq!(d.partitions[5].mbr_type.as_ref().unwrap().value, 0x83);
+    let rootfs = d.artifact("rootfs").unwrap();
+    assert_eq!(rootfs.size.value, SizeSpec::Auto(Headroom::Percent(20)));
+    let Content::Fs(Filesystem::Ext4(e)) = &rootfs.content.value else {
+        panic!()
+    };
+    assert_eq!(e.journal.value, Journal::Size(ByteSize(16 << 20)));
+    assert_eq!(e.journal_init.value, JournalInit::Lazy);
+    assert_eq!(e.reserved.value, 5);
+    assert_eq!(e.ownership.rules[0].mode.as_ref().unwrap().value, 0o4755);
+    assert_eq!(
+        e.features[1].value,
+        Feature {
+            name: "huge_file".into(),
+            enabled: false
+        }
+    );
+    let initrd = d.artifact("initrd").unwrap();
+    let Content::Initramfs(i) = &initrd.content.value else {
+        panic!()
+    };
+    assert_eq!(i.compression.value, Compression::Zstd);
+    assert_eq!(i.nodes[0].major, 5);
+    let Some(Init::Script(s)) = &i.init else {
+        panic!()
+    };
+    assert!(s.value.contains("${INIT:-/sbin/init}"), "{}", s.value);
+    let outs: Vec<OutputKind> = d.outputs.iter().map(|o| o.value).collect();
+    assert_eq!(outs, [OutputKind::Raw, OutputKind::Bmap, OutputKind::Zst]);
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\npartitions:\n  - name: data\n    size: 1GiB\n",
+    )
+    .unwrap();
+    assert_eq!(d.image.table.value, TableKind::Gpt);
+    assert_eq!(d.image.size.value, ImageSize::Auto);
+    assert_eq!(d.image.sector_size.value, 512);
+    assert_eq!(d.image.align.value, ByteSize(1 << 20));
+    assert_eq!(d.image.seed.value, "sd");
+    let p = &d.partitions[0];
+    assert!(p.in_table.value);
+    assert_eq!(p.content.value, Content::Empty);
+    let outs: Vec<OutputKind> = d.outputs.iter().map(|o| o.value).collect();
+    assert_eq!(outs, [OutputKind::Raw, OutputKind::Bmap]);
+}
+
+#[test]
+fn reports_every_problem_at_once_in_file_order() {
+    let dir = inputs();
+    let e = load_in(
+        &dir,
+        "image: { name: sd, table: gtp }\npartitions:\n  - name: a\n    size: 12QB\n  - name: b\n    sise: 1G\n",
+    )
+    .unwrap_err();
+    let lines: Vec<&str> = e.lines().filter(|l| !l.starts_with("  help")).collect();
+    assert_eq!(
+        lines,
+        [
+            "board.yaml:1:27: image.table: \"gtp\" is not a partition table kind",
+            "board.yaml:4:11: partitions[0].size: \"12QB\" is not a size",
+            "board.yaml:6:5: partitions[1].sise: unknown key 'sise'",
+        ]
+    );
+}
+
+#[test]
+fn not_a_size() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: 12QB\n"),
+        "board.yaml:4:11: partitions[0].size: \"12QB\" is not a size\n  help: write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: 1G\n    offset: 3 parsecs\n"),
+        "board.yaml:5:13: partitions[0].offset: \"3 parsecs\" is not a size\n  help: write a number with a unit, e.g. \"64MiB\" or \"1G\""
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +200 %%\n"),
+        "board.yaml:4:11: partitions[0].size: \"auto +200 %%\" has an invalid percentage\n  help: write a whole percentage from 0 to 1000, e.g. \"auto +20%\""
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_and_list() {
+    assert_eq!(
+        one_error("image: { name: sd, sector_size: 512 }\n"),
+        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries"
+    );
+}
+
+#[test]
+fn duplicate_partition_names() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G }\n  - { name: a, size: 2G }\n"),
+        "board.yaml:4:13: partitions[1].name: a second partition named \"a\"\n  help: the first is on line 3; rename one (partition names are unique)"
+    );
+}
+
+#[test]
+fn missing_image_and_name() {
+    assert_eq!(
+        one_error("partitions: []\n"),
+        "board.yaml:1:1: missing key 'image'\n  help: add `image: { name: sdcard }` (the name of the output files)"
+    );
+    assert_eq!(
+        one_error("image: { table: gpt }\n"),
+        "board.yaml:1:8: image: missing key 'name'\n  help: add `name: sdcard` (the stem of the output files)"
+    );
+    assert_eq!(
+        one_error("image: { name: \"my card\" }\n"),
+        "board.yaml:1:16: image.name: \"my card\" is not a valid image name\n  help: use letters, digits, '.', '_' and '-' (it names the output files)"
+    );
+}
+
+#[test]
+fn enum_values() {
+    assert_eq!(
+        one_error("image: { name: sd }\noutputs: [raw, zstd]\n"),
+        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, sector-size: 1024 }\n"),
+        "board.yaml:1:33: image.sector-size: \"1024\" is not a supported sector size\n  help: use 512 (SD cards, most eMMC) or 4096 (4Kn disks, UFS)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, bootable: yes }\n"),
+        "board.yaml:3:36: partitions[0].bootable: \"yes\" is not true or false\n  help: write true or false"
+    );
+}
+
+#[test]
+fn wrong_shapes() {
+    assert_eq!(
+        one_error("image: sd\n"),
+        "board.yaml:1:8: image: expected a map, found \"sd\"\n  help: write `image: { name: sdcard, table: gpt }`"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions: { name: a }\n"),
+        "board.yaml:2:13: partitions: expected a list, found a map\n  help: write `partitions: [ { name: boot, ... } ]`"
+    );
+}
+
+#[test]
+fn two_contents_and_same_as_with_size() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    fs: { type: ext4 }\n    image: x.bin\n"),
+        "board.yaml:5:5: partitions[0].image: a second content ('fs' is already set on line 4)\n  help: keep one of fs and image: a partition holds one content"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: ext4 } }\n  - { name: b, same-as: a, size: 1G }\n"),
+        "board.yaml:4:34: partitions[1].size: same-as takes the size of 'a'\n  help: remove size, or use `artifact:` to share content with a size of its own"
+    );
+}
+
+#[test]
+fn references_and_cycles() {
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  rootfs: { fs: { type: ext4 } }\npartitions:\n  - { name: a, artifact: rootsf }\n"),
+        "board.yaml:5:26: partitions[0].artifact: no artifact named \"rootsf\"\n  help: did you mean 'rootfs'? defined artifacts: rootfs"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, same-as: b }\n  - { name: b, same-as: a }\n"),
+        "board.yaml:3:25: partitions[0].same-as: same-as loops: a -> b -> a\n  help: give one of these partitions its own content"
+    );
+    assert_eq!(
+        one_error(
+            "image: { name: sd }\npartitions:\n  - { name: a, same-as: c, size: 1G }\n"
+                .replace(", size: 1G", "")
+                .as_str()
+        ),
+        "board.yaml:3:25: partitions[0].same-as: no partition named \"c\"\n  help: partitions: a"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  x: { fs: { type: vfat, files: { /y: { artifact: y } } } }\n  y: { fs: { type: vfat, files: { /x: { artifact: x } } } }\n"),
+        "board.yaml:3:51: artifacts.x.fs.files./y.artifact: artifact \"x\" contains itself: x -> y -> x\n  help: an artifact cannot be a file inside itself; break the loop"
+    );
+}
+
+#[test]
+fn fill_rules() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: fill }\n  - { name: b, size: fill }\n"),
+        "board.yaml:4:22: partitions[1].size: a second `size: fill`\n  help: only one partition can take the rest of the disk (the first is at board.yaml:3:22); give this one a size"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  r: { fs: { type: ext4 }, size: fill }\n"),
+        "board.yaml:3:34: artifacts.r.size: \"fill\" is only for partitions\n  help: write a size (\"64MiB\"), auto, \"auto +64MiB\" or \"auto +20%\""
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a }\n"),
+        "board.yaml:3:13: partitions[0].name: partition \"a\" has no content to size it by\n  help: give it a size (\"256MiB\" or fill), or a content (fs, image, artifact)"
+    );
+}
+
+#[test]
+fn uuids_and_numbers() {
+    assert_eq!(
+        one_error("image: { name: sd, disk-uuid: 1234 }\n"),
+        "board.yaml:1:31: image.disk-uuid: \"1234\" is not a UUID\n  help: write 8-4-4-4-12 hexadecimal digits, e.g. \"0fc63daf-8483-4772-8e79-3d69d8477de4\""
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, mbr-signature: 0x1234abcdef }\n"),
+        "board.yaml:1:47: image.mbr-signature: \"0x1234abcdef\" is too large for an MBR signature\n  help: write a number from 0 to 4294967295"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, disk-uuid: 0fc63daf-8483-4772-8e79-3d69d8477de4 }\n"),
+        "board.yaml:1:43: image.disk-uuid: a disk UUID needs a GPT\n  help: remove disk-uuid, or use `table: gpt` (mbr-signature is the MBR's disk id)"
+    );
+}
+
+#[test]
+fn blobs_outside_the_table() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: spl, in-table: false, image: images/flash.bin }\n"),
+        "board.yaml:3:28: partitions[0].in-table: a blob outside the table needs an offset\n  help: add `offset:` (e.g. 32KiB for i.MX boot images), or remove `in-table: false`"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: spl, image: images/flash.bin, size: 1M, holes: [{ offset: 0, size: 1K }] }\n"),
+        "board.yaml:3:60: partitions[0].holes: holes are for blobs outside the table\n  help: add `in-table: false` and an offset, or remove holes"
+    );
+}
+
+#[test]
+fn partition_types() {
+    let e = one_error(
+        "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: root-x86_64 }\n",
+    );
+    assert!(
+        e.starts_with("board.yaml:3:32: partitions[0].type: \"root-x86_64\" is not a partition type\n  help: did you mean 'root-x86-64'? write a GUID, an MBR byte such as 0x83, or one of: linux, "),
+        "{e}"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: 0x05 }\n"),
+        "board.yaml:3:32: partitions[0].type: \"0x05\" is the MBR type byte of an extended partition, which image-composer writes itself\n  help: use the type of the partition's content, e.g. linux or esp"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr }\npartitions:\n  - { name: a, size: 1G, mbr-type: 0xee }\n"),
+        "board.yaml:3:36: partitions[0].mbr-type: \"0xee\" is the MBR type byte of the GPT protective entry, which image-composer writes itself\n  help: use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)"
+    );
+    let dir = inputs();
+    let d = load_in(&dir, "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: ESP }\n  - { name: b, size: 1G, type: 0x0c }\n").unwrap();
+    assert!(
+        crate::ptable::types::lookup(&d.partitions[0].part_type.as_ref().unwrap().value).is_some()
+    );
+}
+
+#[test]
+fn filesystems() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: btrfs } }\n"),
+        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: vfat, fat: 24 } }\n"),
+        "board.yaml:3:39: partitions[0].fs.fat: \"24\" is not a FAT size\n  help: use 12, 16 or 32, or leave it out to choose from the size"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: vfat, cluster-size: 3K } }\n"),
+        "board.yaml:3:48: partitions[0].fs.cluster-size: \"3KiB\" is not a FAT cluster size\n  help: use a power of two from 512 to 64KiB, e.g. 4KiB"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: ext4, block-size: 8K } }\n"),
+        "board.yaml:3:46: partitions[0].fs.block-size: \"8KiB\" is not an ext4 block size\n  help: use 1024, 2048 or 4096 (the Linux page size bounds it)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: ext4, label: a-very-long-rootfs-label } }\n"),
+        "board.yaml:3:41: partitions[0].fs.label: \"a-very-long-rootfs-label\" is longer than 16 bytes\n  help: ext4 labels hold at most 16 bytes; shorten it"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: ext4, features: [metadata_csun] } }\n"),
+        "board.yaml:3:45: partitions[0].fs.features[0]: \"metadata_csun\" is not an ext4 feature\n  help: did you mean 'metadata_csum'? see ext4(5) for the feature names; '^name' disables one"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: ext4, rules: [{ path: /bin/x, mode: \"0789\" }] } }\n"),
+        "board.yaml:3:64: partitions[0].fs.rules[0].mode: \"0789\" is not a file mode\n  help: write the permission bits in octal, e.g. \"0755\""
+    );
+}
+
+#[test]
+fn missing_inputs_are_all_reported() {
+    let dir = inputs();
+    let e = load_in(
+        &dir,
+        "image: { name: sd }\npartitions:\n  - { name: a, image: nope.bin }\n  - { name: b, fs: { type: ext4, from: images/Image } }\n",
+    )
+    .unwrap_err();
+    let root = dir.path().display().to_string();
+    let _ = root;
+    assert_eq!(
+        e,
+        "board.yaml:3:23: partitions[0].image: \"nope.bin\" does not exist\n  help: looked for nope.bin; fix the path or pass --input-dir\nboard.yaml:4:40: partitions[1].fs.from: \"images/Image\" is not a directory\n  help: name a directory here (images/Image)"
+    );
+}
+
+#[test]
+fn input_dirs_are_searched_after_the_file_dir() {
+    let dir = inputs();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(elsewhere.path().join("u-boot.bin"), b"x").unwrap();
+    let mut o = opts(&dir);
+    o.input_dirs = vec![elsewhere.path().to_path_buf()];
+    let d = load_str(
+        "image: { name: sd }\npartitions:\n  - { name: a, image: u-boot.bin }\n",
+        &dir.path().join("board.yaml"),
+        &o,
+    )
+    .unwrap();
+    let Content::Image(p) = &d.partitions[0].content.value else {
+        panic!()
+    };
+    assert_eq!(p.path, elsewhere.path().join("u-boot.bin"));
+    assert_eq!(p.text, "u-boot.bin");
+}
+
+#[test]
+fn unset_variables_are_reported_once() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, image: \"${DEPLOY_DIR}/x.bin\" }\n"),
+        "board.yaml:3:23: partitions[0].image: \"${DEPLOY_DIR}/x.bin\" uses ${DEPLOY_DIR}, which is not set\n  help: pass --var DEPLOY_DIR=... or export DEPLOY_DIR"
+    );
+}
+
+#[test]
+fn variables_expand_in_keys_too() {
+    let dir = inputs();
+    let mut o = opts(&dir);
+    o.vars.insert("KERNEL_IMAGETYPE".into(), "Image".into());
+    let d = load_str(
+        "image: { name: sd }\npartitions:\n  - name: boot\n    size: 64MiB\n    fs:\n      type: vfat\n      files:\n        /${KERNEL_IMAGETYPE}: \"${BINARIES_DIR}/${KERNEL_IMAGETYPE}\"\n",
+        &dir.path().join("board.yaml"),
+        &o,
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Vfat(v)) = &d.partitions[0].content.value else {
+        panic!()
+    };
+    assert_eq!(v.files[0].dest.value, "/Image");
+    assert_eq!(
+        v.files[0].dest.key,
+        "partitions[0].fs.files./${KERNEL_IMAGETYPE}"
+    );
+}
+
+fn write(dir: &TempDir, rel: &str, text: &str) {
+    let p = dir.path().join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+#[test]
+fn layers_merge_by_name_in_order() {
+    let dir = inputs();
+    write(
+        &dir,
+        "layers/ab/layer.yaml",
+        "image: { table: gpt, align: 4MiB }\nartifacts:\n  rootfs: { fs: { type: ext4, label: base } }\npartitions:\n  - { name: boot, size: 32MiB, fs: { type: vfat } }\n  - { name: root-a, artifact: rootfs, size: auto }\n  - { name: root-b, same-as: root-a }\noutputs: [raw, bmap]\n",
+    );
+    write(
+        &dir,
+        "layers/overlay/layer.yaml",
+        "layers: [ab]\npartitions:\n  - { name: overlay, size: 256MiB, fs: { type: ext4 }, after: root-b }\n",
+    );
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\nlayers: [overlay, ab]\nartifacts:\n  rootfs: { fs: { type: ext4, label: mine } }\npartitions:\n  - { name: boot, size: 64MiB }\n  - { name: data, size: fill, fs: { type: ext4 } }\n  - { name: env, size: 1MiB, before: boot }\noutputs: [zst]\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = d.partitions.iter().map(|p| p.name.value.as_str()).collect();
+    assert_eq!(
+        names,
+        ["env", "boot", "root-a", "root-b", "overlay", "data"]
+    );
+    assert_eq!(d.image.align.value, ByteSize(4 << 20));
+    let boot = &d.partitions[1];
+    assert_eq!(
+        boot.size.as_ref().unwrap().value,
+        SizeSpec::Fixed(ByteSize(64 << 20))
+    );
+    assert!(boot
+        .size
+        .as_ref()
+        .unwrap()
+        .span
+        .file
+        .ends_with("board.yaml"));
+    assert!(matches!(
+        boot.content.value,
+        Content::Fs(Filesystem::Vfat(_))
+    ));
+    assert!(boot.content.span.file.ends_with("ab/layer.yaml"));
+    let Content::Fs(Filesystem::Ext4(e)) = &d.artifact("rootfs").unwrap().content.value else {
+        panic!()
+    };
+    assert_eq!(e.label.as_ref().unwrap().value, "mine");
+    let outs: Vec<OutputKind> = d.outputs.iter().map(|o| o.value).collect();
+    assert_eq!(outs, [OutputKind::Raw, OutputKind::Bmap, OutputKind::Zst]);
+    assert_eq!(d.layer_files.len(), 2);
+    assert!(d.layer_files[0].ends_with("ab/layer.yaml"));
+}
+
+#[test]
+fn layer_diagnostics_point_into_the_layer() {
+    let dir = inputs();
+    write(
+        &dir,
+        "layers/bad/layer.yaml",
+        "partitions:\n  - { name: boot, size: 32QB }\n",
+    );
+    let e = load_in(&dir, "image: { name: sd }\nlayers: [bad]\n").unwrap_err();
+    assert_eq!(
+        e,
+        "layers/bad/layer.yaml:2:25: partitions[0].size: \"32QB\" is not a size\n  help: write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill"
+    );
+}
+
+#[test]
+fn layer_cycles_and_unknown_layers() {
+    let dir = inputs();
+    write(&dir, "a.yaml", "layers: [./b.yaml]\n");
+    write(&dir, "b.yaml", "layers: [./a.yaml]\n");
+    write(&dir, "layers/ab-slots/layer.yaml", "{}\n");
+    let e = load_in(&dir, "image: { name: sd }\nlayers: [./a.yaml, ab-slot]\n").unwrap_err();
+    let root = fs::canonicalize(dir.path()).unwrap().display().to_string();
+    let e = e.replace(&format!("{root}/"), "");
+    assert_eq!(
+        e,
+        "b.yaml:1:10: layers[0]: \"./a.yaml\" includes itself: a.yaml -> b.yaml -> a.yaml\n  help: remove one of the layers entries that close the loop\nboard.yaml:2:20: layers[1]: \"ab-slot\" is not a known layer\n  help: did you mean 'ab-slots'? available layers: ab-slots"
+    );
+}
+
+#[test]
+fn after_an_unknown_partition() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G }\n  - { name: b, size: 1G, after: c }\n"),
+        "board.yaml:4:33: partitions[1].after: no partition named \"c\" to place this one by\n  help: name a partition defined earlier (in a layer or above): a"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    assert_eq!(
+        one_error("image: { name: sd\npartitions: []\n"),
+        "board.yaml:2:11: invalid YAML: while parsing a flow mapping, did not find expected ',' or '}'\n  help: check the indentation and quoting around this place"
+    );
+}
+
+#[test]
+fn hybrid_rules() {
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, hybrid: true }\n"),
+        "board.yaml:3:34: partitions[0].hybrid: hybrid needs `table: hybrid`\n  help: remove hybrid, or set `table: hybrid` under image"
+    );
+    let many = "image: { name: sd, table: hybrid }\npartitions:\n  - { name: a, size: 1G, hybrid: true }\n  - { name: b, size: 1G, hybrid: true }\n  - { name: c, size: 1G, hybrid: true }\n  - { name: d, size: 1G, hybrid: true }\n";
+    assert_eq!(
+        one_error(many),
+        "board.yaml:6:34: partitions[3].hybrid: more than 3 partitions marked hybrid\n  help: a hybrid MBR has room for 3 partitions besides the GPT protective entry; unmark some"
+    );
+}
+
+#[test]
+fn colliding_outputs() {
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  r: { fs: { type: ext4 }, output: sd.img }\n"),
+        "board.yaml:3:36: artifacts.r.output: \"sd.img\" is also the output of the image\n  help: choose another file name"
+    );
+}
+
+#[test]
+fn load_reports_an_unreadable_file() {
+    let e = load(
+        Path::new("/nonexistent/board.yaml"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert!(e.0[0]
+        .to_string()
+        .starts_with("/nonexistent/board.yaml: cannot read the description"));
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments that make YAML structure, schema keys and values likely.
+    const PIECES: [&str; 28] = [
+        "image:",
+        " name: sd",
+        "partitions:",
+        "\n",
+        "  - ",
+        "name: a",
+        "size: ",
+        "fill",
+        "auto +",
+        "12QB",
+        "1GiB",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ": ",
+        "fs:",
+        "type: ext4",
+        "same-as: a",
+        "artifact: r",
+        "artifacts:",
+        " r:",
+        "&x ",
+        "*x",
+        "'",
+        "\"",
+        "${X}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn never_panics_on_fragments(parts in proptest::collection::vec(0..PIECES.len(), 0..60)) {
+            let text: String = parts.iter().map(|&i| PIECES[i]).collect();
+            let _ = load_str(&text, Path::new("fuzz.yaml"), &LoadOptions::default());
+        }
+
+        #[test]
+        fn never_panics_on_mutations(pos in 0usize..2000, byte in any::<u8>(), cut in 0usize..2000) {
+            let mut bytes = FULL.as_bytes().to_vec();
+            let pos = pos % bytes.len();
+            bytes[pos] = byte;
+            bytes.truncate(cut.max(pos + 1));
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = load_str(&text, Path::new("fuzz.yaml"), &LoadOptions::default());
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+            let _ = load_str(&text, Path::new("fuzz.yaml"), &LoadOptions::default());
+        }
+    }
+}
