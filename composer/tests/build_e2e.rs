@@ -57,10 +57,17 @@ fn embedded_example_is_correct_by_independent_tools() {
         [
             "embedded.img",
             "embedded.img.bmap",
+            "embedded.img.zst",
             "rootfs.ext4",
             "rootfs.ext4.bmap"
         ]
     );
+    let unpacked = run(Command::new("sh").arg("-c").arg(format!(
+        "zstd -dc {} | cmp - {} && echo same",
+        out.join("embedded.img.zst").display(),
+        out.join("embedded.img").display()
+    )));
+    assert_eq!(unpacked.trim(), "same", "the .zst is the image");
 
     // The table, as sfdisk reads it.
     let (json, parts) = sfdisk(&img);
@@ -167,6 +174,7 @@ fn two_builds_are_bit_identical() {
     for name in [
         "embedded.img",
         "embedded.img.bmap",
+        "embedded.img.zst",
         "rootfs.ext4",
         "rootfs.ext4.bmap",
     ] {

@@ -17,6 +17,7 @@ use crate::fs::BuildContext;
 use crate::fs::Content;
 use crate::output::atomic::{self, PartialFile};
 use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
+use crate::output::compress::{self, Compression};
 use crate::output::window::{Extents, Window};
 use crate::plan::{Plan, RegionKind};
 use crate::ptable;
@@ -72,9 +73,13 @@ pub fn write_all(
     let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
     let mut others = Vec::new();
     for kind in &outputs {
-        if matches!(kind, OutputKind::Zst | OutputKind::Xz | OutputKind::Gz) {
-            anyhow::bail!("compressed outputs are not available in this build yet");
-        }
+        let Some((ext, codec)) = compression_of(*kind) else {
+            continue;
+        };
+        let path = out_dir.join(format!("{name}.img.{ext}"));
+        compress::write_compressed(image.file(), plan.disk_size, &mapped, codec, &path)?;
+        tracing::info!("compress({ext}): {}", path.display());
+        others.push(path);
     }
     others.extend(write_artifacts(
         desc,
@@ -258,6 +263,15 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Vfat(..) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
+    }
+}
+
+fn compression_of(kind: OutputKind) -> Option<(&'static str, Compression)> {
+    match kind {
+        OutputKind::Zst => Some(("zst", Compression::Zst)),
+        OutputKind::Xz => Some(("xz", Compression::Xz)),
+        OutputKind::Gz => Some(("gz", Compression::Gz)),
+        OutputKind::Raw | OutputKind::Bmap => None,
     }
 }
 
