@@ -267,7 +267,7 @@ yocto_checks() {
 
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
 		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: $(grep -o 'crate://' "${build}/env.native" | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
+		pass "yocto: bitbake -e image-composer-native: $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi
