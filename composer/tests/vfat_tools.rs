@@ -603,3 +603,39 @@ proptest! {
         prop_assert_eq!(read_back(&img, dir.path()), expected(&files));
     }
 }
+
+#[test]
+fn holes_of_a_sparse_source_stay_holes_but_are_mapped_as_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sparse.bin");
+    let f = File::create(&src).unwrap();
+    f.set_len(8 * MIB).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"head", 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"tail", 8 * MIB - 4).unwrap();
+    drop(f);
+    let mut o = VfatOptions::new("sparse");
+    o.files = vec![("/sparse.bin".into(), FileSource::Path(src))];
+    let fs = prepare(&o, &ctx()).unwrap();
+    let img = dir.path().join("img");
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&img)
+        .unwrap();
+    file.set_len(16 * MIB).unwrap();
+    let mut w = Window::new(&file, 0, 16 * MIB);
+    fs.write(&mut w).unwrap();
+    // The file's 8 MiB must be written when flashed (zeros included)...
+    assert!(w.mapped().total() >= 8 * MIB, "{:?}", w.mapped());
+    // ...but the image itself stays sparse.
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&file.metadata().unwrap()) * 512;
+    assert!(allocated < 2 * MIB, "{allocated} bytes allocated");
+    if tools() {
+        fsck(&img);
+        let back = read_back(&img, dir.path());
+        assert_eq!(back["/sparse.bin"].len() as u64, 8 * MIB);
+        assert_eq!(&back["/sparse.bin"][..4], b"head");
+    }
+}

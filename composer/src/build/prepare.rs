@@ -10,7 +10,9 @@
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
+use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
+use crate::fs::tree::{self, OwnerRule, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::atomic::PartialFile;
@@ -36,6 +38,7 @@ pub enum Prepared {
     /// start, known only after planning, so the writer is prepared again then.
     Vfat(VfatFs, VfatOptions),
     Initramfs(Initramfs),
+    Ext4(Ext4Fs),
 }
 
 impl Prepared {
@@ -51,6 +54,7 @@ impl Prepared {
             Prepared::Raw(raw) => Some(raw),
             Prepared::Vfat(fs, _) => Some(fs),
             Prepared::Initramfs(i) => Some(i),
+            Prepared::Ext4(fs) => Some(fs),
         }
     }
 
@@ -72,6 +76,10 @@ impl Prepared {
                 None => "vfat".into(),
             },
             Prepared::Initramfs(_) => "initramfs".into(),
+            Prepared::Ext4(fs) => match fs.options().label.as_str() {
+                "" => "ext4".into(),
+                label => format!("ext4 '{label}'"),
+            },
         }
     }
 
@@ -230,8 +238,10 @@ impl Preparer<'_> {
                 let opts = self.vfat_options(name, v)?;
                 Prepared::Vfat(vfat::prepare(&opts, self.ctx)?, opts)
             }
-            Model::Fs(Filesystem::Ext4(_)) => {
-                bail!("ext4 filesystems are not available in this build yet")
+            Model::Fs(Filesystem::Ext4(e)) => {
+                let opts = ext4_options(name, e)?;
+                let tree = self.ext4_tree(e)?;
+                Prepared::Ext4(ext4::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
@@ -240,6 +250,44 @@ impl Preparer<'_> {
             Model::Artifact(a) => bail!("artifact '{}' is only usable by reference", a.value),
             Model::SameAs(p) => bail!("same-as '{}' must be resolved first", p.value),
         })
+    }
+
+    /// The source tree of an ext4 filesystem with ownership overrides
+    /// applied; `None` for an empty filesystem without overrides.
+    fn ext4_tree(&self, e: &config::Ext4) -> Result<Option<Tree>> {
+        let own = &e.ownership;
+        let mut tree = match &e.from {
+            Some(from) => {
+                let opts = TreeOptions {
+                    owners: match own.owners.value {
+                        config::Owners::Root => tree::Owners::Root,
+                        config::Owners::Source => tree::Owners::Source,
+                    },
+                    ..TreeOptions::default()
+                };
+                tree::scan(&from.path, &opts, self.ctx)?
+            }
+            None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
+            None => Tree::empty(self.ctx),
+        };
+        for table in &own.device_tables {
+            tree.apply_device_table(&table.path)?;
+        }
+        let rules: Vec<OwnerRule> = own
+            .rules
+            .iter()
+            .map(|r| OwnerRule {
+                glob: r.path.value.clone(),
+                uid: r.uid.as_ref().map(|v| v.value),
+                gid: r.gid.as_ref().map(|v| v.value),
+                mode: r.mode.as_ref().map(|v| v.value),
+                caps: r.caps.as_ref().map(|v| v.value.clone()),
+            })
+            .collect();
+        if !rules.is_empty() {
+            tree.apply_rules(&rules)?;
+        }
+        Ok(Some(tree))
     }
 
     fn vfat_options(&mut self, name: &str, v: &config::Vfat) -> Result<VfatOptions> {
@@ -365,6 +413,51 @@ impl Preparer<'_> {
             }
         })
     }
+}
+
+fn ext4_options(name: &str, e: &config::Ext4) -> Result<Ext4Options> {
+    let defaults = Ext4Options::default();
+    let features: Vec<String> = e
+        .features
+        .iter()
+        .map(|f| {
+            if f.value.enabled {
+                f.value.name.clone()
+            } else {
+                format!("^{}", f.value.name)
+            }
+        })
+        .collect();
+    Ok(Ext4Options {
+        name: name.to_string(),
+        label: e
+            .label
+            .as_ref()
+            .map(|l| l.value.clone())
+            .unwrap_or_default(),
+        uuid: e.uuid.as_ref().map(|u| u.value),
+        hash_seed: e.hash_seed.as_ref().map(|u| u.value),
+        block_size: e
+            .block_size
+            .as_ref()
+            .map_or(defaults.block_size, |b| b.value),
+        features: Features::resolve(&features).map_err(anyhow::Error::msg)?,
+        journal: match e.journal.value {
+            config::Journal::None => ext4::Journal::Off,
+            config::Journal::Default => ext4::Journal::Default,
+            config::Journal::Size(b) => ext4::Journal::Size(b.bytes()),
+        },
+        journal_init: match e.journal_init.value {
+            config::JournalInit::Zero => ext4::JournalInit::Zero,
+            config::JournalInit::Lazy => ext4::JournalInit::Lazy,
+        },
+        inode_ratio: e
+            .inode_ratio
+            .as_ref()
+            .map_or(defaults.inode_ratio, |r| r.value.bytes()),
+        inodes: e.inodes.as_ref().map(|n| n.value),
+        reserved_percent: f64::from(e.reserved.value),
+    })
 }
 
 fn init_spec(source: FileSource) -> cpio::FileSpec {

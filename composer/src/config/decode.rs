@@ -10,6 +10,7 @@ use super::model::*;
 use super::yaml::{child_path, Key, Node, Value};
 use crate::diag::Diagnostic;
 use crate::ids::Uuid;
+use crate::ptable::types::{self, TypeError};
 use crate::units::{ByteSize, SizeError, KIB};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1001,18 +1002,42 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
             }
             Some(s)
         });
-    let part_type = f.get("type").and_then(|n| cx.spanned_text(n));
+    let part_type = f.get("type").and_then(|n| {
+        let s = cx.spanned_text(n)?;
+        match types::check(&s.value) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                let help = match e {
+                    TypeError::Unknown => {
+                        let guess = closest(&s.value, types::names())
+                            .map(|b| format!("did you mean '{b}'? "))
+                            .unwrap_or_default();
+                        format!(
+                            "{guess}write a GUID, an MBR byte such as 0x83, or one of: {}",
+                            types::names().join(", ")
+                        )
+                    }
+                    TypeError::NilGuid | TypeError::Reserved(_) => {
+                        "use the type of the partition's content, e.g. linux or esp".to_string()
+                    }
+                };
+                cx.err(n, format!("\"{}\" {e}", s.value), help);
+                None
+            }
+        }
+    });
     let mbr_type = f.get("mbr-type").and_then(|n| {
         let v = cx.uint(n, 0xff, "an MBR type byte")?;
-        if v == 0 {
+        let v = u8::try_from(v).ok()?;
+        if let Err(e) = types::check(&format!("0x{v:02x}")) {
             cx.err(
                 n,
-                "\"0\" marks an unused MBR entry",
+                format!("\"0x{v:02x}\" {e}"),
                 "use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)",
             );
             return None;
         }
-        u8::try_from(v).ok().map(|v| cx.spanned(n, v))
+        Some(cx.spanned(n, v))
     });
     let size = f
         .get("size")

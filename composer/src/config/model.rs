@@ -146,7 +146,9 @@ pub struct Partition {
     /// The `- name: ...` entry as a whole (for "this partition" diagnostics).
     pub span: Span,
     /// `type:` as written: a shorthand (`esp`, `root-x86-64`), a GUID or an
-    /// MBR byte (`0x0c`); `None` means the planner's default (Linux data).
+    /// MBR byte (`0x0c`), already checked with `ptable::types::check`, so
+    /// `ptable::types::lookup` returns `Some` for it; `None` means the
+    /// planner's default (Linux data).
     pub part_type: Option<Spanned<String>>,
     /// `mbr-type:` byte for MBR/hybrid tables when `type` gives none.
     pub mbr_type: Option<Spanned<u8>>,

@@ -395,6 +395,30 @@ fn blobs_outside_the_table() {
 }
 
 #[test]
+fn partition_types() {
+    let e = one_error(
+        "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: root-x86_64 }\n",
+    );
+    assert!(
+        e.starts_with("board.yaml:3:32: partitions[0].type: \"root-x86_64\" is not a partition type\n  help: did you mean 'root-x86-64'? write a GUID, an MBR byte such as 0x83, or one of: linux, "),
+        "{e}"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: 0x05 }\n"),
+        "board.yaml:3:32: partitions[0].type: \"0x05\" is the MBR type byte of an extended partition, which image-composer writes itself\n  help: use the type of the partition's content, e.g. linux or esp"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr }\npartitions:\n  - { name: a, size: 1G, mbr-type: 0xee }\n"),
+        "board.yaml:3:36: partitions[0].mbr-type: \"0xee\" is the MBR type byte of the GPT protective entry, which image-composer writes itself\n  help: use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)"
+    );
+    let dir = inputs();
+    let d = load_in(&dir, "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: ESP }\n  - { name: b, size: 1G, type: 0x0c }\n").unwrap();
+    assert!(
+        crate::ptable::types::lookup(&d.partitions[0].part_type.as_ref().unwrap().value).is_some()
+    );
+}
+
+#[test]
 fn filesystems() {
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: btrfs } }\n"),

@@ -793,6 +793,11 @@ impl VfatFs {
                         f.size
                     );
                 }
+                // FAT files cannot be sparse: a hole of the source is file
+                // content that must read as zero on the device, so the whole
+                // range is mapped, and only the source's data is copied.
+                w.zero(pos, len)
+                    .with_context(|| format!("mapping '{}' in vfat '{}'", f.path, self.name))?;
                 w.copy_from(&file, 0, len, pos).with_context(|| {
                     format!(
                         "copying '{}' to '{}' in vfat '{}'",
