@@ -143,6 +143,13 @@ def main(res):
         for name, recs in b.items():
             print(f"| {name} | {len(recs)} | {fig([r['wall'] for r in recs])} | {fig([r['cpu'] for r in recs])} "
                   f"| {fig([r['rss'] for r in recs], '{:.0f}')} |")
+        variants = rows(os.path.join(res, "variants.tsv"))
+        if variants:
+            print("\n| image-composer variant | allocated MiB (du) | bmap mapped MiB | verified |")
+            print("|---|---|---|---|")
+            for name, alloc, mapped, result in variants:
+                mtext = f"{int(mapped) * 4096 / MIB:.0f}" if mapped else "(no bmap)"
+                print(f"| {name} | {int(alloc) / MIB:.0f} | {mtext} | {result} |")
         cmp_path = os.path.join(res, "bmapcmp.txt")
         if os.path.exists(cmp_path):
             print("\n```")

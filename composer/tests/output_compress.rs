@@ -2,6 +2,7 @@
 //! `xz -d`, `gzip -d`) must equal the image byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use composer::output::bmap;
 use composer::output::compress::{write_compressed, Compression, CHUNK_BYTES};
 use composer::output::window::{Extents, Window};
 use std::fs::File;
@@ -84,6 +85,27 @@ fn command_line_tools_decompress_to_the_image() {
             result.stdout == image,
             "{tool} -d does not give back the image"
         );
+
+        // bmaptool flashes the compressed image with the bmap of the raw
+        // one (it decompresses multi-member files as one stream).
+        if have("bmaptool") {
+            let bmap_path = dir.path().join("sd.img.bmap");
+            let ranges = bmap::hash_all(&file, size, &mapped).unwrap();
+            bmap::write_bmap(&bmap_path, size, &ranges).unwrap();
+            let flashed = dir.path().join("flashed.img");
+            let status = Command::new("bmaptool")
+                .args(["-q", "copy", "--bmap"])
+                .arg(&bmap_path)
+                .arg(&out)
+                .arg(&flashed)
+                .status()
+                .unwrap();
+            assert!(status.success(), "bmaptool copy of {}", out.display());
+            assert!(
+                std::fs::read(&flashed).unwrap() == image,
+                "bmaptool from {tool}"
+            );
+        }
 
         // Deterministic: a second run gives the same bytes.
         let again = dir.path().join(format!("again.{}", kind.extension()));

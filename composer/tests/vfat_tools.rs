@@ -435,12 +435,35 @@ fn timestamps_come_from_source_date_epoch() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let files = vec![("/a/b.txt".to_string(), b"x".to_vec())];
-    let fs = prepare(&opts_with(&files), &ctx()).unwrap();
+    // A host file from 2001 gets the epoch too, as do bytes and directories.
+    let old = dir.path().join("old.txt");
+    std::fs::write(&old, "old").unwrap();
+    let status = Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .arg(&old)
+        .env("TZ", "UTC")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut o = opts_with(&[("/a/b.txt".to_string(), b"x".to_vec())]);
+    o.files
+        .push(("/a/old.txt".into(), FileSource::Path(old.clone())));
+    let fs = prepare(&o, &ctx()).unwrap();
     let img = build(&fs, 4 * MIB, dir.path()).unwrap();
-    let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg("::/a"));
     // 2023-11-14 22:13:20 UTC
-    assert!(ok && text.contains("2023-11-14  22:13"), "{text}");
+    for path in ["::/a", "::/a/b.txt", "::/a/old.txt"] {
+        let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg(path));
+        assert!(ok && text.contains("2023-11-14  22:13"), "{text}");
+    }
+    // Without an epoch, host files keep their mtime.
+    let no_epoch = BuildContext {
+        source_date_epoch: None,
+        ..ctx()
+    };
+    let fs = prepare(&o, &no_epoch).unwrap();
+    let img = build(&fs, 4 * MIB, dir.path()).unwrap();
+    let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg("::/a/old.txt"));
+    assert!(ok && text.contains("2001-02-03   4:05"), "{text}");
 }
 
 #[test]

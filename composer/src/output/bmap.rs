@@ -42,13 +42,17 @@
 //! have to re-hash); splitting ranges at a fixed size (changes nothing for
 //! bmaptool, only makes the file longer).
 
+use crate::output::atomic::write_atomic;
 use crate::output::window::Extents;
+use anyhow::Context;
+use rustix::fs::SeekFrom;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -150,11 +154,11 @@ impl Hasher {
     /// Queues block ranges `[first, end)` for hashing. Their bytes must be
     /// final: no later write may touch these blocks. Each block may be
     /// submitted only once over the life of the hasher.
-    pub fn submit(&self, blocks: Vec<Range<u64>>) {
+    pub fn submit(&self, blocks: impl IntoIterator<Item = Range<u64>>) {
         if let Some(sender) = &self.sender {
             // A send fails only when the thread has stopped on an error;
             // `finish` reports that error.
-            let _ = sender.send(blocks);
+            let _ = sender.send(blocks.into_iter().collect());
         }
     }
 
@@ -259,22 +263,65 @@ fn hash_range(
     let mut hasher = Sha256::new();
     let mut pos = start;
     while pos < end {
-        let want = usize::try_from(end - pos).map_or(buf.len(), |n| n.min(buf.len()));
-        let got = file.read_at(&mut buf[..want], pos)?;
-        if got == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("image ends at byte {pos}, before its size of {image_size} bytes"),
-            ));
+        // Mapped zeros (an ext4 journal) are holes in the fresh image: hash
+        // them from memory instead of reading them, which would fill the
+        // page cache with zeroed pages only to copy them out again.
+        let (data, hole) = data_segment(file, pos, end)?;
+        hash_zeros(&mut hasher, data - pos);
+        pos = data;
+        while pos < hole {
+            let want = usize::try_from(hole - pos).map_or(buf.len(), |n| n.min(buf.len()));
+            let got = file.read_at(&mut buf[..want], pos)?;
+            if got == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("image ends at byte {pos}, before its size of {image_size} bytes"),
+                ));
+            }
+            hasher.update(&buf[..got]);
+            pos += got as u64;
         }
-        hasher.update(&buf[..got]);
-        pos += got as u64;
     }
     Ok(Some(MappedRange {
         first_block: range.start,
         last_block: range.end - 1,
         sha256: hasher.finalize().into(),
     }))
+}
+
+/// The next data segment `[data, hole)` of `file` at or after `pos`,
+/// clipped at `end`: `data == end` when the rest is a hole. A filesystem
+/// that cannot tell holes (`EINVAL`, `EOPNOTSUPP`) reports everything as
+/// data, which is always correct, only slower.
+fn data_segment(file: &File, pos: u64, end: u64) -> io::Result<(u64, u64)> {
+    let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+        Ok(d) => d.min(end),
+        // ENXIO: no data at or after `pos`.
+        Err(rustix::io::Errno::NXIO) => return Ok((end, end)),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => return Ok((pos, end)),
+        Err(e) => return Err(e.into()),
+    };
+    if data == end {
+        return Ok((end, end));
+    }
+    let hole = match rustix::fs::seek(file, SeekFrom::Hole(data)) {
+        Ok(h) => h.min(end),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => end,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((data, hole))
+}
+
+/// Feeds `len` zero bytes to `hasher`.
+fn hash_zeros(hasher: &mut Sha256, mut len: u64) {
+    /// Zeros hashed per `update` call: large enough that call overhead
+    /// vanishes, small enough to stay in L1/L2.
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    while len > 0 {
+        let n = usize::try_from(len).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+        hasher.update(&ZEROS[..n]);
+        len -= n as u64;
+    }
 }
 
 /// Sorts `ranges` by block and rejects a block hashed twice, which is a bug
@@ -369,6 +416,13 @@ pub fn render(image_size: u64, ranges: &[MappedRange]) -> String {
     let file_sum = hex(&Sha256::digest(xml.as_bytes()).into());
     xml.replace_range(checksum_at..checksum_at + SHA256_HEX_LEN, &file_sum);
     xml
+}
+
+/// Renders the bmap and writes it to `path` atomically (through
+/// `path.partial`).
+pub fn write_bmap(path: &Path, image_size: u64, ranges: &[MappedRange]) -> anyhow::Result<()> {
+    write_atomic(path, render(image_size, ranges).as_bytes())
+        .with_context(|| format!("writing bmap '{}'", path.display()))
 }
 
 /// Our explanation of the format, in place of bmaptool's comment.
@@ -474,5 +528,96 @@ mod tests {
         let mut zeroed = xml.clone();
         zeroed.replace_range(start..start + 64, &"0".repeat(64));
         assert_eq!(stored, hex(&Sha256::digest(zeroed.as_bytes()).into()));
+    }
+
+    fn image(len: u64) -> (tempfile::TempDir, Arc<File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("img"))
+            .unwrap();
+        f.set_len(len).unwrap();
+        (dir, Arc::new(f))
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "blocks submitted twice")]
+    fn a_block_submitted_twice_is_caught() {
+        let (_dir, f) = image(10 * BLOCK_SIZE);
+        let h = Hasher::spawn(f, 10 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(0..3));
+        h.submit(std::iter::once(2..4));
+        let _ = h.finish();
+    }
+
+    #[test]
+    fn ranges_beyond_the_image_or_the_file_are_errors() {
+        let (_dir, f) = image(10 * BLOCK_SIZE);
+        let h = Hasher::spawn(Arc::clone(&f), 10 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(9..11));
+        let err = h.finish().unwrap_err();
+        assert!(
+            err.to_string().contains("beyond the end of the image"),
+            "{err}"
+        );
+        // The image claims 20 blocks, the file has 10 (set_len forgotten).
+        let h = Hasher::spawn(f, 20 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(5..15));
+        assert_eq!(h.finish().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn hasher_and_hash_all_agree_and_hash_what_sha256_says() {
+        let (_dir, f) = image(3 * BLOCK_SIZE + 100);
+        f.write_all_at(b"hello", 2 * BLOCK_SIZE + 7).unwrap();
+        let mut e = Extents::new();
+        e.insert(2 * BLOCK_SIZE + 7, 2 * BLOCK_SIZE + 12);
+        e.insert(3 * BLOCK_SIZE + 99, 3 * BLOCK_SIZE + 100);
+        let h = Hasher::spawn(Arc::clone(&f), 3 * BLOCK_SIZE + 100).unwrap();
+        h.submit_extents(&e);
+        let ranges = h.finish().unwrap();
+        assert_eq!(ranges, hash_all(&f, 3 * BLOCK_SIZE + 100, &e).unwrap());
+        let mut want = vec![0u8; BLOCK_SIZE as usize + 100];
+        want[7..12].copy_from_slice(b"hello");
+        assert_eq!(ranges.len(), 1);
+        assert_eq!((ranges[0].first_block, ranges[0].last_block), (2, 3));
+        assert_eq!(ranges[0].sha256, <[u8; 32]>::from(Sha256::digest(&want)));
+    }
+
+    #[test]
+    fn ranges_over_holes_hash_like_the_bytes_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("img"))
+            .unwrap();
+        // data, a 3 MiB hole, data, a hole up to a partial last block
+        let size = (8 << 20) + 100;
+        file.set_len(size).unwrap();
+        file.write_all_at(&[7u8; 8192], 4096).unwrap();
+        file.write_all_at(&[9u8; 5000], 4 << 20).unwrap();
+        let mut all = Extents::new();
+        all.insert(0, size);
+        let mut some = Extents::new();
+        some.insert(4096, 3 << 20); // data then a hole
+        some.insert((3 << 20) + 4096, 5 << 20); // a hole then data
+        for extents in [all, some] {
+            let ranges = hash_all(&file, size, &extents).unwrap();
+            assert_eq!(ranges.len(), blocks_of(&extents).len());
+            for r in ranges {
+                let start = r.first_block * BLOCK_SIZE;
+                let end = ((r.last_block + 1) * BLOCK_SIZE).min(size);
+                let mut bytes = vec![0u8; (end - start) as usize];
+                file.read_exact_at(&mut bytes, start).unwrap();
+                assert_eq!(r.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)), "{r:?}");
+            }
+        }
     }
 }
