@@ -418,7 +418,22 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             reported[i] = true;
         }
     }
-    check_overlaps(&regions, parts, &geo, &mut reported, &mut diags);
+    let ebr_owners: Vec<(u32, usize)> = roles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, role)| match role {
+            Role::Logical(n) => Some((*n, i)),
+            _ => None,
+        })
+        .collect();
+    check_overlaps(
+        &regions,
+        parts,
+        &ebr_owners,
+        &geo,
+        &mut reported,
+        &mut diags,
+    );
 
     if let Some(g) = &gpt {
         let first = g.first_usable_lba * geo.ss;
@@ -443,7 +458,7 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
         }
     }
     check_mbr_limits(&regions, parts, &roles, &geo, &reported, &mut diags);
-    let extended = extended_partition(&regions, parts, &roles, &ebrs, &mut diags);
+    let extended = extended_partition(&regions, parts, &roles, &ebrs, &reported, &mut diags);
 
     if !diags.is_empty() {
         return Err(diags);
@@ -1038,6 +1053,7 @@ fn in_holes(region: &Region, parts: &[PartSpec], lo: u64, hi: u64) -> bool {
 fn check_overlaps(
     regions: &[Region],
     parts: &[PartSpec],
+    ebr_owners: &[(u32, usize)],
     geo: &Geometry,
     reported: &mut [bool],
     diags: &mut Vec<Diagnostic>,
@@ -1059,9 +1075,13 @@ fn check_overlaps(
             if in_holes(a, parts, lo, hi) || in_holes(b, parts, lo, hi) {
                 continue;
             }
-            diags.push(overlap_diag(a, b, regions, parts, geo));
+            diags.push(overlap_diag(a, b, regions, parts, ebr_owners, geo));
             for r in [a, b] {
-                if let Some(p) = r.kind.part() {
+                let owner = match r.kind {
+                    RegionKind::Ebr(n) => ebr_owners.iter().find(|(m, _)| *m == n).map(|&(_, i)| i),
+                    kind => kind.part(),
+                };
+                if let Some(p) = owner {
                     reported[p] = true;
                 }
             }
@@ -1081,13 +1101,20 @@ fn overlap_diag(
     b: &Region,
     regions: &[Region],
     parts: &[PartSpec],
+    ebr_owners: &[(u32, usize)],
     geo: &Geometry,
 ) -> Diagnostic {
-    let explicit = |r: &Region| r.kind.part().is_some_and(|i| parts[i].offset.is_some());
+    // The partition a region belongs to: its own, or the logical one an EBR
+    // describes.
+    let owner = |r: &Region| match r.kind {
+        RegionKind::Ebr(n) => ebr_owners.iter().find(|(m, _)| *m == n).map(|&(_, i)| i),
+        kind => kind.part(),
+    };
+    let explicit = |r: &Region| owner(r).is_some_and(|i| parts[i].offset.is_some());
     // Blame the partition the user placed: b (later start) if it has an
-    // offset or a is a table region, else a.
-    let (mover, other) = match (a.kind.part(), b.kind.part()) {
-        (_, Some(_)) if explicit(b) || a.kind.part().is_none() => (b, a),
+    // offset or a belongs to no partition, else a.
+    let (mover, other) = match (owner(a), owner(b)) {
+        (_, Some(_)) if explicit(b) || owner(a).is_none() => (b, a),
         (Some(_), _) => (a, b),
         _ => (b, a),
     };
@@ -1100,13 +1127,25 @@ fn overlap_diag(
         )
     };
     let message = format!("{} overlaps {}", describe(mover), describe(other));
-    let Some(i) = mover.kind.part() else {
+    let Some(i) = owner(mover) else {
         return Diagnostic::new(Span::default(), "", message);
     };
     let part = &parts[i];
     let mut d = diag(part, &part.span, "", message);
     let align = part.align.unwrap_or(geo.align);
-    let mut help = if other.start <= mover.start {
+    let mut help = if matches!(mover.kind, RegionKind::Ebr(_)) {
+        // The EBR sits in the sector before its logical partition.
+        let later = other
+            .end()
+            .checked_add(geo.ss)
+            .and_then(|e| align_up(e, align))
+            .unwrap_or(other.end());
+        format!(
+            "start '{}' at {} or later: a logical partition needs the sector before it for its EBR",
+            part.name,
+            ByteSize(later)
+        )
+    } else if other.start <= mover.start {
         let later = align_up(other.end(), align).unwrap_or(other.end());
         format!("start '{}' at {} or later", mover.name, ByteSize(later))
     } else {
@@ -1193,33 +1232,47 @@ fn extended_partition(
     parts: &[PartSpec],
     roles: &[Role],
     ebrs: &[Option<u64>],
+    reported: &[bool],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(u64, u64)> {
     let start = ebrs.iter().flatten().copied().min()?;
-    let end = regions
+    let logical = |r: &&Region| {
+        r.kind
+            .part()
+            .is_some_and(|i| matches!(roles[i], Role::Logical(_)))
+    };
+    let end = regions.iter().filter(logical).map(Region::end).max()?;
+    // One problem for all primaries inside, unless an overlap already
+    // explains the misplaced logical partition.
+    let misplaced_logical = regions
         .iter()
-        .filter(|r| {
-            r.kind
-                .part()
-                .is_some_and(|i| matches!(roles[i], Role::Logical(_)))
+        .filter(logical)
+        .any(|r| r.kind.part().is_some_and(|i| reported[i]));
+    let inside: Vec<usize> = regions
+        .iter()
+        .filter_map(|r| {
+            let i = r.kind.part()?;
+            (matches!(roles[i], Role::Primary(_)) && r.start < end && start < r.end()).then_some(i)
         })
-        .map(Region::end)
-        .max()?;
-    for r in regions {
-        let Some(i) = r.kind.part() else { continue };
-        if let Role::Primary(n) = roles[i] {
-            if r.start < end && start < r.end() {
-                diags.push(
-                    diag(&parts[i], &parts[i].span, "", format!(
-                        "'{}' (primary partition {n}, offset {:#x}) lies inside the extended partition (offset {start:#x}, size {}) that holds the logical partitions",
-                        r.name,
-                        r.start,
-                        size_text(end - start)
-                    ))
-                    .help("in an MBR table with more than four partitions the first three are primary: list them first and place the others after them"),
-                );
-            }
-        }
+        .collect();
+    if let (Some(&first), false) = (inside.first(), misplaced_logical) {
+        let names: Vec<&str> = inside.iter().map(|&i| parts[i].name.as_str()).collect();
+        let logicals: Vec<&str> = regions
+            .iter()
+            .filter(logical)
+            .filter_map(|r| Some(parts[r.kind.part()?].name.as_str()))
+            .collect();
+        diags.push(
+            diag(&parts[first], &parts[first].span, "", format!(
+                "primary partition{} '{}' lie{} inside the extended partition (offset {start:#x}, size {}) that holds the logical partitions '{}'",
+                if names.len() == 1 { "" } else { "s" },
+                names.join("', '"),
+                if names.len() == 1 { "s" } else { "" },
+                size_text(end - start),
+                logicals.join("', '")
+            ))
+            .help("in an MBR table with more than four partitions the first three are primary: place them before the others"),
+        );
     }
     Some((start, end - start))
 }

@@ -278,6 +278,19 @@ fn bad_descriptions() -> Vec<(DiskSpec, Vec<PartSpec>)> {
             ],
         ),
         (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![
+                part("a", exact(1), 10),
+                part("b", exact(1), 20),
+                part("c", exact(1), 30),
+                part("d", exact(1), 40),
+                PartSpec {
+                    offset: Some(512),
+                    ..part("e", SizeReq::Exact(512), 50)
+                },
+            ],
+        ),
+        (
             DiskSpec {
                 gpt_entries: 128,
                 size: Some(256 * MIB),
