@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use composer::fs::vfat::{prepare, VfatOptions};
-use composer::fs::{BuildContext, Content, FileSource};
+use composer::fs::{BuildContext, FileSource};
 use composer::ids::Seed;
 use composer::output::window::Window;
 use std::fs::File;
@@ -83,8 +83,6 @@ fn ovmf_and_grub_read_the_esp() {
     let mut opts = VfatOptions::new("esp");
     opts.fat_bits = Some(32);
     opts.label = Some("ESP".into());
-    // The partition starts at LBA 2048.
-    opts.hidden_sectors = 2048;
     let bytes = |b: &[u8]| FileSource::Bytes(Arc::new(b.to_vec()));
     opts.files = vec![
         ("/EFI/BOOT/BOOTX64.EFI".into(), FileSource::Path(grub)),
@@ -109,7 +107,9 @@ fn ovmf_and_grub_read_the_esp() {
         .open(&disk)
         .unwrap();
     file.set_len(MIB + part_len).unwrap();
-    fs.write(&mut Window::new(&file, MIB, part_len)).unwrap();
+    // The partition starts at LBA 2048 (the boot sector's hidden sectors).
+    fs.write_in_partition(&mut Window::new(&file, MIB, part_len), 2048)
+        .unwrap();
     let mut entry = [0u8; 16];
     entry[4] = 0xEF;
     entry[8..12].copy_from_slice(&2048u32.to_le_bytes());

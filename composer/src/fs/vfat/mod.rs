@@ -638,7 +638,7 @@ impl VfatFs {
     }
 
     /// Encodes the boot sector (one sector).
-    fn boot_sector(&self, g: &Geometry) -> anyhow::Result<Vec<u8>> {
+    fn boot_sector(&self, g: &Geometry, hidden_sectors: u32) -> anyhow::Result<Vec<u8>> {
         let total = g.total_sectors;
         let fat32 = g.fat_bits == 32;
         let narrow16 = |v: u32, what: &str| {
@@ -671,7 +671,7 @@ impl VfatFs {
             }),
             sectors_per_track: U16::new(SECTORS_PER_TRACK),
             heads: U16::new(HEADS),
-            hidden_sectors: U32::new(self.hidden_sectors),
+            hidden_sectors: U32::new(hidden_sectors),
             total_sectors_32: U32::new(if !fat32 && total < 0x1_0000 { 0 } else { total }),
         };
         let info = VolumeInfo {
@@ -827,12 +827,14 @@ impl VfatFs {
     }
 }
 
-impl Content for VfatFs {
-    fn min_size(&self) -> u64 {
-        self.min_sectors * self.sector_size()
-    }
-
-    fn write(&self, w: &mut Window<'_>) -> anyhow::Result<()> {
+impl VfatFs {
+    /// Writes the filesystem into `w` like [`Content::write`], recording
+    /// `start_sector` (the partition's first sector on the disk, in logical
+    /// sectors) as the boot sector's hidden sectors instead of the value
+    /// given at prepare time. Starts beyond 2^32 sectors are stored as
+    /// 0xFFFFFFFF (the field is 32 bits; only legacy boot code reads it).
+    pub fn write_in_partition(&self, w: &mut Window<'_>, start_sector: u64) -> anyhow::Result<()> {
+        let hidden_sectors = u32::try_from(start_sector).unwrap_or(u32::MAX);
         let name = &self.name;
         let g = self.geometry(w.len())?;
         let cb = u64::from(g.cluster_bytes());
@@ -888,7 +890,7 @@ impl Content for VfatFs {
         // Reserved area: boot sector(s) written, the rest must read as zero.
         w.zero(0, u64::from(g.reserved_sectors) * ss)
             .with_context(|| ctx("the reserved sectors"))?;
-        let boot = self.boot_sector(&g)?;
+        let boot = self.boot_sector(&g, hidden_sectors)?;
         w.write_at(&boot, 0)
             .with_context(|| ctx("the boot sector"))?;
         if g.fat_bits == 32 {
@@ -946,6 +948,16 @@ impl Content for VfatFs {
             human(g.size_bytes()),
         );
         Ok(())
+    }
+}
+
+impl Content for VfatFs {
+    fn min_size(&self) -> u64 {
+        self.min_sectors * self.sector_size()
+    }
+
+    fn write(&self, w: &mut Window<'_>) -> anyhow::Result<()> {
+        self.write_in_partition(w, u64::from(self.hidden_sectors))
     }
 }
 
