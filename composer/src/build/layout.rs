@@ -50,6 +50,7 @@ pub fn specs(
         .mbr_signature
         .as_ref()
         .map_or_else(|| seed.u32(&["mbr-signature"]), |s| s.value);
+    disk.gpt_array_offset = image.gpt_location.as_ref().map(|l| l.value.bytes());
     if let Some(entries) = &image.gpt_entries {
         disk.gpt_entries = entries.value;
     }

@@ -83,11 +83,11 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
 pub fn build(request: &Request, out_dir: &Path) -> Result<write::Written, Error> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating output directory '{}'", out_dir.display()))?;
-    let (desc, (ctx, contents), plan, _) = resolve(request, out_dir)?;
-    Ok(write::write_all(&desc, &plan, &contents, &ctx, out_dir)?)
+    let (desc, contents, plan, _) = resolve(request, out_dir)?;
+    Ok(write::write_all(&desc, &plan, &contents, out_dir)?)
 }
 
-type Resolved = (Description, (BuildContext, Contents), Plan, Vec<PartSpec>);
+type Resolved = (Description, Contents, Plan, Vec<PartSpec>);
 
 /// Loads, prepares and plans: everything before the first byte is written.
 fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
@@ -105,7 +105,7 @@ fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
     let contents = prepare::prepare(&desc, &ctx, scratch_dir)?;
     let (disk, specs) = layout::specs(&desc, &contents, &ctx.seed).map_err(Diagnostics)?;
     let plan = crate::plan::allocate(&disk, &specs).map_err(Diagnostics)?;
-    Ok((desc, (ctx, contents), plan, specs))
+    Ok((desc, contents, plan, specs))
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, when set.

@@ -34,11 +34,10 @@ pub enum Prepared {
     /// Mapped zeros.
     Zero,
     Raw(RawImage),
-    /// The options are kept: the boot sector records the partition's
-    /// start, known only after planning, so the writer is prepared again then.
-    Vfat(VfatFs, VfatOptions),
+    /// Its boot sector records the partition's start, known after planning.
+    Vfat(VfatFs),
     Initramfs(Initramfs),
-    Ext4(Ext4Fs),
+    Ext4(Box<Ext4Fs>),
 }
 
 impl Prepared {
@@ -52,9 +51,9 @@ impl Prepared {
             Prepared::Empty => None,
             Prepared::Zero => Some(&Zeros),
             Prepared::Raw(raw) => Some(raw),
-            Prepared::Vfat(fs, _) => Some(fs),
+            Prepared::Vfat(fs) => Some(fs),
             Prepared::Initramfs(i) => Some(i),
-            Prepared::Ext4(fs) => Some(fs),
+            Prepared::Ext4(fs) => Some(fs.as_ref()),
         }
     }
 
@@ -62,7 +61,7 @@ impl Prepared {
     /// second can be a copy of the first (not vfat: its boot sector holds
     /// the partition's start).
     pub fn is_position_independent(&self) -> bool {
-        !matches!(self, Prepared::Vfat(..))
+        !matches!(self, Prepared::Vfat(_))
     }
 
     /// A short description for the plan table.
@@ -71,10 +70,7 @@ impl Prepared {
             Prepared::Empty => "empty".into(),
             Prepared::Zero => "zeros".into(),
             Prepared::Raw(raw) => format!("image {}", raw.path().display()),
-            Prepared::Vfat(_, o) => match &o.label {
-                Some(label) => format!("vfat '{label}'"),
-                None => "vfat".into(),
-            },
+            Prepared::Vfat(_) => "vfat".into(),
             Prepared::Initramfs(_) => "initramfs".into(),
             Prepared::Ext4(fs) => match fs.options().label.as_str() {
                 "" => "ext4".into(),
@@ -83,20 +79,11 @@ impl Prepared {
         }
     }
 
-    /// Writes the content into `window`; a vfat is prepared again with the
-    /// sectors before it (`hidden_sectors`) set.
-    pub fn write(
-        &self,
-        window: &mut Window<'_>,
-        ctx: &BuildContext,
-        start_sector: u64,
-    ) -> Result<()> {
+    /// Writes the content into `window`, which starts `start_sector`
+    /// sectors into the disk (a FAT boot sector records it).
+    pub fn write(&self, window: &mut Window<'_>, start_sector: u64) -> Result<()> {
         match self {
-            Prepared::Vfat(_, opts) => {
-                let mut opts = opts.clone();
-                opts.hidden_sectors = u32::try_from(start_sector).unwrap_or(u32::MAX);
-                vfat::prepare(&opts, ctx)?.write(window)
-            }
+            Prepared::Vfat(fs) => fs.write_in_partition(window, start_sector),
             other => match other.content() {
                 Some(content) => content.write(window),
                 None => Ok(()),
@@ -236,12 +223,12 @@ impl Preparer<'_> {
             Model::Image(path) => Prepared::Raw(RawImage::open(&path.path, 0)?),
             Model::Fs(Filesystem::Vfat(v)) => {
                 let opts = self.vfat_options(name, v)?;
-                Prepared::Vfat(vfat::prepare(&opts, self.ctx)?, opts)
+                Prepared::Vfat(vfat::prepare(&opts, self.ctx)?)
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
                 let tree = self.ext4_tree(e)?;
-                Prepared::Ext4(ext4::prepare(&opts, tree.as_ref(), self.ctx)?)
+                Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
@@ -404,7 +391,7 @@ impl Preparer<'_> {
                     .with_context(|| format!("creating scratch file '{}'", path.display()))?;
                 file.file().set_len(artifact.size)?;
                 let mut window = Window::new(file.file(), 0, artifact.size);
-                other.write(&mut window, self.ctx, 0).with_context(|| {
+                other.write(&mut window, 0).with_context(|| {
                     format!("writing artifact '{name}' to '{}'", path.display())
                 })?;
                 let source = FileSource::Path(file.partial_path().to_path_buf());

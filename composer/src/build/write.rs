@@ -13,7 +13,6 @@
 
 use super::prepare::{Contents, Prepared, Use};
 use crate::config::{Description, OutputKind};
-use crate::fs::BuildContext;
 use crate::fs::Content;
 use crate::output::atomic::{self, PartialFile};
 use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
@@ -41,7 +40,6 @@ pub fn write_all(
     desc: &Description,
     plan: &Plan,
     contents: &Contents,
-    ctx: &BuildContext,
     out_dir: &Path,
 ) -> Result<Written> {
     let name = &desc.image.name.value;
@@ -56,15 +54,7 @@ pub fn write_all(
 
     let hasher =
         Hasher::spawn(image.shared_file(), plan.disk_size).context("starting the bmap hasher")?;
-    let (mapped, firsts) = write_regions(
-        desc,
-        plan,
-        contents,
-        ctx,
-        image.file(),
-        &image_path,
-        &hasher,
-    )?;
+    let (mapped, firsts) = write_regions(desc, plan, contents, image.file(), &image_path, &hasher)?;
     let ranges = hasher
         .finish()
         .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
@@ -84,7 +74,6 @@ pub fn write_all(
     others.extend(write_artifacts(
         desc,
         contents,
-        ctx,
         image.file(),
         &firsts,
         out_dir,
@@ -122,7 +111,6 @@ fn write_regions(
     desc: &Description,
     plan: &Plan,
     contents: &Contents,
-    ctx: &BuildContext,
     file: &File,
     image_path: &Path,
     hasher: &Hasher,
@@ -168,7 +156,7 @@ fn write_regions(
                         region.start
                     );
                     prepared
-                        .write(&mut w, ctx, region.start / u64::from(plan.sector_size))
+                        .write(&mut w, region.start / u64::from(plan.sector_size))
                         .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
                     let extents = w.mapped().clone();
                     written.entry(key).or_insert((region.start, extents));
@@ -260,7 +248,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Empty => "empty",
         Prepared::Zero => "zeros",
         Prepared::Raw(_) => "raw",
-        Prepared::Vfat(..) => "vfat",
+        Prepared::Vfat(_) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
     }
@@ -280,7 +268,6 @@ fn compression_of(kind: OutputKind) -> Option<(&'static str, Compression)> {
 fn write_artifacts(
     desc: &Description,
     contents: &Contents,
-    ctx: &BuildContext,
     image: &File,
     firsts: &Firsts,
     out_dir: &Path,
@@ -304,7 +291,7 @@ fn write_artifacts(
             .filter(|_| artifact.prepared.is_position_independent());
         match twin {
             Some((from, extents)) => copy_extents(&mut w, image, *from, extents)?,
-            None => artifact.prepared.write(&mut w, ctx, 0)?,
+            None => artifact.prepared.write(&mut w, 0)?,
         }
         let mapped = w.into_mapped();
         if !matches!(artifact.prepared, Prepared::Empty) {
