@@ -5,6 +5,9 @@
 //! crate (a proptest round trip).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::have;
+
 use composer::output::bmap::{self, Hasher, MappedRange, BLOCK_SIZE};
 use composer::output::window::{Extents, Window};
 use proptest::prelude::*;
@@ -13,24 +16,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-
-/// True when `tool` can run; without it the test is skipped on a laptop
-/// and fails in CI, which installs every tool.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is required in CI (apt package bmap-tools)"
-        );
-        eprintln!("note: {tool} not found, skipping");
-    }
-    found
-}
 
 /// splitmix64: deterministic test data without a dependency.
 struct Rng(u64);

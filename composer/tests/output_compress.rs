@@ -2,26 +2,15 @@
 //! `xz -d`, `gzip -d`) must equal the image byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::have;
+
 use composer::output::bmap;
 use composer::output::compress::{write_compressed, Compression, CHUNK_BYTES};
 use composer::output::window::{Extents, Window};
 use std::fs::File;
 use std::path::Path;
 use std::process::Command;
-
-/// True when `tool` can run; skipped on a laptop without it, a failure in CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("note: {tool} not found, skipping");
-    }
-    found
-}
 
 /// A sparse image: data straddling chunk borders, a mapped zero range, a
 /// fully unmapped chunk, a partial last chunk.

@@ -5,6 +5,9 @@
 //! written, into a sparse file the size of the disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::have;
+
 use composer::ids::Seed;
 use composer::plan::{allocate, DiskSpec, Headroom, PartSpec, Plan, SizeReq, TableKind};
 use composer::ptable::{encode, types::lookup};
@@ -14,22 +17,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
-
-/// True when `tool` can run; otherwise a note, or a failure under CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing (apt-get install fdisk gdisk); CI must have it"
-        );
-        eprintln!("note: {tool} not found, skipping its checks");
-    }
-    found
-}
 
 fn run(argv: &[&str]) -> String {
     let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();

@@ -6,6 +6,9 @@
 //! on a laptop, and fails when `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::have;
+
 use composer::fs::vfat::{prepare, VfatFs, VfatOptions};
 use composer::fs::{BuildContext, Content, FileSource};
 use composer::ids::Seed;
@@ -26,21 +29,6 @@ fn ctx() -> BuildContext {
         seed: Seed("vfat-tests".into()),
         source_date_epoch: Some(EPOCH),
     }
-}
-
-/// Whether `tool` can run; panics in CI when it cannot.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} is missing (install dosfstools and mtools)");
-        }
-        eprintln!("note: {tool} not found, skipping");
-    }
-    found
 }
 
 fn tools() -> bool {
