@@ -199,7 +199,7 @@ fn parent_of(path: &str) -> &str {
 
 impl Assembly<'_> {
     fn now(&self) -> Timestamp {
-        Timestamp::build_time(self.ctx)
+        self.tree.build_time()
     }
 
     /// Creates the parents of `path`; a parent that is not a directory is
@@ -209,7 +209,7 @@ impl Assembly<'_> {
         if parent.is_empty() {
             return Ok(());
         }
-        self.tree.mkdir_all(parent, self.ctx).map_err(|_| {
+        self.tree.mkdir_all(parent).map_err(|_| {
             anyhow::anyhow!("'/{path}' is placed below '/{parent}', which is not a directory")
         })?;
         Ok(())
@@ -344,7 +344,7 @@ impl Assembly<'_> {
         for d in &opts.dirs {
             let path = archive_path(&d.path)?;
             self.declare(&path)?;
-            let id = self.tree.mkdir_all(&path, self.ctx).map_err(|_| {
+            let id = self.tree.mkdir_all(&path).map_err(|_| {
                 anyhow::anyhow!("'{}' or one of its parents is not a directory", d.path)
             })?;
             let node = self.tree.node_mut(id);
@@ -424,7 +424,7 @@ fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
     }
     a.add_explicit(opts)?;
     for table in &opts.device_tables {
-        a.tree.apply_device_table(table, ctx)?;
+        a.tree.apply_device_table(table)?;
     }
     a.tree.apply_rules(&opts.rules)?;
 
