@@ -106,6 +106,16 @@ else
 fi
 DISK=$WORK/out/qemu-ab.img
 INITRD=$WORK/out/initramfs.img
+
+# Same inputs and SOURCE_DATE_EPOCH: bit-identical image and initramfs.
+mkdir -p "$WORK/out-again"
+if compose "$EXAMPLE/image.yaml" "$WORK/out-again" &&
+	cmp -s "$DISK" "$WORK/out-again/qemu-ab.img" && cmp -s "$INITRD" "$WORK/out-again/initramfs.img"; then
+	pass "reproducible: a second build is bit-identical"
+else
+	fail "reproducible: a second build is bit-identical" "$WORK/out-again differs from $WORK/out (or did not build)"
+fi
+rm -rf "$WORK/out-again"
 CMDLINE="console=ttyS0 panic=-1 quiet loglevel=4 rootrw=PARTLABEL=overlay"
 
 # part IMAGE NAME -> "OFFSET SIZE" in bytes, from sfdisk's dump.

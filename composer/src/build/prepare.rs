@@ -298,14 +298,25 @@ impl Preparer<'_> {
     }
 
     fn initramfs_options(&mut self, name: &str, i: &config::Initramfs) -> Result<InitramfsOptions> {
-        if i.ownership.owners.value != config::Owners::Root
-            || !i.ownership.device_tables.is_empty()
-            || !i.ownership.rules.is_empty()
-        {
-            bail!("owners, device tables and rules are not supported for initramfs yet: every member is owned by root")
-        }
+        let own = &i.ownership;
         let mut opts = InitramfsOptions {
             name: name.to_string(),
+            owners: match own.owners.value {
+                config::Owners::Root => tree::Owners::Root,
+                config::Owners::Source => tree::Owners::Source,
+            },
+            device_tables: own.device_tables.iter().map(|t| t.path.clone()).collect(),
+            rules: own
+                .rules
+                .iter()
+                .map(|r| OwnerRule {
+                    glob: r.path.value.clone(),
+                    uid: r.uid.as_ref().map(|v| v.value),
+                    gid: r.gid.as_ref().map(|v| v.value),
+                    mode: r.mode.as_ref().map(|v| v.value),
+                    caps: r.caps.as_ref().map(|v| v.value.clone()),
+                })
+                .collect(),
             from: i.from.as_ref().map(|f| f.path.clone()),
             busybox: i.busybox.as_ref().map(|b| b.path.clone()),
             compression: match i.compression.value {

@@ -199,7 +199,7 @@ fn parent_of(path: &str) -> &str {
 
 impl Assembly<'_> {
     fn now(&self) -> Timestamp {
-        Timestamp::build_time(self.ctx)
+        self.tree.build_time()
     }
 
     /// Creates the parents of `path`; a parent that is not a directory is
