@@ -16,3 +16,21 @@ pub mod output;
 pub mod plan;
 pub mod ptable;
 pub mod units;
+
+/// Logs to stderr, one line per step, no timestamps; colours only on a
+/// terminal. `quiet` keeps warnings and errors; each `verbose` adds a level.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
+}

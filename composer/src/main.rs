@@ -9,19 +9,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .init();
+    composer::init_logging(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         cli::Command::Build { input, output_dir } => {
             build::build(&request(input), &output_dir).map(|_| ())

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use composer::config::{self, LoadOptions};
+use composer::build::{self, Error, Request};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,11 +23,12 @@ fn repo_root() -> PathBuf {
 }
 
 /// The diagnostics for one description, as a user sees them, with the
-/// repository root stripped from paths. The one place that decides which
-/// checks the corpus runs: switch it to the full validate pipeline here.
+/// repository root stripped from paths: what `image-composer validate`
+/// reports (the loader, the contents' checks and the planner).
 fn render(yaml: &Path, root: &Path) -> String {
     let corpus = root.join("tests/broken");
-    let opts = LoadOptions {
+    let request = Request {
+        config: yaml.to_path_buf(),
         vars: BTreeMap::from([
             (
                 "BINARIES_DIR".to_string(),
@@ -38,13 +39,13 @@ fn render(yaml: &Path, root: &Path) -> String {
                 corpus.join("inputs/rootfs").display().to_string(),
             ),
         ]),
-        use_env: false,
-        layer_dirs: vec![corpus.join("layers")],
         input_dirs: vec![],
+        layer_dirs: vec![corpus.join("layers")],
     };
-    let text = match config::load(yaml, &opts) {
-        Ok(_) => String::from("(no diagnostics: the description loaded)\n"),
-        Err(diags) => format!("{diags}\n"),
+    let text = match build::validate(&request) {
+        Ok(()) => String::from("(no diagnostics: the description is valid)\n"),
+        Err(Error::Input(diags)) => format!("{diags}\n"),
+        Err(Error::Build(err)) => format!("error: {err:#}\n"),
     };
     text.replace(&format!("{}/", root.display()), "")
 }

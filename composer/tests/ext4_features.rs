@@ -43,7 +43,7 @@ fn large_directories_are_hashed_and_complete() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut tree = Tree::empty(&ctx());
-    tree.mkdir_all("/many", &ctx()).unwrap();
+    tree.mkdir_all("/many").unwrap();
     for i in 0..12_000 {
         tree.insert(
             &format!("/many/entry-with-a-longish-name-{i:05}"),
@@ -210,7 +210,6 @@ fn owners_modes_links_specials_xattrs_and_times_match() {
          |xattr cap_net_raw+ep\n\
          /var/www d 750 www www - - - - -\n",
         "table",
-        &ctx(),
     )
     .unwrap();
     tree.apply_rules(&[OwnerRule {
@@ -286,7 +285,7 @@ fn feature_variants_are_clean() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut tree = Tree::empty(&ctx());
-    tree.mkdir_all("/a/b", &ctx()).unwrap();
+    tree.mkdir_all("/a/b").unwrap();
     tree.insert("/a/b/f", file_node(&[5u8; 10_000], 0o644))
         .unwrap();
     let mut x = BTreeMap::new();

@@ -61,6 +61,7 @@ for d in vda vdb vdc vdd; do
     echo "MOUNT-FAIL $d"
   fi
 done
+echo "KLINES $(dmesg | wc -l)"
 dmesg | grep -i fat | sed 's/^/KMSG /'
 echo END-OF-CHECK
 poweroff -f

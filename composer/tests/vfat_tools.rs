@@ -435,12 +435,35 @@ fn timestamps_come_from_source_date_epoch() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let files = vec![("/a/b.txt".to_string(), b"x".to_vec())];
-    let fs = prepare(&opts_with(&files), &ctx()).unwrap();
+    // A host file from 2001 gets the epoch too, as do bytes and directories.
+    let old = dir.path().join("old.txt");
+    std::fs::write(&old, "old").unwrap();
+    let status = Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .arg(&old)
+        .env("TZ", "UTC")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut o = opts_with(&[("/a/b.txt".to_string(), b"x".to_vec())]);
+    o.files
+        .push(("/a/old.txt".into(), FileSource::Path(old.clone())));
+    let fs = prepare(&o, &ctx()).unwrap();
     let img = build(&fs, 4 * MIB, dir.path()).unwrap();
-    let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg("::/a"));
     // 2023-11-14 22:13:20 UTC
-    assert!(ok && text.contains("2023-11-14  22:13"), "{text}");
+    for path in ["::/a", "::/a/b.txt", "::/a/old.txt"] {
+        let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg(path));
+        assert!(ok && text.contains("2023-11-14  22:13"), "{text}");
+    }
+    // Without an epoch, host files keep their mtime.
+    let no_epoch = BuildContext {
+        source_date_epoch: None,
+        ..ctx()
+    };
+    let fs = prepare(&o, &no_epoch).unwrap();
+    let img = build(&fs, 4 * MIB, dir.path()).unwrap();
+    let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg("::/a/old.txt"));
+    assert!(ok && text.contains("2001-02-03   4:05"), "{text}");
 }
 
 #[test]
@@ -601,5 +624,41 @@ proptest! {
         let img = build(&fs, size, dir.path()).unwrap();
         fsck(&img);
         prop_assert_eq!(read_back(&img, dir.path()), expected(&files));
+    }
+}
+
+#[test]
+fn holes_of_a_sparse_source_stay_holes_but_are_mapped_as_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sparse.bin");
+    let f = File::create(&src).unwrap();
+    f.set_len(8 * MIB).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"head", 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"tail", 8 * MIB - 4).unwrap();
+    drop(f);
+    let mut o = VfatOptions::new("sparse");
+    o.files = vec![("/sparse.bin".into(), FileSource::Path(src))];
+    let fs = prepare(&o, &ctx()).unwrap();
+    let img = dir.path().join("img");
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&img)
+        .unwrap();
+    file.set_len(16 * MIB).unwrap();
+    let mut w = Window::new(&file, 0, 16 * MIB);
+    fs.write(&mut w).unwrap();
+    // The file's 8 MiB must be written when flashed (zeros included)...
+    assert!(w.mapped().total() >= 8 * MIB, "{:?}", w.mapped());
+    // ...but the image itself stays sparse.
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&file.metadata().unwrap()) * 512;
+    assert!(allocated < 2 * MIB, "{allocated} bytes allocated");
+    if tools() {
+        fsck(&img);
+        let back = read_back(&img, dir.path());
+        assert_eq!(back["/sparse.bin"].len() as u64, 8 * MIB);
+        assert_eq!(&back["/sparse.bin"][..4], b"head");
     }
 }

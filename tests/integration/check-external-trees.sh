@@ -215,9 +215,10 @@ yocto_checks() {
 
 	if [ "${YOCTO_CHECK_LAYER:-}" = 1 ]; then
 		# yocto-check-layer wants the layer *not* in bblayers.conf.
+		# The summary names the layer by its directory: "INFO: meta-layer ... PASS".
 		if yocto-check-layer --no-auto-dependency "${layer}" > "${log}" 2>&1 &&
-			grep -q 'image-composer.*PASS' "${log}"; then
-			pass "yocto: yocto-check-layer: $(grep -E '^INFO: +[a-z-]+ .*(PASS|FAIL)' "${log}" | sed 's/^INFO: *//' | tr -s ' ' | head -n 1)"
+			grep -q '^INFO: meta-layer \.\.\. PASS' "${log}"; then
+			pass "yocto: yocto-check-layer: $(grep '^INFO: meta-layer \.\.\. ' "${log}" | sed 's/^INFO: //'), $(grep -oE 'Ran [0-9]+ tests? in [0-9.]+s' "${log}" | tail -n 1)"
 		else
 			fail "yocto: yocto-check-layer" "${log}"
 		fi
@@ -267,7 +268,7 @@ yocto_checks() {
 
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
 		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: $(grep -o 'crate://' "${build}/env.native" | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
+		pass "yocto: bitbake -e image-composer-native: $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi

@@ -102,8 +102,8 @@ fi
 COMPOSER="$(cd "$(dirname "${COMPOSER}")" && pwd)/$(basename "${COMPOSER}")"
 
 tools_ok=1
-for t in sfdisk e2fsck fsck.vfat mdir mcopy mke2fs bmaptool; do
-	have "${t}" || { missing "image checks" "${t} (fdisk e2fsprogs dosfstools mtools bmap-tools)"; tools_ok=0; }
+for t in sfdisk sgdisk e2fsck fsck.vfat mdir mcopy mke2fs bmaptool cpio zcat; do
+	have "${t}" || { missing "image checks" "${t} (fdisk gdisk e2fsprogs dosfstools mtools bmap-tools cpio gzip)"; tools_ok=0; }
 done
 if [ "${tools_ok}" = 0 ]; then
 	echo "${passed} passed, ${failed} failed"
@@ -225,19 +225,39 @@ if ! E2FSPROGS_FAKE_TIME="${SOURCE_DATE_EPOCH}" mke2fs -q -t ext4 -L rootfs \
 	fail "making rootfs.ext4 with mke2fs -d" "${LOG}"
 fi
 
+# Installs image-composer into prefix $1 the way the Buildroot host package
+# and the Yocto native recipe do: bin/image-composer and
+# share/image-composer/layers (a copy: the binary finds its layers relative
+# to its own real path).
+install_composer() {
+	mkdir -p "$1/bin" "$1/share/image-composer"
+	cp "${COMPOSER}" "$1/bin/image-composer"
+	cp -r "${TOP}/layers" "$1/share/image-composer/layers"
+}
+
+# The initramfs image $1 (gzip) lists the layers' /init, busybox and the
+# ab-slots hook (cpio -it).
+check_initramfs() {
+	local list
+	list="$(zcat "$1" | cpio -it 2> /dev/null)" || return 1
+	for f in init bin/busybox lib/rorootfs/hooks/50-ab-slots.sh dev/console; do
+		echo "${list}" | grep -qx "${f}" || { echo "initramfs lacks ${f}"; return 1; }
+	done
+}
+
 # ------------------------------------------------------------ Buildroot
 
 # A fake Buildroot output directory: what the defconfig's packages install.
 make_br_output() {
 	local base="$1"
-	mkdir -p "${base}/images/efi-part/EFI/BOOT" "${base}/build" "${base}/host/bin"
+	mkdir -p "${base}/images/efi-part/EFI/BOOT" "${base}/build"
 	cp -a "${ROOTTREE}" "${base}/target"
 	cp "${INPUTS}/kernel" "${base}/images/bzImage"
 	cp "${INPUTS}/kernel" "${base}/images/Image"
 	cp "${INPUTS}/rootfs.ext4" "${base}/images/rootfs.ext4"
 	cp "${INPUTS}/bootx64.efi" "${base}/images/efi-part/EFI/BOOT/bootx64.efi"
 	printf 'set default=0\n' > "${base}/images/efi-part/EFI/BOOT/grub.cfg"   # Buildroot's default, replaced
-	ln -s "${COMPOSER}" "${base}/host/bin/image-composer"
+	install_composer "${base}/host"
 }
 
 # Runs the post-image script like Buildroot's target-post-image does:
@@ -290,6 +310,12 @@ br_qemu() {
 		pass "buildroot qemu_x86_64: ESP passes fsck.vfat -n, holds bzImage, GRUB and the board's grub.cfg"
 	else
 		fail "buildroot qemu_x86_64: ESP content" "${LOG}"
+	fi
+	if check_vfat "${img}" 1 "/initramfs.img=${base}/images/initramfs.img" > "${LOG}" 2>&1 &&
+		check_initramfs "${base}/images/initramfs.img" >> "${LOG}" 2>&1; then
+		pass "buildroot qemu_x86_64: the layers' initramfs (cpio -it: /init, busybox, ab-slots hook) is on the ESP and in BINARIES_DIR"
+	else
+		fail "buildroot qemu_x86_64: initramfs" "${LOG}"
 	fi
 	if check_content "${img}" 2 "${INPUTS}/rootfs.ext4" > "${LOG}" 2>&1 &&
 		check_content "${img}" 3 "${INPUTS}/rootfs.ext4" >> "${LOG}" 2>&1 &&
@@ -344,22 +370,24 @@ br_rpi4() {
 	table "${img}" > "${LOG}" 2>&1
 	if grep -q '^label dos' "${LOG}" && grep -q '^1 .* c - boot$' "${LOG}" &&
 		grep -q '^2 .* 83 ' "${LOG}" && grep -q '^3 .* 83 ' "${LOG}" &&
-		grep -q '^5 .* 83 ' "${LOG}" && grep -q '^6 .* 83 ' "${LOG}"; then
-		pass "buildroot raspberrypi4_64: sfdisk: MBR, bootable 0x0c boot, rootA p2, rootB p3, config p5, data p6"
+		grep -q '^5 .* 83 ' "${LOG}" && grep -q '^6 .* 83 ' "${LOG}" && grep -q '^7 .* 83 ' "${LOG}"; then
+		pass "buildroot raspberrypi4_64: sfdisk: MBR, bootable 0x0c boot, rootA p2, rootB p3, config p5, overlay p6, data p7"
 	else
 		fail "buildroot raspberrypi4_64: partition table" "${LOG}"
 	fi
 	if check_vfat "${img}" 1 "/Image=${INPUTS}/kernel" "/start4.elf=${fw}/start4.elf" \
 		"/fixup4.dat=${fw}/fixup4.dat" "/config.txt=${fw}/config.txt" "/cmdline.txt=${fw}/cmdline.txt" \
 		"/overlays/miniuart-bt.dtbo=${fw}/overlays/miniuart-bt.dtbo" \
-		"/bcm2711-rpi-4-b.dtb=${base}/images/bcm2711-rpi-4-b.dtb" > "${LOG}" 2>&1; then
-		pass "buildroot raspberrypi4_64: boot partition passes fsck.vfat -n, holds firmware, overlays, dtbs, Image"
+		"/bcm2711-rpi-4-b.dtb=${base}/images/bcm2711-rpi-4-b.dtb" \
+		"/initramfs.img=${base}/images/initramfs.img" > "${LOG}" 2>&1 &&
+		check_initramfs "${base}/images/initramfs.img" >> "${LOG}" 2>&1; then
+		pass "buildroot raspberrypi4_64: boot partition passes fsck.vfat -n, holds firmware, overlays, dtbs, Image, initramfs"
 	else
 		fail "buildroot raspberrypi4_64: boot partition content" "${LOG}"
 	fi
 	if check_content "${img}" 2 "${INPUTS}/rootfs.ext4" > "${LOG}" 2>&1 &&
-		check_ext4 "${img}" 2 3 5 6 >> "${LOG}" 2>&1 && check_bmap "${img}" "${img}.bmap" >> "${LOG}" 2>&1; then
-		pass "buildroot raspberrypi4_64: rootA is rootfs.ext4; e2fsck -fn clean on p2 p3 p5 p6; bmaptool copy matches"
+		check_ext4 "${img}" 2 3 5 6 7 >> "${LOG}" 2>&1 && check_bmap "${img}" "${img}.bmap" >> "${LOG}" 2>&1; then
+		pass "buildroot raspberrypi4_64: rootA is rootfs.ext4; e2fsck -fn clean on p2 p3 p5 p6 p7; bmaptool copy matches"
 	else
 		fail "buildroot raspberrypi4_64: ext4 partitions / bmap" "${LOG}"
 	fi
@@ -429,11 +457,11 @@ yocto() {
 	local base="${SCRATCH}/yocto" name="composer-ab-image-qemux86-64.rootfs-20231114221320" link="composer-ab-image-qemux86-64.rootfs"
 	local deploy="${base}/deploy/images/qemux86-64" imgdeploy="${base}/work/deploy-composer-ab-image-image-complete"
 	local body img sum1
-	mkdir -p "${deploy}" "${imgdeploy}" "${base}/work" "${base}/sysroot/usr/bin"
+	mkdir -p "${deploy}" "${imgdeploy}" "${base}/work"
 	cp -a "${ROOTTREE}" "${base}/work/rootfs"
 	cp "${INPUTS}/kernel" "${deploy}/bzImage"
 	cp "${INPUTS}/rootfs.ext4" "${imgdeploy}/${name}.ext4"
-	ln -s "${COMPOSER}" "${base}/sysroot/usr/bin/image-composer"
+	install_composer "${base}/sysroot/usr"
 	local -a vars=(
 		"COMPOSER_CONFIG_PATH=${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml"
 		"COMPOSER_CONFIGS=composer-ab-image.qemux86-64.yaml composer-ab-image.yaml"

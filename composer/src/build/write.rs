@@ -14,8 +14,10 @@
 use super::prepare::{Contents, Prepared, Use};
 use crate::config::{Description, OutputKind};
 use crate::fs::BuildContext;
+use crate::fs::Content;
 use crate::output::atomic::{self, PartialFile};
 use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
+use crate::output::compress::{self, Compression};
 use crate::output::window::{Extents, Window};
 use crate::plan::{Plan, RegionKind};
 use crate::ptable;
@@ -54,7 +56,15 @@ pub fn write_all(
 
     let hasher =
         Hasher::spawn(image.shared_file(), plan.disk_size).context("starting the bmap hasher")?;
-    let (mapped, firsts) = write_regions(plan, contents, ctx, image.file(), &image_path, &hasher)?;
+    let (mapped, firsts) = write_regions(
+        desc,
+        plan,
+        contents,
+        ctx,
+        image.file(),
+        &image_path,
+        &hasher,
+    )?;
     let ranges = hasher
         .finish()
         .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
@@ -63,9 +73,13 @@ pub fn write_all(
     let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
     let mut others = Vec::new();
     for kind in &outputs {
-        if matches!(kind, OutputKind::Zst | OutputKind::Xz | OutputKind::Gz) {
-            anyhow::bail!("compressed outputs are not available in this build yet");
-        }
+        let Some((ext, codec)) = compression_of(*kind) else {
+            continue;
+        };
+        let path = out_dir.join(format!("{name}.img.{ext}"));
+        compress::write_compressed(image.file(), plan.disk_size, &mapped, codec, &path)?;
+        tracing::info!("compress({ext}): {}", path.display());
+        others.push(path);
     }
     others.extend(write_artifacts(
         desc,
@@ -105,6 +119,7 @@ type Firsts = HashMap<(Use, u64), (u64, Extents)>;
 
 /// Writes tables and regions; returns every mapped byte range and [`Firsts`].
 fn write_regions(
+    desc: &Description,
     plan: &Plan,
     contents: &Contents,
     ctx: &BuildContext,
@@ -139,6 +154,11 @@ fn write_regions(
                     copy_extents(&mut w, file, *from, extents)
                         .with_context(|| format!("copying {what} in '{}'", image_path.display()))?;
                 }
+                _ if !desc.partitions[planned.spec].holes.is_empty() => {
+                    let holes = &desc.partitions[planned.spec].holes;
+                    write_around_holes(&mut w, prepared, holes)
+                        .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
+                }
                 _ => {
                     tracing::info!(
                         "{}({}): {} at {:#x}",
@@ -172,6 +192,40 @@ fn write_regions(
         hasher.submit(blocks_between(&mapped, hashed_to, end));
     }
     Ok((mapped, written))
+}
+
+/// Writes a raw blob except where it declares holes: the table (or another
+/// region) lives there and must not be overwritten.
+fn write_around_holes(
+    w: &mut Window<'_>,
+    prepared: &Prepared,
+    holes: &[crate::config::Spanned<crate::config::Hole>],
+) -> Result<()> {
+    let Prepared::Raw(raw) = prepared else {
+        anyhow::bail!("only raw images can declare holes");
+    };
+    let src =
+        File::open(raw.path()).with_context(|| format!("opening '{}'", raw.path().display()))?;
+    let len = raw.min_size();
+    let mut cuts: Vec<(u64, u64)> = holes
+        .iter()
+        .map(|h| {
+            (
+                h.value.offset.bytes(),
+                h.value.offset.bytes() + h.value.size.bytes(),
+            )
+        })
+        .collect();
+    cuts.sort_unstable();
+    let mut pos = 0;
+    for (start, end) in cuts.into_iter().chain([(len, len)]) {
+        let start = start.min(len);
+        if start > pos {
+            w.copy_from(&src, pos, start - pos, pos)?;
+        }
+        pos = pos.max(end);
+    }
+    Ok(())
 }
 
 /// Copies what an identical content mapped at `from` into `w`.
@@ -209,6 +263,15 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Vfat(..) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
+    }
+}
+
+fn compression_of(kind: OutputKind) -> Option<(&'static str, Compression)> {
+    match kind {
+        OutputKind::Zst => Some(("zst", Compression::Zst)),
+        OutputKind::Xz => Some(("xz", Compression::Xz)),
+        OutputKind::Gz => Some(("gz", Compression::Gz)),
+        OutputKind::Raw | OutputKind::Bmap => None,
     }
 }
 

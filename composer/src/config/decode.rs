@@ -10,6 +10,7 @@ use super::model::*;
 use super::yaml::{child_path, Key, Node, Value};
 use crate::diag::Diagnostic;
 use crate::ids::Uuid;
+use crate::ptable::types::{self, TypeError};
 use crate::units::{ByteSize, SizeError, KIB};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 pub const CONTENT_KEYS: [&str; 6] = ["image", "fs", "initramfs", "artifact", "same-as", "fill"];
 
 const TOP_KEYS: [&str; 5] = ["image", "layers", "artifacts", "partitions", "outputs"];
-const IMAGE_KEYS: [&str; 9] = [
+const IMAGE_KEYS: [&str; 10] = [
     "name",
     "table",
     "size",
@@ -28,6 +29,7 @@ const IMAGE_KEYS: [&str; 9] = [
     "disk-uuid",
     "mbr-signature",
     "gpt-entries",
+    "gpt-location",
 ];
 const PARTITION_KEYS: [&str; 23] = [
     "name",
@@ -136,6 +138,12 @@ const EXT4_FEATURES: [&str; 33] = [
     "journal_dev",
 ];
 
+/// Bytes per GPT partition entry (UEFI 2.10 §5.3.3).
+const GPT_ENTRY_SIZE: u64 = 128;
+/// UEFI reserves at least 16KiB for the entry array: 128 entries.
+const GPT_ENTRIES_MIN: u64 = 128;
+/// 16384 entries (2MiB of array) is far beyond any real table.
+const GPT_ENTRIES_MAX: u64 = 16384;
 /// FAT volume labels are 11 bytes (the BPB field).
 const VFAT_LABEL_MAX: usize = 11;
 /// ext4 `s_volume_name` is 16 bytes.
@@ -817,18 +825,36 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         .get("mbr-signature")
         .and_then(|n| cx.u32(n, "an MBR signature").map(|u| cx.spanned(n, u)));
     let gpt_entries = f.get("gpt-entries").and_then(|n| {
-        // GPT entries are 128 bytes: 4 fill a 512-byte sector; 16384
-        // entries (2MiB of array) is far beyond any real table.
-        let v = cx.uint(n, 16384, "an entry count")?;
-        if v < 4 || v % 4 != 0 {
+        let v = cx.uint(n, u64::from(u32::MAX), "an entry count")?;
+        let per_sector = u64::from(sector_size.value) / GPT_ENTRY_SIZE;
+        if !(GPT_ENTRIES_MIN..=GPT_ENTRIES_MAX).contains(&v) || v % per_sector != 0 {
             cx.err(
                 n,
                 format!("\"{v}\" is not a usable GPT entry count"),
-                "use a multiple of 4 from 4 to 16384 (the usual is 128)",
+                format!(
+                    "use a multiple of {per_sector} from {GPT_ENTRIES_MIN} (the UEFI minimum) to {GPT_ENTRIES_MAX}"
+                ),
             );
             return None;
         }
         u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+    });
+    let gpt_location = f.get("gpt-location").and_then(|n| {
+        let a = cx.size(n)?;
+        let sector = u64::from(sector_size.value);
+        // LBA 0 holds the protective MBR and LBA 1 the GPT header.
+        if a.0 % sector != 0 || a.0 < 2 * sector {
+            cx.err(
+                n,
+                format!("\"{a}\" is not a usable GPT array location"),
+                format!(
+                    "use a whole number of {sector}-byte sectors from {} on (after the MBR and the GPT header)",
+                    ByteSize(2 * sector)
+                ),
+            );
+            return None;
+        }
+        Some(cx.spanned(n, a))
     });
     let table_kind = table.value;
     if let Some(d) = &disk_uuid {
@@ -838,12 +864,17 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
             ));
         }
     }
-    if let Some(d) = &gpt_entries {
-        if matches!(table_kind, TableKind::Mbr | TableKind::None) {
-            cx.diags.push(
-                d.diag("gpt-entries needs a GPT")
-                    .help("remove gpt-entries, or use `table: gpt`"),
-            );
+    if matches!(table_kind, TableKind::Mbr | TableKind::None) {
+        for (key, span) in [
+            ("gpt-entries", gpt_entries.as_ref().map(|d| d.diag(""))),
+            ("gpt-location", gpt_location.as_ref().map(|d| d.diag(""))),
+        ] {
+            if let Some(at) = span {
+                cx.diags.push(
+                    Diagnostic::new(at.span, at.key, format!("{key} needs a GPT"))
+                        .help(format!("remove {key}, or use `table: gpt`")),
+                );
+            }
         }
     }
     if let Some(d) = &mbr_signature {
@@ -866,6 +897,7 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         disk_uuid,
         mbr_signature,
         gpt_entries,
+        gpt_location,
     })
 }
 
@@ -1001,18 +1033,42 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
             }
             Some(s)
         });
-    let part_type = f.get("type").and_then(|n| cx.spanned_text(n));
+    let part_type = f.get("type").and_then(|n| {
+        let s = cx.spanned_text(n)?;
+        match types::check(&s.value) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                let help = match e {
+                    TypeError::Unknown => {
+                        let guess = closest(&s.value, types::names())
+                            .map(|b| format!("did you mean '{b}'? "))
+                            .unwrap_or_default();
+                        format!(
+                            "{guess}write a GUID, an MBR byte such as 0x83, or one of: {}",
+                            types::names().join(", ")
+                        )
+                    }
+                    TypeError::NilGuid | TypeError::Reserved(_) => {
+                        "use the type of the partition's content, e.g. linux or esp".to_string()
+                    }
+                };
+                cx.err(n, format!("\"{}\" {e}", s.value), help);
+                None
+            }
+        }
+    });
     let mbr_type = f.get("mbr-type").and_then(|n| {
         let v = cx.uint(n, 0xff, "an MBR type byte")?;
-        if v == 0 {
+        let v = u8::try_from(v).ok()?;
+        if let Err(e) = types::check(&format!("0x{v:02x}")) {
             cx.err(
                 n,
-                "\"0\" marks an unused MBR entry",
+                format!("\"0x{v:02x}\" {e}"),
                 "use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)",
             );
             return None;
         }
-        u8::try_from(v).ok().map(|v| cx.spanned(n, v))
+        Some(cx.spanned(n, v))
     });
     let size = f
         .get("size")
@@ -1121,6 +1177,7 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
     Some(Partition {
         name: name?,
         span: node.span.clone(),
+        key: node.path.clone(),
         part_type,
         mbr_type,
         size,

@@ -469,19 +469,25 @@ fn merge_partitions(
                     None => {
                         let names: Vec<String> = list.iter().filter_map(name_of).collect();
                         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                        let guess = super::decode::closest(&anchor, &names)
-                            .map(|b| format!("did you mean '{b}'? "))
-                            .unwrap_or_default();
+                        let help = if names.is_empty() {
+                            "no partition is defined before this one; remove after/before"
+                                .to_string()
+                        } else {
+                            let guess = super::decode::closest(&anchor, &names)
+                                .map(|b| format!("did you mean '{b}'? "))
+                                .unwrap_or_default();
+                            format!(
+                                "{guess}name a partition defined earlier (in a layer or above): {}",
+                                names.join(", ")
+                            )
+                        };
                         diags.push(
                             Diagnostic::new(
                                 node.span.clone(),
                                 node.path.clone(),
                                 format!("no partition named \"{anchor}\" to place this one by"),
                             )
-                            .help(format!(
-                                "{guess}name a partition defined earlier (in a layer or above): {}",
-                                names.join(", ")
-                            )),
+                            .help(help),
                         );
                         old_index.unwrap_or(list.len())
                     }

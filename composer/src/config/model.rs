@@ -88,8 +88,12 @@ pub struct Image {
     pub disk_uuid: Option<Spanned<Uuid>>,
     /// MBR disk signature; derived from the seed when absent.
     pub mbr_signature: Option<Spanned<u32>>,
-    /// GPT partition entry count (default decided by the table writer: 128).
+    /// GPT partition entry count, at least 128 (default decided by the planner: 128).
     pub gpt_entries: Option<Spanned<u32>>,
+    /// `gpt-location`: byte offset of the primary GPT entry array (genimage's
+    /// `gpt-location`), to keep it clear of boot ROM blobs; default right
+    /// after the GPT header.
+    pub gpt_location: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,8 +149,12 @@ pub struct Partition {
     pub name: Spanned<String>,
     /// The `- name: ...` entry as a whole (for "this partition" diagnostics).
     pub span: Span,
+    /// Key path of the entry as written in its file: `partitions[2]`.
+    pub key: String,
     /// `type:` as written: a shorthand (`esp`, `root-x86-64`), a GUID or an
-    /// MBR byte (`0x0c`); `None` means the planner's default (Linux data).
+    /// MBR byte (`0x0c`), already checked with `ptable::types::check`, so
+    /// `ptable::types::lookup` returns `Some` for it; `None` means the
+    /// planner's default (Linux data).
     pub part_type: Option<Spanned<String>>,
     /// `mbr-type:` byte for MBR/hybrid tables when `type` gives none.
     pub mbr_type: Option<Spanned<u8>>,

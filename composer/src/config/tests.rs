@@ -73,6 +73,7 @@ image:
   disk-uuid: 11111111-2222-4333-8444-555555555555
   mbr-signature: 0x1234abcd
   gpt-entries: 128
+  gpt-location: 1MiB
 artifacts:
   rootfs:
     fs: { type: ext4, label: rootfs, from: "${TARGET_DIR}", owners: root,
@@ -144,6 +145,11 @@ fn loads_a_full_description() {
     let uboot = &d.partitions[0];
     assert!(!uboot.in_table.value);
     assert_eq!(uboot.offset.as_ref().unwrap().value, ByteSize(32 * 1024));
+    assert_eq!(uboot.key, "partitions[0]");
+    assert_eq!(
+        d.image.gpt_location.as_ref().unwrap().value,
+        ByteSize(1 << 20)
+    );
     let Content::Image(img) = &uboot.content.value else {
         panic!("{:?}", uboot.content)
     };
@@ -258,7 +264,7 @@ fn not_a_size() {
 fn unknown_keys_suggest_and_list() {
     assert_eq!(
         one_error("image: { name: sd, sector_size: 512 }\n"),
-        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries"
+        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries, gpt-location"
     );
 }
 
@@ -377,6 +383,18 @@ fn uuids_and_numbers() {
         "board.yaml:1:47: image.mbr-signature: \"0x1234abcdef\" is too large for an MBR signature\n  help: write a number from 0 to 4294967295"
     );
     assert_eq!(
+        one_error("image: { name: sd, gpt-entries: 64 }\n"),
+        "board.yaml:1:33: image.gpt-entries: \"64\" is not a usable GPT entry count\n  help: use a multiple of 4 from 128 (the UEFI minimum) to 16384"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, gpt-location: 1000 }\n"),
+        "board.yaml:1:34: image.gpt-location: \"1000\" is not a usable GPT array location\n  help: use a whole number of 512-byte sectors from 1KiB on (after the MBR and the GPT header)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, gpt-location: 1MiB }\n"),
+        "board.yaml:1:46: image.gpt-location: gpt-location needs a GPT\n  help: remove gpt-location, or use `table: gpt`"
+    );
+    assert_eq!(
         one_error("image: { name: sd, table: mbr, disk-uuid: 0fc63daf-8483-4772-8e79-3d69d8477de4 }\n"),
         "board.yaml:1:43: image.disk-uuid: a disk UUID needs a GPT\n  help: remove disk-uuid, or use `table: gpt` (mbr-signature is the MBR's disk id)"
     );
@@ -391,6 +409,30 @@ fn blobs_outside_the_table() {
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: spl, image: images/flash.bin, size: 1M, holes: [{ offset: 0, size: 1K }] }\n"),
         "board.yaml:3:60: partitions[0].holes: holes are for blobs outside the table\n  help: add `in-table: false` and an offset, or remove holes"
+    );
+}
+
+#[test]
+fn partition_types() {
+    let e = one_error(
+        "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: root-x86_64 }\n",
+    );
+    assert!(
+        e.starts_with("board.yaml:3:32: partitions[0].type: \"root-x86_64\" is not a partition type\n  help: did you mean 'root-x86-64'? write a GUID, an MBR byte such as 0x83, or one of: linux, "),
+        "{e}"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: 0x05 }\n"),
+        "board.yaml:3:32: partitions[0].type: \"0x05\" is the MBR type byte of an extended partition, which image-composer writes itself\n  help: use the type of the partition's content, e.g. linux or esp"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr }\npartitions:\n  - { name: a, size: 1G, mbr-type: 0xee }\n"),
+        "board.yaml:3:36: partitions[0].mbr-type: \"0xee\" is the MBR type byte of the GPT protective entry, which image-composer writes itself\n  help: use the partition's type byte, e.g. 0x83 (Linux) or 0x0c (FAT32 LBA)"
+    );
+    let dir = inputs();
+    let d = load_in(&dir, "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: ESP }\n  - { name: b, size: 1G, type: 0x0c }\n").unwrap();
+    assert!(
+        crate::ptable::types::lookup(&d.partitions[0].part_type.as_ref().unwrap().value).is_some()
     );
 }
 
@@ -687,5 +729,176 @@ mod fuzz {
         fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
             let _ = load_str(&text, Path::new("fuzz.yaml"), &LoadOptions::default());
         }
+    }
+}
+
+/// More diagnostic kinds, one line of input each (`\n` for newlines).
+#[test]
+fn more_diagnostics() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, image: \"\" }\n",
+            "board.yaml:3:33: partitions[0].image: empty path\n  help: write a file path",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, image: images }\n",
+            "board.yaml:3:33: partitions[0].image: \"images\" is a directory\n  help: name a file here (images)",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: auto 5M, fs: { type: ext4 } }\n",
+            "board.yaml:3:22: partitions[0].size: \"auto 5M\" is not a size\n  help: write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 99999999999TiB }\n",
+            "board.yaml:3:22: partitions[0].size: \"99999999999TiB\" is too large\n  help: write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill",
+        ),
+        (
+            "image: { name: sd, table: mbr, mbr-signature: twelve }\n",
+            "board.yaml:1:47: image.mbr-signature: \"twelve\" is not an MBR signature\n  help: write a decimal number or 0x followed by hexadecimal digits",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  \"root fs\": { fs: { type: ext4 } }\n",
+            "board.yaml:3:3: artifacts.root fs: \"root fs\" is not a valid artifact name\n  help: use letters, digits, '.', '_' and '-'",
+        ),
+        (
+            "image: { name: sd }\nartifacts: [rootfs]\n",
+            "board.yaml:2:12: artifacts: expected a map of named artifacts, found a list\n  help: write `artifacts: { rootfs: { fs: { type: ext4 } } }`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a-partition-name-that-is-far-too-long-for-gpt, size: 1G }\n",
+            "board.yaml:3:13: partitions[0].name: \"a-partition-name-that-is-far-too-long-for-gpt\" is not a usable partition name\n  help: use 1 to 36 characters (the GPT name field)",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: spl, in-table: false, offset: 32KiB, type: esp, image: images/flash.bin }\n",
+            "board.yaml:3:56: partitions[0].type: 'type' has no effect on a blob outside the table\n  help: remove type, or remove `in-table: false`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: b, size: 64M, fs: { type: vfat, label: \"BOOT:1\" } }\n",
+            "board.yaml:3:52: partitions[0].fs.label: \"BOOT:1\" has ':', which FAT labels cannot hold\n  help: use letters, digits, space, '-' and '_'",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inode-ratio: 512 } }\n",
+            "board.yaml:3:57: partitions[0].fs.inode-ratio: \"512\" is out of range for bytes per inode\n  help: use 1KiB to 64MiB, e.g. 16KiB",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inodes: 0 } }\n",
+            "board.yaml:3:52: partitions[0].fs.inodes: \"0\" inodes\n  help: use a positive count, or leave it out",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inodes: 1000, inode-ratio: 16K } }\n",
+            "board.yaml:3:71: partitions[0].fs.inode-ratio: inode-ratio and inodes both set\n  help: keep one: inodes is an exact count, inode-ratio derives it from the size",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: etc/shadow, mode: \"0600\" }] } }\n",
+            "board.yaml:3:60: partitions[0].fs.rules[0].path: \"etc/shadow\" is not an absolute path\n  help: write globs from the filesystem's root, e.g. /usr/bin/*",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: /etc/shadow }] } }\n",
+            "board.yaml:3:52: partitions[0].fs.rules[0]: a rule that changes nothing\n  help: add uid, gid, mode or caps",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  i: { initramfs: { symlinks: { /sbin/init: \"\" } } }\n",
+            "board.yaml:3:45: artifacts.i.initramfs.symlinks./sbin/init: empty symlink target\n  help: write the path the link points to",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  i: { initramfs: { symlinks: [/sbin/init] } }\n",
+            "board.yaml:3:31: artifacts.i.initramfs.symlinks: expected a map of link: target, found a list\n  help: write `symlinks: { /sbin/init: /bin/busybox }`",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  i: { initramfs: { modules: { load: [ext4] } } }\n",
+            "board.yaml:3:30: artifacts.i.initramfs.modules: missing key 'dir'\n  help: add `dir:` (the host lib/modules/<version> directory)",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  i: { initramfs: { init: { text: \"#!/bin/sh\" } } }\n",
+            "board.yaml:3:27: artifacts.i.initramfs.init: missing key 'script'\n  help: add `script:` with the text of /init\nboard.yaml:3:29: artifacts.i.initramfs.init.text: unknown key 'text'\n  help: valid keys: script",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: b, size: 64M, fs: { type: vfat, files: [/Image] } }\n",
+            "board.yaml:3:52: partitions[0].fs.files: expected a map of destination: source, found a list\n  help: write `files: { /Image: \"${BINARIES_DIR}/Image\" }`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: b, size: 64M, fs: { type: vfat, files: { /x: { artefact: y } } } }\n",
+            "board.yaml:3:58: partitions[0].fs.files./x: missing key 'artifact'\n  help: add `artifact: <name>`\nboard.yaml:3:60: partitions[0].fs.files./x.artefact: unknown key 'artefact'\n  help: did you mean 'artifact'? valid keys: artifact",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  r: { fs: { type: ext4 }, output: out/rootfs.ext4 }\n",
+            "board.yaml:3:36: artifacts.r.output: \"out/rootfs.ext4\" is not a plain file name\n  help: use letters, digits, '.', '_' and '-'; the file is written into the output directory",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: spl, in-table: false, offset: 0, size: fill, image: images/flash.bin }\n",
+            "board.yaml:3:52: partitions[0].size: a blob outside the table cannot fill the disk\n  help: give it a size, or leave size out to use the size of its image file",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, after: a-b, before: c }\n  - { name: c, size: 1G }\n",
+            "board.yaml:3:33: partitions[0].after: no partition named \"a-b\" to place this one by\n  help: no partition is defined before this one; remove after/before\nboard.yaml:3:46: partitions[0].before: both after and before are set\n  help: keep one of them",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, after: [b] }\n",
+            "board.yaml:3:33: partitions[0].after: expected a partition name, found a list\n  help: write `after: <name>` or `before: <name>`",
+        ),
+        (
+            "? [a, b]\n: 1\nimage: { name: sd }\n",
+            "board.yaml:1:3: a key must be a plain word\n  help: write keys as `name: value`",
+        ),
+        (
+            "- image\n",
+            "board.yaml:1:1: expected a map at the top of the file, found a list\n  help: start the file with `image:`, `partitions:` or `layers:`",
+        ),
+        (
+            "image: { name: sd }\nlayers: nope\n",
+            "board.yaml:2:9: layers: expected a list, found a scalar\n  help: write `layers: [readonly-rootfs-overlay, ./local.yaml]`",
+        ),
+        (
+            "image: { name: sd }\nlayers: [{ name: x }]\n",
+            "board.yaml:2:10: layers[0]: expected a layer name or path, found a map\n  help: write a layer name (readonly-rootfs-overlay) or a path (./local.yaml)",
+        ),
+        (
+            "image: { name: sd }\nlayers: [./missing.yaml]\n",
+            "board.yaml:2:10: layers[0]: layer file \"./missing.yaml\" does not exist\n  help: looked for missing.yaml; paths are relative to the including file",
+        ),
+        (
+            "image: { name: sd }\noutputs: raw\n",
+            "board.yaml:2:10: outputs: expected a list, found \"raw\"\n  help: write `outputs: [raw, bmap]`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, fill: ones }\n",
+            "board.yaml:3:32: partitions[0].fill: \"ones\" is not a fill pattern\n  help: use one of: zero",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - [a]\n",
+            "board.yaml:3:5: partitions[0]: expected a map, found a list\n  help: write `- name: boot` followed by its keys",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, journal: 512 } }\n",
+            "board.yaml:3:53: partitions[0].fs.journal: \"512\" is not true, false or a journal size\n  help: write true (default size), false (no journal) or a size such as 16MiB",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: ext4 }\n",
+            "board.yaml:3:30: partitions[0].fs: expected a map, found \"ext4\"\n  help: write `fs: { type: ext4 }`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, features: metadata_csum } }\n",
+            "board.yaml:3:54: partitions[0].fs.features: expected a list, found \"metadata_csum\"\n  help: write `features: [metadata_csum, ^huge_file]`",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: /x, uid: -1 }] } }\n",
+            "board.yaml:3:69: partitions[0].fs.rules[0].uid: \"-1\" is not a uid\n  help: write a decimal number or 0x followed by hexadecimal digits",
+        ),
+        (
+            "image: { name: sd }\nartifacts:\n  i: { initramfs: { nodes: [{ path: /dev/x, type: b, major: 5000, minor: 1 }] } }\n",
+            "board.yaml:3:61: artifacts.i.initramfs.nodes[0].major: \"5000\" is too large for a major number\n  help: write a number from 0 to 4095",
+        ),
+        (
+            "image: { name: sd, size: 1001 }\n",
+            "board.yaml:1:26: image.size: \"1001\" is not a whole number of 512-byte sectors\n  help: use a multiple of the sector size, or auto",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, holes: [{ offset: 0 }], in-table: false, offset: 0, image: images/flash.bin }\n",
+            "board.yaml:3:34: partitions[0].holes[0]: missing key 'size'\n  help: add `size:`",
+        ),
+    ];
+    let dir = inputs();
+    for (text, expected) in cases {
+        assert_eq!(load_in(&dir, text).unwrap_err(), *expected, "{text}");
     }
 }

@@ -186,7 +186,9 @@ fn check_fill(d: &Description, diags: &mut Vec<Diagnostic>) {
             if s.value == SizeSpec::Fill {
                 diags.push(
                     s.diag("a blob outside the table cannot fill the disk")
-                        .help("give it a size, or leave size out to use the image's size"),
+                        .help(
+                            "give it a size, or leave size out to use the size of its image file",
+                        ),
                 );
             }
         }

@@ -225,6 +225,9 @@ pub struct OwnerRule {
 #[derive(Clone, Debug)]
 pub struct Tree {
     nodes: Vec<Node>,
+    /// Time of the entries the build creates (device table nodes, parent
+    /// directories): `SOURCE_DATE_EPOCH` when set, else the scan time.
+    time: Timestamp,
 }
 
 /// Scans the directory `root` into a tree.
@@ -237,7 +240,10 @@ pub fn scan(root: &Path, opts: &TreeOptions, ctx: &BuildContext) -> anyhow::Resu
     let mut scanner = Scanner {
         opts,
         ctx,
-        tree: Tree { nodes: Vec::new() },
+        tree: Tree {
+            nodes: Vec::new(),
+            time: Timestamp::build_time(ctx),
+        },
         links: HashMap::new(),
     };
     let root_node = scanner.node_from(root, &meta)?;
@@ -408,14 +414,23 @@ fn components(path: &str) -> anyhow::Result<Vec<&[u8]>> {
 impl Tree {
     /// A tree holding only an empty root directory (mode 0755, root-owned).
     pub fn empty(ctx: &BuildContext) -> Tree {
+        let time = Timestamp::build_time(ctx);
         let root = Node::new(
             NodeKind::Dir {
                 entries: BTreeMap::new(),
             },
             0o755,
-            Timestamp::build_time(ctx),
+            time,
         );
-        Tree { nodes: vec![root] }
+        Tree {
+            nodes: vec![root],
+            time,
+        }
+    }
+
+    /// The time given to entries the build creates.
+    pub fn build_time(&self) -> Timestamp {
+        self.time
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -541,7 +556,7 @@ impl Tree {
 
     /// Creates the directory `path` and its missing parents (mode 0755,
     /// root-owned, build time); returns the directory.
-    pub fn mkdir_all(&mut self, path: &str, ctx: &BuildContext) -> anyhow::Result<NodeId> {
+    pub fn mkdir_all(&mut self, path: &str) -> anyhow::Result<NodeId> {
         let mut id = ROOT;
         for part in components(path)? {
             id = match self.child(id, part) {
@@ -554,7 +569,7 @@ impl Tree {
                             entries: BTreeMap::new(),
                         },
                         0o755,
-                        Timestamp::build_time(ctx),
+                        self.time,
                     ));
                     self.set_entry(id, part, new);
                     new
@@ -641,19 +656,14 @@ impl Tree {
     }
 
     /// Applies a Buildroot `makedevs` device/permission table file.
-    pub fn apply_device_table(&mut self, table: &Path, ctx: &BuildContext) -> anyhow::Result<()> {
+    pub fn apply_device_table(&mut self, table: &Path) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(table)
             .with_context(|| format!("reading device table '{}'", table.display()))?;
-        self.apply_device_table_str(&text, &table.display().to_string(), ctx)
+        self.apply_device_table_str(&text, &table.display().to_string())
     }
 
     /// Applies a device table given as text; `origin` names it in errors.
-    pub fn apply_device_table_str(
-        &mut self,
-        text: &str,
-        origin: &str,
-        ctx: &BuildContext,
-    ) -> anyhow::Result<()> {
+    pub fn apply_device_table_str(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
         let mut last: Vec<NodeId> = Vec::new();
         let mut users: Option<IdMap> = None;
         let mut groups: Option<IdMap> = None;
@@ -709,7 +719,7 @@ impl Tree {
             last.clear();
             match kind {
                 "d" => {
-                    let id = self.mkdir_all(name, ctx).with_context(at)?;
+                    let id = self.mkdir_all(name).with_context(at)?;
                     set_owner_mode(&mut self.nodes[id], uid, gid, mode);
                     last.push(id);
                 }
@@ -751,7 +761,7 @@ impl Tree {
                             "b" => NodeKind::BlockDev { major, minor },
                             _ => NodeKind::Fifo,
                         };
-                        let mut node = Node::new(node_kind, mode, Timestamp::build_time(ctx));
+                        let mut node = Node::new(node_kind, mode, self.time);
                         node.uid = uid;
                         node.gid = gid;
                         let id = self.insert(&path, node).with_context(at)?;
@@ -1172,7 +1182,7 @@ mod tests {
         let mut t = Tree::empty(&ctx());
         let table = "# comment\n/dev d 755 0 0 - - - - -\n/dev/console c 600 0 5 5 1 - - -\n\
                      /dev/hda b 640 0 0 3 1 1 1 3\n/dev/null c 666 0 0 1 3 0 0 -\n";
-        t.apply_device_table_str(table, "t", &ctx()).unwrap();
+        t.apply_device_table_str(table, "t").unwrap();
         let c = t.lookup("/dev/console").unwrap().unwrap();
         assert!(matches!(
             t.node(c).kind,
@@ -1187,7 +1197,7 @@ mod tests {
         }
         assert!(t.lookup("/dev/hda4").unwrap().is_none());
         let err = t
-            .apply_device_table_str("/bin/x f 755 0 0 - - - - -\n", "tab", &ctx())
+            .apply_device_table_str("/bin/x f 755 0 0 - - - - -\n", "tab")
             .unwrap_err();
         assert!(format!("{err:#}").contains("tab:1"), "{err:#}");
     }
@@ -1195,7 +1205,7 @@ mod tests {
     #[test]
     fn xattr_lines_add_capabilities_to_the_previous_file() {
         let mut t = Tree::empty(&ctx());
-        t.mkdir_all("/bin", &ctx()).unwrap();
+        t.mkdir_all("/bin").unwrap();
         let f = Node::new(
             NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b"x".to_vec())),
@@ -1208,7 +1218,6 @@ mod tests {
         t.apply_device_table_str(
             "/bin/ping f 4755 0 0 - - - - -\n|xattr cap_net_raw+ep\n",
             "t",
-            &ctx(),
         )
         .unwrap();
         let id = t.lookup("/bin/ping").unwrap().unwrap();

@@ -42,7 +42,9 @@
 //! have to re-hash); splitting ranges at a fixed size (changes nothing for
 //! bmaptool, only makes the file longer).
 
+use crate::output::atomic::write_atomic;
 use crate::output::window::Extents;
+use anyhow::Context;
 use rustix::fs::SeekFrom;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -50,6 +52,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -151,11 +154,11 @@ impl Hasher {
     /// Queues block ranges `[first, end)` for hashing. Their bytes must be
     /// final: no later write may touch these blocks. Each block may be
     /// submitted only once over the life of the hasher.
-    pub fn submit(&self, blocks: Vec<Range<u64>>) {
+    pub fn submit(&self, blocks: impl IntoIterator<Item = Range<u64>>) {
         if let Some(sender) = &self.sender {
             // A send fails only when the thread has stopped on an error;
             // `finish` reports that error.
-            let _ = sender.send(blocks);
+            let _ = sender.send(blocks.into_iter().collect());
         }
     }
 
@@ -257,6 +260,15 @@ fn hash_range(
     }
     let start = range.start * BLOCK_SIZE;
     let end = (range.end * BLOCK_SIZE).min(image_size);
+    // Past the end of the file there is no hole to skip: the file is
+    // shorter than the image says (set_len forgotten), an error.
+    let file_len = file.metadata()?.len();
+    if end > file_len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("image ends at byte {file_len}, before its size of {image_size} bytes"),
+        ));
+    }
     let mut hasher = Sha256::new();
     let mut pos = start;
     while pos < end {
@@ -415,6 +427,13 @@ pub fn render(image_size: u64, ranges: &[MappedRange]) -> String {
     xml
 }
 
+/// Renders the bmap and writes it to `path` atomically (through
+/// `path.partial`).
+pub fn write_bmap(path: &Path, image_size: u64, ranges: &[MappedRange]) -> anyhow::Result<()> {
+    write_atomic(path, render(image_size, ranges).as_bytes())
+        .with_context(|| format!("writing bmap '{}'", path.display()))
+}
+
 /// Our explanation of the format, in place of bmaptool's comment.
 const HEADER_COMMENT: &str = "<?xml version=\"1.0\" ?>\n\
 <!-- Block map (bmap) of an image file, written by image-composer.\n\
@@ -520,19 +539,69 @@ mod tests {
         assert_eq!(stored, hex(&Sha256::digest(zeroed.as_bytes()).into()));
     }
 
-    #[test]
-    fn ranges_over_holes_hash_like_the_bytes_read_back() {
+    fn image(len: u64) -> (tempfile::TempDir, Arc<File>) {
         let dir = tempfile::tempdir().unwrap();
-        let file = File::options()
+        let f = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(dir.path().join("img"))
             .unwrap();
+        f.set_len(len).unwrap();
+        (dir, Arc::new(f))
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "blocks submitted twice")]
+    fn a_block_submitted_twice_is_caught() {
+        let (_dir, f) = image(10 * BLOCK_SIZE);
+        let h = Hasher::spawn(f, 10 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(0..3));
+        h.submit(std::iter::once(2..4));
+        let _ = h.finish();
+    }
+
+    #[test]
+    fn ranges_beyond_the_image_or_the_file_are_errors() {
+        let (_dir, f) = image(10 * BLOCK_SIZE);
+        let h = Hasher::spawn(Arc::clone(&f), 10 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(9..11));
+        let err = h.finish().unwrap_err();
+        assert!(
+            err.to_string().contains("beyond the end of the image"),
+            "{err}"
+        );
+        // The image claims 20 blocks, the file has 10 (set_len forgotten).
+        let h = Hasher::spawn(f, 20 * BLOCK_SIZE).unwrap();
+        h.submit(std::iter::once(5..15));
+        assert_eq!(h.finish().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn hasher_and_hash_all_agree_and_hash_what_sha256_says() {
+        let (_dir, f) = image(3 * BLOCK_SIZE + 100);
+        f.write_all_at(b"hello", 2 * BLOCK_SIZE + 7).unwrap();
+        let mut e = Extents::new();
+        e.insert(2 * BLOCK_SIZE + 7, 2 * BLOCK_SIZE + 12);
+        e.insert(3 * BLOCK_SIZE + 99, 3 * BLOCK_SIZE + 100);
+        let h = Hasher::spawn(Arc::clone(&f), 3 * BLOCK_SIZE + 100).unwrap();
+        h.submit_extents(&e);
+        let ranges = h.finish().unwrap();
+        assert_eq!(ranges, hash_all(&f, 3 * BLOCK_SIZE + 100, &e).unwrap());
+        let mut want = vec![0u8; BLOCK_SIZE as usize + 100];
+        want[7..12].copy_from_slice(b"hello");
+        assert_eq!(ranges.len(), 1);
+        assert_eq!((ranges[0].first_block, ranges[0].last_block), (2, 3));
+        assert_eq!(ranges[0].sha256, <[u8; 32]>::from(Sha256::digest(&want)));
+    }
+
+    #[test]
+    fn ranges_over_holes_hash_like_the_bytes_read_back() {
         // data, a 3 MiB hole, data, a hole up to a partial last block
         let size = (8 << 20) + 100;
-        file.set_len(size).unwrap();
+        let (_dir, file) = image(size);
         file.write_all_at(&[7u8; 8192], 4096).unwrap();
         file.write_all_at(&[9u8; 5000], 4 << 20).unwrap();
         let mut all = Extents::new();

@@ -151,7 +151,13 @@ pub fn render_text(plan: &Plan, parts: &[PartSpec]) -> String {
                     },
                     spec.content.clone(),
                 ),
-                None => ("".into(), r.name.clone(), "".into(), "".into(), "".into()),
+                None => (
+                    "".into(),
+                    r.name.clone(),
+                    "".into(),
+                    "".into(),
+                    table_text(plan, r.kind),
+                ),
             },
         };
         table.push([
@@ -272,6 +278,27 @@ fn bar(plan: &Plan) -> (String, String) {
         legend.push(". free".into());
     }
     (text, legend.join("  "))
+}
+
+/// What a table region holds, for the content column.
+fn table_text(plan: &Plan, kind: RegionKind) -> String {
+    match kind {
+        RegionKind::Mbr => match plan.table {
+            TableKind::Gpt => "protective MBR (0xEE entry)".into(),
+            TableKind::Hybrid => "hybrid MBR (0xEE entry + mirrored partitions)".into(),
+            _ => match plan.extended {
+                Some(_) => "MBR: primary partitions + extended partition".into(),
+                None => "MBR: primary partitions".into(),
+            },
+        },
+        RegionKind::GptHeader => "primary GPT header".into(),
+        RegionKind::GptArray | RegionKind::BackupGptArray => {
+            format!("{} entries", plan.gpt.map_or(0, |g| g.entries))
+        }
+        RegionKind::BackupGptHeader => "backup GPT header".into(),
+        RegionKind::Ebr(n) => format!("EBR of logical partition {n}"),
+        RegionKind::Blob(_) | RegionKind::Partition(_) => String::new(),
+    }
 }
 
 fn kind_text(kind: RegionKind) -> &'static str {

@@ -582,6 +582,26 @@ fn renders_a_table_and_a_bar() {
         std::fs::write(path, &text).unwrap();
     }
     assert_eq!(text, expected);
+    // MBR with logical partitions: the EBRs are rows and '#' in the bar.
+    let names = ["boot", "root-a", "root-b", "config", "data"];
+    let mbr_parts: Vec<_> = names
+        .iter()
+        .map(|n| PartSpec {
+            content: format!("ext4 '{n}'"),
+            ..part(n, exact(8), 10)
+        })
+        .collect();
+    let mbr = allocate(
+        &super::tests::disk(TableKind::Mbr, Some(64 * MIB)),
+        &mbr_parts,
+    )
+    .unwrap();
+    let mbr_text = render_text(&mbr, &mbr_parts);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plan/testdata/mbr.txt");
+        std::fs::write(path, &mbr_text).unwrap();
+    }
+    assert_eq!(mbr_text, include_str!("testdata/mbr.txt"));
     let json = render_json(&plan, &parts);
     assert_eq!(json["disk"]["size"], 512 * MIB);
     assert_eq!(json["partitions"][2]["name"], "root-a");

@@ -13,7 +13,9 @@
 //! CHS fields are filled as sfdisk fills them for a disk image: geometry 255
 //! heads × 63 sectors, and 1023/254/63 (bytes `fe ff ff`) when beyond
 //! cylinder 1023. The protective entry follows UEFI 2.10 §5.2.3: type 0xEE,
-//! start LBA 1, start CHS 0/0/2, size the whole disk (capped at 2^32-1).
+//! start LBA 1, start CHS 0/0/2, end CHS `ff ff ff`, size the whole disk
+//! (capped at 2^32-1). The MBR, EBRs and GPT we write for a plan are
+//! byte-identical to what `sfdisk` writes for the same layout (tested).
 
 use crate::plan::{Plan, TableKind};
 use zerocopy::little_endian::U32;
@@ -40,6 +42,10 @@ const SECTORS_PER_TRACK: u64 = 63;
 const MAX_CYLINDER: u64 = 1023;
 /// CHS of anything beyond cylinder 1023: 1023/254/63.
 const CHS_BEYOND: [u8; 3] = [0xfe, 0xff, 0xff];
+/// Ending CHS of the protective entry: UEFI allows 0xFFFFFF ("not
+/// representable") and sfdisk and sgdisk always write it, so we do too and
+/// our protective MBR is byte-identical to theirs.
+const PROTECTIVE_CHS_LAST: [u8; 3] = [0xff, 0xff, 0xff];
 
 /// One MBR entry, 16 bytes.
 #[derive(IntoBytes, Immutable, KnownLayout, Clone, Copy, Default)]
@@ -174,6 +180,7 @@ fn protective(sectors: u64) -> MbrEntry {
     let mut e = entry(0, TYPE_GPT_PROTECTIVE, 1, sectors, 1);
     // UEFI 2.10 table 5.4: starting CHS 0x000200 (head 0, sector 2, cylinder 0).
     e.chs_first = [0x00, 0x02, 0x00];
+    e.chs_last = PROTECTIVE_CHS_LAST;
     e
 }
 

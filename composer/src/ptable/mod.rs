@@ -10,6 +10,12 @@
 //! they are mapped in the bmap like everything else. The plan has already
 //! checked every limit (32-bit MBR fields, entry counts, name lengths), so
 //! encoding cannot fail.
+//!
+//! Write the table bytes after the raw blobs: a blob may declare `holes`
+//! that table regions occupy (a boot ROM image at offset 0 leaving bytes
+//! 440..512 for the MBR), and the table must win there. The MBR region is
+//! bytes 440..512 of LBA 0 only; bytes 0..440 (boot code) are never written
+//! here.
 
 pub mod gpt;
 pub mod mbr;

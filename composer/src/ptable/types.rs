@@ -190,6 +190,33 @@ pub fn check(name: &str) -> Result<PartType, TypeError> {
     })
 }
 
+/// The shorthand closest to a mistyped `type:` value (`roo-arm64` →
+/// `root-arm64`), for a "did you mean" hint; `None` when nothing is close.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    names()
+        .iter()
+        .map(|&short| (edit_distance(&name, short), short))
+        .filter(|&(d, short)| d > 0 && d <= short.len().div_ceil(3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, short)| short)
+}
+
+/// Levenshtein distance over bytes (shorthands are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let subst = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Parses a GUID from [`SHORTHANDS`]; they are constants, checked by a test,
 /// so a failure here could only be a typo caught before release.
 fn known_guid(text: &str) -> Uuid {
@@ -239,6 +266,16 @@ mod tests {
         let other = lookup("0xda").unwrap();
         assert_eq!(other.mbr, 0xda);
         assert_eq!(other.gpt, lookup("linux").unwrap().gpt);
+    }
+
+    #[test]
+    fn suggests_the_closest_shorthand() {
+        assert_eq!(suggest("roo-arm64"), Some("root-arm64"));
+        assert_eq!(suggest("ESP2"), Some("esp"));
+        assert_eq!(suggest("swp"), Some("swap"));
+        assert_eq!(suggest("root-aarch64"), Some("root-arm64"));
+        assert_eq!(suggest("esp"), None, "an exact name needs no suggestion");
+        assert_eq!(suggest("completely-different"), None);
     }
 
     #[test]

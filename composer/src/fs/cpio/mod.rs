@@ -11,7 +11,8 @@
 //!
 //! Layering, lowest first; a higher layer replaces a lower one's entry at
 //! the same path:
-//! 1. `from:` tree (owners root, see [`tree`]);
+//! 1. `from:` tree, scanned by [`crate::fs::tree`] (owners root unless
+//!    asked otherwise; extended attributes are dropped: newc has none);
 //! 2. busybox as `/bin/busybox` and one symlink `/bin/<applet>` → `busybox`
 //!    per applet (a link is skipped where the tree already has that path);
 //! 3. kernel modules at `/lib/modules/<version>/<path>.ko` (decompressed),
@@ -19,17 +20,18 @@
 //!    absolute paths, one per line, in load order (the init `insmod`s
 //!    them in that order; see [`modules`]);
 //! 4. explicit `dirs`, `symlinks`, `nodes` and `files` (two explicit entries
-//!    for one path are an error).
+//!    for one path are an error);
+//! 5. device tables, then ownership/mode rules, over the whole archive.
 //!
-//! Missing parent directories are added (mode 0755, root). A file's mode
+//! Missing parent directories are added (mode 0755, root, build time). A file's mode
 //! comes from the spec, else from its source file, else 0644; `/init` is
 //! always made executable (the kernel runs it and ignores a non-executable
 //! one silently, falling back to mounting `root=` itself).
 //!
 //! Reproducible: members sorted, inodes numbered in that order, owners as
 //! declared, every mtime clamped to `SOURCE_DATE_EPOCH` (generated members
-//! get `SOURCE_DATE_EPOCH`, or 0 when it is unset), compressors without
-//! timestamps.
+//! get `SOURCE_DATE_EPOCH`; without it they get the build time, and the
+//! archive is not reproducible), compressors without timestamps.
 //!
 //! Spec: kernel `Documentation/driver-api/early-userspace/buffer-format.rst`
 //! and `Documentation/filesystems/ramfs-rootfs-initramfs.rst`.
@@ -38,22 +40,26 @@ pub mod busybox;
 pub mod compress;
 pub mod modules;
 pub mod newc;
-pub mod tree;
 
 pub use compress::Compression;
 
+use crate::fs::tree::{
+    self, Node, NodeKind as TreeKind, OwnerRule, Owners, Timestamp, Tree, TreeOptions,
+};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::window::Window;
 use anyhow::{bail, Context, Result};
-use newc::{Entry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use newc::Entry;
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Default permissions of generated directories and of `Bytes` files.
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE: u32 = 0o644;
+/// Symbolic links carry no permissions of their own.
+const LINK_MODE: u32 = 0o777;
 /// Execute bits forced onto `/init`.
 const EXEC_BITS: u32 = 0o111;
 /// Where the module load order is written (read by the layers' `/init`).
@@ -123,7 +129,7 @@ pub struct Modules {
 }
 
 /// Everything an initramfs is made of.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct InitramfsOptions {
     /// The artifact's name, for messages.
     pub name: String,
@@ -140,21 +146,41 @@ pub struct InitramfsOptions {
     pub applets: Option<Vec<String>>,
     pub modules: Option<Modules>,
     pub compression: Compression,
+    /// Owners of the `from:` tree's members: `Root` (default) or as found.
+    pub owners: Owners,
+    /// Buildroot makedevs tables applied to the whole archive, in order.
+    pub device_tables: Vec<PathBuf>,
+    /// Ownership/mode rules applied after the device tables.
+    pub rules: Vec<OwnerRule>,
 }
 
-/// Where an entry came from, for the override rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Origin {
-    Tree,
-    Busybox,
-    Modules,
-    Explicit,
+impl Default for InitramfsOptions {
+    fn default() -> Self {
+        InitramfsOptions {
+            name: String::new(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+            symlinks: Vec::new(),
+            nodes: Vec::new(),
+            from: None,
+            busybox: None,
+            applets: None,
+            modules: None,
+            compression: Compression::default(),
+            owners: Owners::Root,
+            device_tables: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
-struct Members {
-    map: BTreeMap<String, (Entry, Origin)>,
-    /// mtime of generated members.
-    default_mtime: u64,
+/// Builds the tree of the archive: `from:`, busybox, modules, explicit
+/// entries, then device tables and rules.
+struct Assembly<'a> {
+    tree: Tree,
+    ctx: &'a BuildContext,
+    /// Paths set by explicit entries (a second one is an error).
+    explicit: BTreeSet<String>,
 }
 
 /// `/usr/bin/x`, `usr/bin/x/` → `usr/bin/x`; refuses `..`, `.` and empty.
@@ -166,221 +192,268 @@ fn archive_path(path: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-impl Members {
-    fn add(&mut self, e: Entry, origin: Origin) -> Result<()> {
-        if let Some((_, old_origin)) = self.map.get(&e.path) {
-            if *old_origin == Origin::Explicit && origin == Origin::Explicit {
-                bail!("'/{}' is declared twice", e.path);
-            }
-            // Busybox never displaces a file of the tree (its own `sh`...).
-            if *old_origin > origin || origin == Origin::Busybox {
-                return Ok(());
-            }
+/// The parent of an archive path (`a/b` → `a`, `a` → ``).
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+impl Assembly<'_> {
+    fn now(&self) -> Timestamp {
+        Timestamp::build_time(self.ctx)
+    }
+
+    /// Creates the parents of `path`; a parent that is not a directory is
+    /// an error naming both.
+    fn parents(&mut self, path: &str) -> Result<()> {
+        let parent = parent_of(path);
+        if parent.is_empty() {
+            return Ok(());
         }
-        self.map.insert(e.path.clone(), (e, origin));
+        self.tree.mkdir_all(parent, self.ctx).map_err(|_| {
+            anyhow::anyhow!("'/{path}' is placed below '/{parent}', which is not a directory")
+        })?;
         Ok(())
     }
 
-    fn entry(&self, path: String, mode: u32, data: Vec<u8>) -> Entry {
-        Entry {
-            path,
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime: self.default_mtime,
-            rdev: (0, 0),
-            data,
-        }
+    fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.tree.lookup(path)?.is_some())
     }
 
-    /// Adds missing parent directories; a parent that is not a directory
-    /// is an error (its children would land wherever it points).
-    fn add_parents(&mut self) -> Result<()> {
-        let paths: Vec<String> = self.map.keys().cloned().collect();
-        for path in paths {
-            let mut parent = path.as_str();
-            while let Some((p, _)) = parent.rsplit_once('/') {
-                parent = p;
-                match self.map.get(parent) {
-                    Some((e, _)) if e.mode & S_IFMT == S_IFDIR => {}
-                    Some(_) => {
-                        bail!("'/{parent}' is not a directory, but '/{path}' is placed below it")
-                    }
-                    None => {
-                        let e = self.entry(parent.to_string(), S_IFDIR | DIR_MODE, Vec::new());
-                        self.map.insert(parent.to_string(), (e, Origin::Explicit));
-                    }
+    /// Adds (or replaces) the non-directory `node` at `path`.
+    fn put(&mut self, path: &str, node: Node) -> Result<()> {
+        self.parents(path)?;
+        if let Some(id) = self.tree.lookup(path)? {
+            if self.tree.node(id).is_dir() {
+                bail!("'/{path}' is a directory and cannot be replaced by a file");
+            }
+        }
+        self.tree.insert(path, node)?;
+        Ok(())
+    }
+
+    /// Marks `path` as explicitly declared.
+    fn declare(&mut self, path: &str) -> Result<()> {
+        if !self.explicit.insert(path.to_string()) {
+            bail!("'/{path}' is declared twice");
+        }
+        Ok(())
+    }
+
+    fn file_node(&self, source: &FileSource, mode: Option<u32>) -> Result<Node> {
+        let (size, src_mode, mtime) = match source {
+            FileSource::Bytes(b) => (b.len() as u64, None, self.now()),
+            FileSource::Path(p) => {
+                let md = std::fs::metadata(p)
+                    .with_context(|| format!("reading metadata of '{}'", p.display()))?;
+                if !md.is_file() {
+                    bail!("'{}' is not a regular file", p.display());
                 }
+                let mtime = Timestamp {
+                    sec: md.mtime(),
+                    nsec: u32::try_from(md.mtime_nsec()).unwrap_or(0),
+                };
+                (
+                    md.len(),
+                    Some(md.permissions().mode()),
+                    mtime.clamped(self.ctx),
+                )
             }
+        };
+        let kind = TreeKind::File {
+            source: source.clone(),
+            size,
+        };
+        Ok(Node::new(
+            kind,
+            mode.or(src_mode).unwrap_or(FILE_MODE),
+            mtime,
+        ))
+    }
+
+    fn add_busybox(&mut self, bin: &Path, applets: Option<&Vec<String>>) -> Result<()> {
+        let data = std::fs::read(bin).with_context(|| format!("reading '{}'", bin.display()))?;
+        let list = match applets {
+            Some(list) => list.clone(),
+            None => busybox::applets_in(&data).with_context(|| {
+                format!(
+                    "finding the applet list in '{}' (no \"[\" applet table); list the applets explicitly",
+                    bin.display()
+                )
+            })?,
+        };
+        let mut node = self.file_node(&FileSource::Bytes(Arc::new(data)), None)?;
+        node.mode = DIR_MODE;
+        if let Ok(md) = std::fs::metadata(bin) {
+            node.mtime = Timestamp {
+                sec: md.mtime(),
+                nsec: 0,
+            }
+            .clamped(self.ctx);
+        }
+        // Busybox never displaces a file of the tree (its own `sh`...).
+        if !self.exists("bin/busybox")? {
+            self.put("bin/busybox", node)?;
+        }
+        for applet in list.iter().filter(|a| a.as_str() != "busybox") {
+            if applet.is_empty() || applet.contains('/') {
+                bail!("'{applet}' is not an applet name");
+            }
+            let path = format!("bin/{applet}");
+            if !self.exists(&path)? {
+                let link = TreeKind::Symlink {
+                    target: b"busybox".to_vec(),
+                };
+                self.put(&path, Node::new(link, LINK_MODE, self.now()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_modules(&mut self, spec: &Modules) -> Result<()> {
+        let dir = &spec.dir;
+        let Some(version) = dir.file_name().and_then(|v| v.to_str()) else {
+            bail!("'{}' does not end in a kernel version", dir.display());
+        };
+        let idx = modules::ModuleIndex::load(dir)?;
+        let order = idx.resolve(&spec.load, dir)?;
+        let plain =
+            |p: &str| compress::module_compression(p).map_or_else(|| p.to_string(), |(_, n)| n);
+        let mut load_order = String::new();
+        for rel in &order {
+            let src = dir.join(rel);
+            let data = std::fs::read(&src)
+                .with_context(|| format!("reading module '{}'", src.display()))?;
+            let (how, plain_rel) =
+                compress::module_compression(rel).unwrap_or((Compression::None, rel.clone()));
+            let data = compress::decompress(&data, how)
+                .with_context(|| format!("decompressing module '{}'", src.display()))?;
+            let path = format!("lib/modules/{version}/{plain_rel}");
+            load_order.push_str(&format!("/{path}\n"));
+            let node = self.file_node(&FileSource::Bytes(Arc::new(data)), None)?;
+            self.put(&path, node)?;
+        }
+        let dep = idx.dep_lines(&order, plain);
+        let node = self.file_node(&FileSource::Bytes(Arc::new(dep.into_bytes())), None)?;
+        self.put(&format!("lib/modules/{version}/modules.dep"), node)?;
+        let node = self.file_node(&FileSource::Bytes(Arc::new(load_order.into_bytes())), None)?;
+        self.put(MODULES_LOAD_ORDER, node)?;
+        Ok(())
+    }
+
+    fn add_explicit(&mut self, opts: &InitramfsOptions) -> Result<()> {
+        for d in &opts.dirs {
+            let path = archive_path(&d.path)?;
+            self.declare(&path)?;
+            let id = self.tree.mkdir_all(&path, self.ctx).map_err(|_| {
+                anyhow::anyhow!("'{}' or one of its parents is not a directory", d.path)
+            })?;
+            let node = self.tree.node_mut(id);
+            node.mode = d.mode.unwrap_or(DIR_MODE);
+            (node.uid, node.gid) = (d.uid, d.gid);
+        }
+        for s in &opts.symlinks {
+            let path = archive_path(&s.path)?;
+            self.declare(&path)?;
+            if s.target.is_empty() {
+                bail!("symlink '{}' has an empty target", s.path);
+            }
+            let kind = TreeKind::Symlink {
+                target: s.target.clone().into_bytes(),
+            };
+            let node = Node::new(kind, LINK_MODE, self.now());
+            self.put(&path, node)?;
+        }
+        for n in &opts.nodes {
+            let path = archive_path(&n.path)?;
+            self.declare(&path)?;
+            let kind = match n.kind {
+                NodeKind::Char => TreeKind::CharDev {
+                    major: n.major,
+                    minor: n.minor,
+                },
+                NodeKind::Block => TreeKind::BlockDev {
+                    major: n.major,
+                    minor: n.minor,
+                },
+                NodeKind::Fifo => TreeKind::Fifo,
+            };
+            let mut node = Node::new(kind, n.mode, self.now());
+            (node.uid, node.gid) = (n.uid, n.gid);
+            self.put(&path, node)?;
+        }
+        for f in &opts.files {
+            let path = archive_path(&f.path)?;
+            self.declare(&path)?;
+            let mut node = self
+                .file_node(&f.source, f.mode)
+                .with_context(|| format!("adding '{}'", f.path))?;
+            if path == "init" {
+                node.mode |= EXEC_BITS;
+            }
+            (node.uid, node.gid) = (f.uid, f.gid);
+            self.put(&path, node)?;
         }
         Ok(())
     }
 }
 
-fn read_source(
-    source: &FileSource,
-    ctx: &BuildContext,
-) -> Result<(Vec<u8>, Option<u32>, Option<u64>)> {
-    match source {
-        FileSource::Bytes(b) => Ok((b.as_ref().clone(), None, None)),
-        FileSource::Path(p) => {
-            let data = std::fs::read(p).with_context(|| format!("reading '{}'", p.display()))?;
-            let md = std::fs::metadata(p)
-                .with_context(|| format!("reading metadata of '{}'", p.display()))?;
-            let mtime = md
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            Ok((
-                data,
-                Some(md.permissions().mode() & 0o7777),
-                Some(ctx.clamp_time(mtime)),
-            ))
-        }
-    }
-}
-
-fn add_busybox(
-    m: &mut Members,
-    bin: &Path,
-    applets: Option<&Vec<String>>,
-    ctx: &BuildContext,
-) -> Result<()> {
-    let (data, mode, mtime) = read_source(&FileSource::Path(bin.to_path_buf()), ctx)?;
-    let list = match applets {
-        Some(list) => list.clone(),
-        None => busybox::applets_in(&data).with_context(|| {
-            format!(
-                "finding the applet list in '{}' (no \"[\" applet table); list the applets explicitly",
-                bin.display()
-            )
-        })?,
-    };
-    let mut e = m.entry(
-        "bin/busybox".into(),
-        S_IFREG | mode.unwrap_or(DIR_MODE) | EXEC_BITS,
-        data,
-    );
-    e.mtime = mtime.unwrap_or(m.default_mtime);
-    m.add(e, Origin::Busybox)?;
-    for applet in list.iter().filter(|a| a.as_str() != "busybox") {
-        if applet.is_empty() || applet.contains('/') {
-            bail!("'{applet}' is not an applet name");
-        }
-        let e = m.entry(
-            format!("bin/{applet}"),
-            S_IFLNK | 0o777,
-            b"busybox".to_vec(),
-        );
-        m.add(e, Origin::Busybox)?;
-    }
-    Ok(())
-}
-
-fn add_modules(m: &mut Members, spec: &Modules) -> Result<()> {
-    let dir = &spec.dir;
-    let Some(version) = dir.file_name().and_then(|v| v.to_str()) else {
-        bail!("'{}' does not end in a kernel version", dir.display());
-    };
-    let idx = modules::ModuleIndex::load(dir)?;
-    let order = idx.resolve(&spec.load, dir)?;
-    let plain = |p: &str| compress::module_compression(p).map_or_else(|| p.to_string(), |(_, n)| n);
-    let mut load_order = String::new();
-    for rel in &order {
-        let src = dir.join(rel);
-        let data =
-            std::fs::read(&src).with_context(|| format!("reading module '{}'", src.display()))?;
-        let (how, plain_rel) =
-            compress::module_compression(rel).unwrap_or((Compression::None, rel.clone()));
-        let data = compress::decompress(&data, how)
-            .with_context(|| format!("decompressing module '{}'", src.display()))?;
-        let path = format!("lib/modules/{version}/{plain_rel}");
-        load_order.push_str(&format!("/{path}\n"));
-        m.add(m.entry(path, S_IFREG | FILE_MODE, data), Origin::Modules)?;
-    }
-    let dep = idx.dep_lines(&order, plain);
-    m.add(
-        m.entry(
-            format!("lib/modules/{version}/modules.dep"),
-            S_IFREG | FILE_MODE,
-            dep.into_bytes(),
-        ),
-        Origin::Modules,
-    )?;
-    m.add(
-        m.entry(
-            MODULES_LOAD_ORDER.into(),
-            S_IFREG | FILE_MODE,
-            load_order.into_bytes(),
-        ),
-        Origin::Modules,
-    )?;
-    Ok(())
-}
-
-/// The uncompressed archive's members, sorted, parents included.
+/// The uncompressed archive's members, in tree order, parents included.
 fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
-    let mut m = Members {
-        map: BTreeMap::new(),
-        default_mtime: ctx.source_date_epoch.unwrap_or(0),
-    };
-    if let Some(root) = &opts.from {
-        for e in tree::scan(root, &|t| ctx.clamp_time(t))? {
-            m.add(e, Origin::Tree)?;
+    let tree = match &opts.from {
+        Some(root) => {
+            let topts = TreeOptions {
+                owners: opts.owners,
+                // newc has no extended attributes.
+                xattrs: false,
+            };
+            tree::scan(root, &topts, ctx)?
         }
-    }
+        None => Tree::empty(ctx),
+    };
+    let mut a = Assembly {
+        tree,
+        ctx,
+        explicit: BTreeSet::new(),
+    };
     if let Some(bin) = &opts.busybox {
-        add_busybox(&mut m, bin, opts.applets.as_ref(), ctx).context("adding busybox")?;
+        a.add_busybox(bin, opts.applets.as_ref())
+            .context("adding busybox")?;
     }
     if let Some(spec) = &opts.modules {
-        add_modules(&mut m, spec).context("adding kernel modules")?;
+        a.add_modules(spec).context("adding kernel modules")?;
     }
-    for d in &opts.dirs {
-        let mut e = m.entry(
-            archive_path(&d.path)?,
-            S_IFDIR | d.mode.unwrap_or(DIR_MODE),
-            Vec::new(),
-        );
-        (e.uid, e.gid) = (d.uid, d.gid);
-        m.add(e, Origin::Explicit)?;
+    a.add_explicit(opts)?;
+    for table in &opts.device_tables {
+        a.tree.apply_device_table(table, ctx)?;
     }
-    for s in &opts.symlinks {
-        if s.target.is_empty() {
-            bail!("symlink '{}' has an empty target", s.path);
-        }
-        let e = m.entry(
-            archive_path(&s.path)?,
-            S_IFLNK | 0o777,
-            s.target.clone().into_bytes(),
-        );
-        m.add(e, Origin::Explicit)?;
-    }
-    for n in &opts.nodes {
-        let kind = match n.kind {
-            NodeKind::Char => S_IFCHR,
-            NodeKind::Block => S_IFBLK,
-            NodeKind::Fifo => S_IFIFO,
+    a.tree.apply_rules(&opts.rules)?;
+
+    let mut out = Vec::new();
+    for (path, id) in a.tree.walk() {
+        let node = a.tree.node(id);
+        let Ok(path) = String::from_utf8(path) else {
+            bail!("a file name in the tree is not UTF-8");
         };
-        let mut e = m.entry(archive_path(&n.path)?, kind | (n.mode & 0o7777), Vec::new());
-        (e.uid, e.gid, e.rdev) = (n.uid, n.gid, (n.major, n.minor));
-        m.add(e, Origin::Explicit)?;
+        let path = path.trim_start_matches('/').to_string();
+        let (data, rdev) = match &node.kind {
+            TreeKind::File { .. } => (a.tree.read_file(id)?.as_ref().clone(), (0, 0)),
+            TreeKind::Symlink { target } => (target.clone(), (0, 0)),
+            TreeKind::CharDev { major, minor } | TreeKind::BlockDev { major, minor } => {
+                (Vec::new(), (*major, *minor))
+            }
+            TreeKind::Dir { .. } | TreeKind::Fifo | TreeKind::Socket => (Vec::new(), (0, 0)),
+        };
+        out.push(Entry {
+            path,
+            mode: node.st_mode(),
+            uid: node.uid,
+            gid: node.gid,
+            mtime: u64::try_from(node.mtime.sec).unwrap_or(0),
+            rdev,
+            data,
+        });
     }
-    for f in &opts.files {
-        let path = archive_path(&f.path)?;
-        let (data, src_mode, mtime) =
-            read_source(&f.source, ctx).with_context(|| format!("adding '{}'", f.path))?;
-        let mut mode = f.mode.or(src_mode).unwrap_or(FILE_MODE) & 0o7777;
-        if path == "init" {
-            mode |= EXEC_BITS;
-        }
-        let mut e = m.entry(path, S_IFREG | mode, data);
-        (e.uid, e.gid) = (f.uid, f.gid);
-        e.mtime = mtime.unwrap_or(m.default_mtime);
-        m.add(e, Origin::Explicit)?;
-    }
-    m.add_parents()?;
-    Ok(m.map.into_values().map(|(e, _)| e).collect())
+    Ok(out)
 }
 
 /// Builds the compressed archive.
@@ -680,7 +753,7 @@ mod tests {
         });
         let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
         assert!(
-            err.contains("'/init' is not a directory, but '/init/x' is placed below it"),
+            err.contains("'/init/x' is placed below '/init', which is not a directory"),
             "{err}"
         );
     }
@@ -700,11 +773,39 @@ mod tests {
         assert_eq!(get("bin/busybox").data, bin);
         assert_eq!(get("bin/busybox").mode & 0o111, 0o111);
         assert_eq!(get("bin/switch_root").data, b"busybox");
-        assert_eq!(get("bin/[[").mode & S_IFMT, S_IFLNK);
+        assert_eq!(get("bin/[[").mode & newc::S_IFMT, newc::S_IFLNK);
         assert_eq!(get("bin/sh").data, b"real sh");
         opts.applets = Some(vec!["ls".into()]);
         let members = collect(&opts, &ctx(None)).unwrap();
         assert!(members.iter().all(|e| e.path != "bin/cat"));
+    }
+
+    #[test]
+    fn device_tables_and_rules_apply_to_the_whole_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let mut opts = sample(d.path());
+        std::fs::write(
+            d.path().join("devices.txt"),
+            "/dev/null c 666 0 0 1 3 - - -\n/etc/passwd f 600 0 0 - - - - -\n",
+        )
+        .unwrap();
+        opts.device_tables.push(d.path().join("devices.txt"));
+        opts.rules.push(OwnerRule {
+            glob: "/init".into(),
+            uid: Some(7),
+            ..Default::default()
+        });
+        let members = collect(&opts, &ctx(Some(1))).unwrap();
+        let get = |p: &str| members.iter().find(|e| e.path == p).unwrap();
+        assert_eq!(get("dev/null").mode, newc::S_IFCHR | 0o666);
+        assert_eq!(get("dev/null").rdev, (1, 3));
+        assert_eq!(get("etc/passwd").mode & 0o7777, 0o600);
+        assert_eq!(get("init").uid, 7);
+        opts.rules[0].glob = "/nosuch".into();
+        assert!(
+            collect(&opts, &ctx(Some(1))).is_err(),
+            "a rule matching nothing is a typo"
+        );
     }
 
     /// Debian's kernel modules directory (linux-image-amd64): the modules

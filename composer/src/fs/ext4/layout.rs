@@ -323,9 +323,12 @@ impl Layout {
     /// Used blocks in group `g`.
     pub fn group_used(&self, g: u64) -> u64 {
         let start = self.geo.group_start(g);
-        (start..start + self.geo.group_blocks(g))
-            .filter(|&b| self.is_used(b))
-            .count() as u64
+        let n = self.geo.group_blocks(g);
+        if start % 64 == 0 && n % 64 == 0 {
+            let w = &self.used[(start / 64) as usize..((start + n) / 64) as usize];
+            return w.iter().map(|x| u64::from(x.count_ones())).sum();
+        }
+        (start..start + n).filter(|&b| self.is_used(b)).count() as u64
     }
 
     /// Free blocks in the whole filesystem.
@@ -337,9 +340,21 @@ impl Layout {
     /// The block bitmap of group `g` (one block, padding bits set).
     pub fn block_bitmap(&self, g: u64) -> Vec<u8> {
         let bs = self.geo.block_size as usize;
-        let mut out = vec![0u8; bs];
         let start = self.geo.group_start(g);
         let n = self.geo.group_blocks(g);
+        if start % 64 == 0 {
+            // Bit i of the bitmap is bit i % 8 of byte i / 8: the
+            // little-endian bytes of the words. Past the last block the
+            // words' padding bits are set; past the last word, 0xFF.
+            let mut out = vec![0xFFu8; bs];
+            let first = (start / 64) as usize;
+            let last = (start + n).div_ceil(64) as usize;
+            for (k, w) in self.used[first..last].iter().enumerate() {
+                out[k * 8..k * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            return out;
+        }
+        let mut out = vec![0u8; bs];
         for i in 0..(8 * bs as u64) {
             if i >= n || self.is_used(start + i) {
                 out[(i / 8) as usize] |= 1 << (i % 8);

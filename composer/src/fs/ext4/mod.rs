@@ -85,6 +85,10 @@ impl Default for Features {
     }
 }
 
+/// `EXT4_LINK_MAX`: most links an inode may have; a directory with more
+/// subdirectories counts 1 (dir_nlink).
+const MAX_LINKS: u32 = 65000;
+
 /// Features this writer always uses; they cannot be disabled.
 const REQUIRED_FEATURES: [&str; 4] = ["filetype", "extent", "extents", "extra_isize"];
 /// Features that are always off; `^name` is accepted and changes nothing.
@@ -518,7 +522,10 @@ pub fn prepare(
         .with_context(|| format!("placing extended attributes of inode {ino}"))
         .with_context(ctxmsg)?;
         let mut link_count = links[id];
-        if node.is_dir() && link_count >= 65000 {
+        if !node.is_dir() && link_count > MAX_LINKS {
+            bail!("ext4 '{name}': a file has {link_count} hard links; ext4 allows {MAX_LINKS}");
+        }
+        if node.is_dir() && link_count >= MAX_LINKS {
             if !features.dir_nlink {
                 bail!("ext4 '{name}': a directory has more than 65000 subdirectories; enable the dir_nlink feature");
             }

@@ -11,11 +11,15 @@
 //!
 //! Layout is deterministic: directories are visited in name order (folded to
 //! upper case, the order FAT compares names in), all directory clusters come
-//! first, then file data, each file contiguous, in sorted path order. Times
-//! are source mtimes clamped to `SOURCE_DATE_EPOCH` (files given as bytes and
-//! implied directories get `SOURCE_DATE_EPOCH` itself, or the build time when
-//! it is unset), encoded as FAT local time taking UTC as local time. The
-//! volume id derives from the build seed. Same inputs, same image.
+//! first, then file data, each file contiguous, in sorted path order. Every
+//! time is `SOURCE_DATE_EPOCH` when it is set; otherwise files and
+//! directories from the host keep their mtime and the rest (files given as
+//! bytes, implied directories) get the build time. Times are encoded as FAT
+//! local time taking UTC as local time. The volume id derives from the build
+//! seed. Same inputs, same image. (Not merely clamped to the epoch, as other
+//! writers may do: a FAT time is all most boot firmware shows of a file, and
+//! a checkout or an extracted tarball sets older mtimes that differ between
+//! build hosts.)
 //!
 //! Content comes from `files` (explicit destination paths) and `from` (a
 //! directory copied recursively). A `files` entry replaces a file of the same
@@ -226,15 +230,23 @@ pub fn prepare(opts: &VfatOptions, ctx: &BuildContext) -> anyhow::Result<VfatFs>
     fs.flatten(root, "", 0)
         .with_context(|| format!("naming the entries of vfat '{name}'"))?;
     fs.choice.root_slots = fs.dirs[0].slots;
-    fs.min_sectors = geometry::min_total_sectors(&fs.choice, |g| fs.clusters_needed(g))
-        .ok_or_else(|| {
-            anyhow!(
-                "vfat '{name}': {} in {} files does not fit in any FAT{} filesystem",
-                human(fs.files.iter().map(|f| f.size).sum()),
-                fs.files.len(),
-                fs.choice.fat_bits.map_or(String::new(), |b| b.to_string()),
-            )
-        })?;
+    // The sizing search asks for the cluster need thousands of times; it
+    // depends only on the cluster size and on where the root lives.
+    let need_by_layout = std::cell::RefCell::new(BTreeMap::new());
+    fs.min_sectors = geometry::min_total_sectors(&fs.choice, |g| {
+        *need_by_layout
+            .borrow_mut()
+            .entry((g.cluster_bytes(), g.fat_bits == 32))
+            .or_insert_with(|| fs.clusters_needed(g))
+    })
+    .ok_or_else(|| {
+        anyhow!(
+            "vfat '{name}': {} in {} files does not fit in any FAT{} filesystem",
+            human(fs.files.iter().map(|f| f.size).sum()),
+            fs.files.len(),
+            fs.choice.fat_bits.map_or(String::new(), |b| b.to_string()),
+        )
+    })?;
     Ok(fs)
 }
 
@@ -335,11 +347,15 @@ impl Node {
     }
 }
 
-fn mtime_of(meta: &std::fs::Metadata) -> u64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+/// The time of a host file or directory: `SOURCE_DATE_EPOCH` when set,
+/// else its mtime.
+fn host_time(ctx: &BuildContext, meta: &std::fs::Metadata) -> u64 {
+    ctx.source_date_epoch.unwrap_or_else(|| {
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 fn check_name(name: &str, path: &str) -> anyhow::Result<()> {
@@ -417,7 +433,7 @@ fn scan_tree(
                 other.name
             );
         }
-        let mtime = ctx.clamp_time(mtime_of(&meta));
+        let mtime = host_time(ctx, &meta);
         let child = if meta.is_dir() {
             let mut child = Node::dir(name, mtime);
             scan_tree(root, &source_path, &path, &mut child, ctx)?;
@@ -481,7 +497,7 @@ fn add_file(
             if !meta.is_file() {
                 bail!("'{}' is not a regular file", p.display());
             }
-            (meta.len(), ctx.clamp_time(mtime_of(&meta)))
+            (meta.len(), host_time(ctx, &meta))
         }
         FileSource::Bytes(b) => (b.len() as u64, default_time),
     };
@@ -793,6 +809,11 @@ impl VfatFs {
                         f.size
                     );
                 }
+                // FAT files cannot be sparse: a hole of the source is file
+                // content that must read as zero on the device, so the whole
+                // range is mapped, and only the source's data is copied.
+                w.zero(pos, len)
+                    .with_context(|| format!("mapping '{}' in vfat '{}'", f.path, self.name))?;
                 w.copy_from(&file, 0, len, pos).with_context(|| {
                     format!(
                         "copying '{}' to '{}' in vfat '{}'",

@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: finding the independent tools
+//! that check our output, running the binary, reading partition tables.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// True when `tool` is on the PATH. Without it the test is skipped on a
+/// laptop (with a note) and fails in CI, which installs every tool
+/// (`.ci/run` lists the Debian packages).
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is required in CI: install it (see .ci/run)"
+        );
+        eprintln!("note: {tool} not found, skipping");
+    }
+    found
+}
+
+/// True when every tool is available (see [`have`]).
+pub fn have_all(tools: &[&str]) -> bool {
+    tools.iter().all(|t| have(t))
+}
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `image-composer` with `args` and a fixed `SOURCE_DATE_EPOCH`.
+pub fn composer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_image-composer"))
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("running image-composer")
+}
+
+/// Runs a command and returns its stdout; panics with its stderr on failure.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One partition as `sfdisk --json` reports it.
+#[derive(Debug, Clone)]
+pub struct SfdiskPart {
+    pub start: u64,
+    pub size: u64,
+    pub type_: String,
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub attrs: Option<String>,
+}
+
+/// Reads the partition table of `image` with `sfdisk --json`.
+pub fn sfdisk(image: &Path) -> (serde_json::Value, Vec<SfdiskPart>) {
+    let text = run(Command::new("sfdisk").arg("--json").arg(image));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let parts = json["partitiontable"]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| SfdiskPart {
+            start: p["start"].as_u64().unwrap(),
+            size: p["size"].as_u64().unwrap(),
+            type_: p["type"].as_str().unwrap().to_lowercase(),
+            uuid: p["uuid"].as_str().map(str::to_lowercase),
+            name: p["name"].as_str().map(str::to_string),
+            attrs: p["attrs"].as_str().map(str::to_string),
+        })
+        .collect();
+    (json, parts)
+}
