@@ -282,22 +282,30 @@ fn write_artifacts(
             continue;
         };
         let path = out_dir.join(&output.value);
+        // A filesystem is written at the artifact's size; an archive or a
+        // raw image is its own bytes, not padded.
+        let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
+        let len = if filesystem {
+            artifact.size
+        } else {
+            artifact.prepared.min_size()
+        };
         let file =
             PartialFile::create(&path).with_context(|| format!("creating '{}'", path.display()))?;
-        file.file().set_len(artifact.size)?;
-        let mut w = Window::new(file.file(), 0, artifact.size);
+        file.file().set_len(len)?;
+        let mut w = Window::new(file.file(), 0, len);
         let twin = firsts
-            .get(&(Use::Artifact(name.clone()), artifact.size))
+            .get(&(Use::Artifact(name.clone()), len))
             .filter(|_| artifact.prepared.is_position_independent());
         match twin {
             Some((from, extents)) => copy_extents(&mut w, image, *from, extents)?,
             None => artifact.prepared.write(&mut w, 0)?,
         }
         let mapped = w.into_mapped();
-        if !matches!(artifact.prepared, Prepared::Empty) {
-            let ranges = bmap::hash_all(file.file(), artifact.size, &mapped)?;
+        if filesystem {
+            let ranges = bmap::hash_all(file.file(), len, &mapped)?;
             let bmap_path = out_dir.join(format!("{}.bmap", output.value));
-            atomic::write_atomic(&bmap_path, bmap::render(artifact.size, &ranges).as_bytes())?;
+            atomic::write_atomic(&bmap_path, bmap::render(len, &ranges).as_bytes())?;
             written.push(bmap_path);
         }
         file.commit()

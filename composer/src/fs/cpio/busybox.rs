@@ -32,7 +32,7 @@ pub fn applets_in(bin: &[u8]) -> Option<Vec<String>> {
     for raw in bin[start..].split(|b| *b == 0) {
         let valid = !raw.is_empty()
             && raw.iter().all(|c| c.is_ascii_graphic() && *c != b'/')
-            && names.last().map_or(true, |last| last.as_bytes() < raw);
+            && names.last().is_none_or(|last| last.as_bytes() < raw);
         if !valid {
             break;
         }

@@ -119,7 +119,7 @@ fn xz_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 fn pad4(out: &mut Vec<u8>, from: usize) {
-    while (out.len() - from) % 4 != 0 {
+    while !(out.len() - from).is_multiple_of(4) {
         out.push(0);
     }
 }
