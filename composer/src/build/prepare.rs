@@ -271,7 +271,7 @@ impl Preparer<'_> {
             None => Tree::empty(self.ctx),
         };
         for table in &own.device_tables {
-            tree.apply_device_table(&table.path, self.ctx)?;
+            tree.apply_device_table(&table.path)?;
         }
         let rules: Vec<OwnerRule> = own
             .rules
