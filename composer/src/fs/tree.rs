@@ -1126,17 +1126,6 @@ fn apply_caps(node: &mut Node, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The source path of a file node, if it comes from disk.
-pub fn source_path(node: &Node) -> Option<&PathBuf> {
-    match &node.kind {
-        NodeKind::File {
-            source: FileSource::Path(p),
-            ..
-        } => Some(p),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
