@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Index of a node in its [`Tree`].
@@ -1124,17 +1124,6 @@ fn apply_caps(node: &mut Node, text: &str) -> anyhow::Result<()> {
         node.xattrs.insert(CAPABILITY_XATTR.to_vec(), caps.encode());
     }
     Ok(())
-}
-
-/// The source path of a file node, if it comes from disk.
-pub fn source_path(node: &Node) -> Option<&PathBuf> {
-    match &node.kind {
-        NodeKind::File {
-            source: FileSource::Path(p),
-            ..
-        } => Some(p),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
