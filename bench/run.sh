@@ -300,7 +300,12 @@ partitions:
   - name: rootA
     offset: 0
     size: 1536MiB
-    fs: { type: ext4, label: rootA, uuid: b3c4ab00-0000-4000-8000-0000000000f2, from: \${BENCH_INPUTS}/rootfs, owners: source }
+    fs:
+      type: ext4
+      label: rootA
+      uuid: b3c4ab00-0000-4000-8000-0000000000f2
+      from: \${BENCH_INPUTS}/rootfs
+      owners: source
 outputs: [raw]
 EOF
     for ((r = 1; r <= RUNS; r++)); do
