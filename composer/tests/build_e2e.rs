@@ -30,6 +30,20 @@ fn build_example(out: &Path) {
     );
 }
 
+/// Writes `yaml` as `dir/name` and builds it into `dir/out`.
+fn build_yaml(dir: &Path, name: &str, yaml: &str) -> (std::path::PathBuf, std::process::Output) {
+    let config = dir.join(name);
+    fs::write(&config, yaml).unwrap();
+    let out = dir.join("out");
+    let result = composer(&[
+        "build",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    (out, result)
+}
+
 #[test]
 fn embedded_example_is_correct_by_independent_tools() {
     if !have_all(&[
@@ -215,19 +229,11 @@ fn the_image_is_sparse_and_maps_what_was_written() {
 #[test]
 fn bad_input_exits_2_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.yaml");
-    fs::write(
-        &config,
+    let (out, result) = build_yaml(
+        dir.path(),
+        "bad.yaml",
         "image:\n  name: bad\n  size: 12QB\npartitions:\n  - name: a\n    image: missing.bin\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let result = composer(&[
-        "build",
-        config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    );
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
@@ -249,19 +255,7 @@ fn a_failed_build_exits_1_and_leaves_no_partial_output() {
     fs::create_dir_all(tree.join("sub")).unwrap();
     // FAT cannot store links: preparing the filesystem fails.
     std::os::unix::fs::symlink("sub", tree.join("link")).unwrap();
-    let config = dir.path().join("board.yaml");
-    fs::write(
-        &config,
-        "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: boot, size: 4MiB, fs: { type: vfat, from: tree } }\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let result = composer(&[
-        "build",
-        config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (out, result) = build_yaml(dir.path(), "board.yaml", "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: boot, size: 4MiB, fs: { type: vfat, from: tree } }\n");
     assert_eq!(
         result.status.code(),
         Some(1),
@@ -313,19 +307,7 @@ fn a_blob_with_holes_keeps_the_partition_table_intact() {
     // unused: the MBR partition entries and the GPT live there.
     let blob: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8 + 1).collect();
     fs::write(dir.path().join("boot0.bin"), &blob).unwrap();
-    let config = dir.path().join("board.yaml");
-    fs::write(
-        &config,
-        "image: { name: holes, size: 8MiB }\npartitions:\n  - name: boot0\n    offset: 0\n    in-table: false\n    image: boot0.bin\n    holes: [{ offset: 440, size: 32328 }]\n  - { name: data, size: 2MiB }\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let result = composer(&[
-        "build",
-        config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (out, result) = build_yaml(dir.path(), "board.yaml", "image: { name: holes, size: 8MiB }\npartitions:\n  - name: boot0\n    offset: 0\n    in-table: false\n    image: boot0.bin\n    holes: [{ offset: 440, size: 32328 }]\n  - { name: data, size: 2MiB }\n");
     assert!(
         result.status.success(),
         "{}",

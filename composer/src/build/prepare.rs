@@ -246,10 +246,7 @@ impl Preparer<'_> {
         let mut tree = match &e.from {
             Some(from) => {
                 let opts = TreeOptions {
-                    owners: match own.owners.value {
-                        config::Owners::Root => tree::Owners::Root,
-                        config::Owners::Source => tree::Owners::Source,
-                    },
+                    owners: owners(own),
                     ..TreeOptions::default()
                 };
                 tree::scan(&from.path, &opts, self.ctx)?
@@ -260,17 +257,7 @@ impl Preparer<'_> {
         for table in &own.device_tables {
             tree.apply_device_table(&table.path)?;
         }
-        let rules: Vec<OwnerRule> = own
-            .rules
-            .iter()
-            .map(|r| OwnerRule {
-                glob: r.path.value.clone(),
-                uid: r.uid.as_ref().map(|v| v.value),
-                gid: r.gid.as_ref().map(|v| v.value),
-                mode: r.mode.as_ref().map(|v| v.value),
-                caps: r.caps.as_ref().map(|v| v.value.clone()),
-            })
-            .collect();
+        let rules = owner_rules(own);
         if !rules.is_empty() {
             tree.apply_rules(&rules)?;
         }
@@ -301,22 +288,9 @@ impl Preparer<'_> {
         let own = &i.ownership;
         let mut opts = InitramfsOptions {
             name: name.to_string(),
-            owners: match own.owners.value {
-                config::Owners::Root => tree::Owners::Root,
-                config::Owners::Source => tree::Owners::Source,
-            },
+            owners: owners(own),
             device_tables: own.device_tables.iter().map(|t| t.path.clone()).collect(),
-            rules: own
-                .rules
-                .iter()
-                .map(|r| OwnerRule {
-                    glob: r.path.value.clone(),
-                    uid: r.uid.as_ref().map(|v| v.value),
-                    gid: r.gid.as_ref().map(|v| v.value),
-                    mode: r.mode.as_ref().map(|v| v.value),
-                    caps: r.caps.as_ref().map(|v| v.value.clone()),
-                })
-                .collect(),
+            rules: owner_rules(own),
             from: i.from.as_ref().map(|f| f.path.clone()),
             busybox: i.busybox.as_ref().map(|b| b.path.clone()),
             compression: match i.compression.value {
@@ -411,6 +385,27 @@ impl Preparer<'_> {
             }
         })
     }
+}
+
+fn owners(own: &config::Ownership) -> tree::Owners {
+    match own.owners.value {
+        config::Owners::Root => tree::Owners::Root,
+        config::Owners::Source => tree::Owners::Source,
+    }
+}
+
+/// The `rules:` of an ext4 or initramfs in the tree's vocabulary.
+fn owner_rules(own: &config::Ownership) -> Vec<OwnerRule> {
+    own.rules
+        .iter()
+        .map(|r| OwnerRule {
+            glob: r.path.value.clone(),
+            uid: r.uid.as_ref().map(|v| v.value),
+            gid: r.gid.as_ref().map(|v| v.value),
+            mode: r.mode.as_ref().map(|v| v.value),
+            caps: r.caps.as_ref().map(|v| v.value.clone()),
+        })
+        .collect()
 }
 
 fn ext4_options(name: &str, e: &config::Ext4) -> Result<Ext4Options> {
