@@ -127,6 +127,7 @@ fn build_tree(entries: &[Entry], host: &Path) -> Tree {
             Kind::File(b) => NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b.clone())),
                 size: b.len() as u64,
+                sparse: false,
             },
             Kind::Sparse(size, writes) => {
                 let p = host.join(format!("sparse{i}"));
@@ -140,6 +141,7 @@ fn build_tree(entries: &[Entry], host: &Path) -> Tree {
                 NodeKind::File {
                     source: FileSource::Path(p),
                     size: *size,
+                    sparse: true,
                 }
             }
             Kind::Symlink(t) => NodeKind::Symlink { target: t.clone() },
@@ -303,7 +305,7 @@ fn check(entries: &[Entry], bs: u32, csum: bool) -> Result<(), TestCaseError> {
             stat
         );
         match &node.kind {
-            NodeKind::File { source, size } => {
+            NodeKind::File { source, size, .. } => {
                 k += 1;
                 let got = std::fs::read(dir.path().join(format!("d{ino}"))).unwrap_or_default();
                 let want = match source {

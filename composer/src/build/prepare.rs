@@ -138,6 +138,9 @@ struct Preparer<'a> {
     scratch: Vec<PartialFile>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
+    /// Trees already scanned, by source and options: A/B slots built from
+    /// one rootfs scan it once.
+    scanned: Vec<((PathBuf, tree::Owners), Tree)>,
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
@@ -150,6 +153,7 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         artifacts: BTreeMap::new(),
         scratch: Vec::new(),
         busy: Vec::new(),
+        scanned: Vec::new(),
     };
     for artifact in &desc.artifacts {
         p.artifact(&artifact.name.value)?;
@@ -241,15 +245,23 @@ impl Preparer<'_> {
 
     /// The source tree of an ext4 filesystem with ownership overrides
     /// applied; `None` for an empty filesystem without overrides.
-    fn ext4_tree(&self, e: &config::Ext4) -> Result<Option<Tree>> {
+    fn ext4_tree(&mut self, e: &config::Ext4) -> Result<Option<Tree>> {
         let own = &e.ownership;
         let mut tree = match &e.from {
             Some(from) => {
-                let opts = TreeOptions {
-                    owners: owners(own),
-                    ..TreeOptions::default()
-                };
-                tree::scan(&from.path, &opts, self.ctx)?
+                let key = (from.path.clone(), owners(own));
+                match self.scanned.iter().find(|(k, _)| *k == key) {
+                    Some((_, tree)) => tree.clone(),
+                    None => {
+                        let opts = TreeOptions {
+                            owners: key.1,
+                            ..TreeOptions::default()
+                        };
+                        let tree = tree::scan(&from.path, &opts, self.ctx)?;
+                        self.scanned.push((key, tree.clone()));
+                        tree
+                    }
+                }
             }
             None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
             None => Tree::empty(self.ctx),

@@ -6,8 +6,12 @@
 //! Hashing overlaps writing: regions are written in ascending order of
 //! their start, and no region writes outside its own range, so once region
 //! *i* is written every block that ends at or before the start of region
-//! *i+1* is final and goes to the hasher. Table blocks are written first,
-//! so they are final when the cursor passes them. Identical contents
+//! *i+1* is final. Inside a region, a writer that sweeps upwards (ext4's
+//! file data) [settles](Window::settle) as it goes, and the blocks below
+//! are final too. Final blocks go to the hasher (when a bmap is asked for)
+//! and to the kernel's writeback ([`Feed`]), so neither the hashing nor the
+//! final fsync waits for the end of the image. Table blocks are written
+//! first, so they are final when the cursor passes them. Identical contents
 //! (`same-as`, one artifact in two partitions of one size) are written once
 //! and then copied with `copy_file_range`, keeping holes and mapping.
 
@@ -24,6 +28,7 @@ use crate::units::human;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// What a build wrote, for the summary line and for tests.
@@ -52,15 +57,33 @@ pub fn write_all(
         .set_len(plan.disk_size)
         .with_context(|| format!("sizing '{}'", image_path.display()))?;
 
-    let hasher =
-        Hasher::spawn(image.shared_file(), plan.disk_size).context("starting the bmap hasher")?;
-    let (mapped, firsts) = write_regions(desc, plan, contents, image.file(), &image_path, &hasher)?;
-    let ranges = hasher
-        .finish()
-        .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
-    let bmap_text = bmap::render(plan.disk_size, &ranges);
-
     let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
+    let hasher = if outputs.contains(&OutputKind::Bmap) {
+        Some(
+            Hasher::spawn(image.shared_file(), plan.disk_size)
+                .context("starting the bmap hasher")?,
+        )
+    } else {
+        None
+    };
+    let (mapped, firsts) = write_regions(
+        desc,
+        plan,
+        contents,
+        image.file(),
+        &image_path,
+        hasher.as_ref(),
+    )?;
+    let bmap_text = match hasher {
+        Some(hasher) => {
+            let ranges = hasher
+                .finish()
+                .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
+            Some(bmap::render(plan.disk_size, &ranges))
+        }
+        None => None,
+    };
+
     let mut others = Vec::new();
     for kind in &outputs {
         let Some((ext, codec)) = compression_of(*kind) else {
@@ -79,7 +102,7 @@ pub fn write_all(
         out_dir,
     )?);
 
-    if outputs.contains(&OutputKind::Bmap) {
+    if let Some(bmap_text) = bmap_text {
         atomic::write_atomic(&bmap_path, bmap_text.as_bytes())
             .with_context(|| format!("writing '{}'", bmap_path.display()))?;
     }
@@ -113,7 +136,7 @@ fn write_regions(
     contents: &Contents,
     file: &File,
     image_path: &Path,
-    hasher: &Hasher,
+    hasher: Option<&Hasher>,
 ) -> Result<(Extents, Firsts)> {
     let mut mapped = Extents::new();
     for (offset, bytes) in ptable::encode(plan) {
@@ -126,16 +149,23 @@ fn write_regions(
 
     // First window of each identical content: (key, length) -> (start, mapped).
     let mut written = Firsts::new();
-    let mut hashed_to = 0u64; // blocks below this were submitted
+    let mut feed = Feed {
+        hasher,
+        file,
+        done: 0,
+    };
     let regions = &plan.regions;
     for (i, region) in regions.iter().enumerate() {
         if let RegionKind::Partition(p) | RegionKind::Blob(p) = region.kind {
             let planned = &plan.partitions[p];
             let using = &contents.uses[planned.spec];
             let prepared = contents.get(using);
-            let mut w = Window::new(file, region.start, region.size);
             let key = (using.clone(), region.size);
             let what = format!("'{}'", planned.name);
+            let mut settle = |win: &Extents, base: u64, upto: u64| {
+                feed.advance(&[(&mapped, 0), (win, base)], upto / BLOCK_SIZE, FEED_BATCH)
+            };
+            let mut w = Window::new(file, region.start, region.size).on_settle(&mut settle);
             match written.get(&key) {
                 Some((from, extents)) if prepared.is_position_independent() => {
                     tracing::info!("copy({}): same content as at {from:#x}", planned.name);
@@ -158,11 +188,13 @@ fn write_regions(
                     prepared
                         .write(&mut w, region.start / u64::from(plan.sector_size))
                         .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
-                    let extents = w.mapped().clone();
-                    written.entry(key).or_insert((region.start, extents));
+                    written
+                        .entry(key)
+                        .or_insert_with(|| (region.start, w.mapped().clone()));
                 }
             }
-            mapped.insert_shifted(w.mapped(), region.start);
+            let extents = w.into_mapped();
+            mapped.insert_shifted(&extents, region.start);
         }
         // Every block ending at or before the next region's start is final.
         let boundary = regions
@@ -170,16 +202,50 @@ fn write_regions(
             .map_or(plan.disk_size.div_ceil(BLOCK_SIZE), |next| {
                 next.start / BLOCK_SIZE
             });
-        if boundary > hashed_to {
-            hasher.submit(blocks_between(&mapped, hashed_to, boundary));
-            hashed_to = boundary;
-        }
+        feed.advance(&[(&mapped, 0)], boundary, 0);
     }
-    let end = plan.disk_size.div_ceil(BLOCK_SIZE);
-    if end > hashed_to {
-        hasher.submit(blocks_between(&mapped, hashed_to, end));
-    }
+    feed.advance(&[(&mapped, 0)], plan.disk_size.div_ceil(BLOCK_SIZE), 0);
     Ok((mapped, written))
+}
+
+/// Blocks handed on at least this many at a time while a region is being
+/// written (32 MiB): few enough calls, small enough to keep the hasher busy.
+const FEED_BATCH: u64 = (32 << 20) / BLOCK_SIZE;
+
+/// Hands final blocks on as the write cursor advances: to the bmap hasher,
+/// and to the kernel to start writing them back, so that neither waits for
+/// the end of the image (the final fsync then only waits for the tail).
+struct Feed<'a> {
+    hasher: Option<&'a Hasher>,
+    file: &'a File,
+    /// Blocks below this were handed on.
+    done: u64,
+}
+
+impl Feed<'_> {
+    /// Blocks below `upto` are final; `sources` are mapped ranges with the
+    /// offset they are relative to. Waits for at least `batch` new blocks.
+    fn advance(&mut self, sources: &[(&Extents, u64)], upto: u64, batch: u64) {
+        if upto < self.done + batch.max(1) {
+            return;
+        }
+        let blocks = blocks_between(sources, self.done, upto);
+        if let Some(hasher) = self.hasher {
+            hasher.submit(blocks.iter().cloned());
+        }
+        // POSIX_FADV_DONTNEED on dirty pages starts their writeback
+        // (WB_SYNC_NONE) and leaves them cached: pages are only dropped once
+        // clean, and these were written just now. A failure only costs time.
+        for r in &blocks {
+            let _ = rustix::fs::fadvise(
+                self.file,
+                r.start * BLOCK_SIZE,
+                std::num::NonZeroU64::new((r.end - r.start) * BLOCK_SIZE),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        self.done = upto;
+    }
 }
 
 /// Writes a raw blob except where it declares holes: the table (or another
@@ -227,17 +293,29 @@ fn copy_extents(w: &mut Window<'_>, file: &File, from: u64, extents: &Extents) -
     Ok(())
 }
 
-/// The mapped blocks in `[first, end)`, as block ranges.
-fn blocks_between(mapped: &Extents, first: u64, end: u64) -> Vec<std::ops::Range<u64>> {
-    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
-    for (s, e) in mapped.iter() {
-        let (a, b) = ((s / BLOCK_SIZE).max(first), e.div_ceil(BLOCK_SIZE).min(end));
-        if a >= b {
-            continue;
+/// The blocks in `[first, end)` that the mapped byte ranges of `sources`
+/// (each relative to its offset) touch, as sorted, merged block ranges.
+fn blocks_between(sources: &[(&Extents, u64)], first: u64, end: u64) -> Vec<Range<u64>> {
+    let mut all: Vec<Range<u64>> = Vec::new();
+    for (extents, offset) in sources {
+        let from = (first * BLOCK_SIZE).saturating_sub(*offset);
+        for (s, e) in extents.iter_from(from) {
+            let (s, e) = (s + offset, e + offset);
+            let (a, b) = ((s / BLOCK_SIZE).max(first), e.div_ceil(BLOCK_SIZE).min(end));
+            if s / BLOCK_SIZE >= end {
+                break;
+            }
+            if a < b {
+                all.push(a..b);
+            }
         }
+    }
+    all.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in all {
         match out.last_mut() {
-            Some(last) if last.end >= a => last.end = last.end.max(b),
-            _ => out.push(a..b),
+            Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+            _ => out.push(r),
         }
     }
     out

@@ -103,10 +103,14 @@ pub enum NodeKind {
     Dir {
         entries: BTreeMap<Vec<u8>, NodeId>,
     },
-    /// A regular file of `size` bytes read from `source`.
+    /// A regular file of `size` bytes read from `source`. `sparse`: the
+    /// source may have holes (it allocates fewer bytes than its size), so
+    /// writers that keep holes look for them; a dense file is not opened
+    /// until its data is copied.
     File {
         source: FileSource,
         size: u64,
+        sparse: bool,
     },
     /// The link target, as raw bytes, never resolved.
     Symlink {
@@ -308,6 +312,7 @@ impl Scanner<'_> {
             S_IFREG => NodeKind::File {
                 source: FileSource::Path(path.to_path_buf()),
                 size: meta.len(),
+                sparse: meta.blocks() * 512 < meta.len(),
             },
             S_IFLNK => NodeKind::Symlink {
                 target: std::fs::read_link(path)
@@ -1199,6 +1204,7 @@ mod tests {
             NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b"x".to_vec())),
                 size: 1,
+                sparse: false,
             },
             0o755,
             Timestamp::default(),

@@ -12,12 +12,14 @@
 //! ranges. A block partially covered counts as mapped.
 //!
 //! **No extra pass.** Hashing is overlapped with writing: [`Hasher`] runs on
-//! its own thread and is fed block ranges as soon as they are final (a
-//! region fully written, no later write touching its blocks). It reads them
+//! its own thread and is fed block ranges as soon as they are final (no
+//! later write touching its blocks; the image writer hands them on every
+//! 32 MiB of a filesystem's sweep and at each region's end). It reads them
 //! back with `pread` while they are still in the page cache, in large
 //! chunks. On the two-core machines this runs on, one core writes while the
-//! other hashes. `sha2` uses the SHA-NI instructions where the CPU has them
-//! (runtime detection), so hashing keeps up with writing.
+//! other hashes, and when writing is done the writing thread hashes the
+//! rest of the queue alongside ([`Hasher::finish`]). `sha2` uses the SHA-NI
+//! instructions where the CPU has them (runtime detection).
 //!
 //! **Contract.** Each block is submitted exactly once, after its last write.
 //! Ranges from different submissions stay separate `<Range>` elements even
@@ -54,7 +56,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Block size of every bmap we write. bmaptool takes the host filesystem's
@@ -111,12 +113,50 @@ pub fn blocks_of(extents: &Extents) -> Vec<Range<u64>> {
 }
 
 /// Hashes mapped block ranges of an image on a thread of its own while the
-/// image is being written. See the module doc for the contract.
+/// image is being written; in [`Hasher::finish`] the calling thread joins
+/// in on what is still queued. See the module doc for the contract.
 #[derive(Debug)]
 pub struct Hasher {
     sender: Option<mpsc::Sender<Vec<Range<u64>>>>,
+    queue: Arc<Queue>,
     thread: Option<JoinHandle<io::Result<Vec<MappedRange>>>>,
-    cancel: Arc<AtomicBool>,
+}
+
+/// What the hashing threads share: the queue of submitted batches, the
+/// image and a flag that stops them when the build failed.
+#[derive(Debug)]
+struct Queue {
+    receiver: Mutex<mpsc::Receiver<Vec<Range<u64>>>>,
+    file: Arc<File>,
+    image_size: u64,
+    cancel: AtomicBool,
+}
+
+impl Queue {
+    /// Hashes batches until the queue is closed and empty.
+    fn work(&self) -> io::Result<Vec<MappedRange>> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut done = Vec::new();
+        loop {
+            // A poisoned lock only means the other worker panicked; the
+            // receiver itself is intact.
+            let batch = match self.receiver.lock() {
+                Ok(rx) => rx.recv(),
+                Err(poisoned) => poisoned.into_inner().recv(),
+            };
+            let Ok(batch) = batch else {
+                return Ok(done);
+            };
+            for range in batch {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Ok(done);
+                }
+                if let Some(m) = hash_range(&self.file, self.image_size, range, &mut buf)? {
+                    done.push(m);
+                }
+            }
+        }
+    }
 }
 
 impl Hasher {
@@ -125,29 +165,20 @@ impl Hasher {
     /// long when the first range is submitted (`set_len` it first).
     pub fn spawn(file: Arc<File>, image_size: u64) -> io::Result<Hasher> {
         let (sender, receiver) = mpsc::channel::<Vec<Range<u64>>>();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let thread_cancel = Arc::clone(&cancel);
+        let queue = Arc::new(Queue {
+            receiver: Mutex::new(receiver),
+            file,
+            image_size,
+            cancel: AtomicBool::new(false),
+        });
+        let worker = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("bmap-hasher".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; READ_CHUNK];
-                let mut done = Vec::new();
-                for batch in receiver {
-                    for range in batch {
-                        if thread_cancel.load(Ordering::Relaxed) {
-                            return Ok(done);
-                        }
-                        if let Some(mapped) = hash_range(&file, image_size, range, &mut buf)? {
-                            done.push(mapped);
-                        }
-                    }
-                }
-                Ok(done)
-            })?;
+            .spawn(move || worker.work())?;
         Ok(Hasher {
             sender: Some(sender),
+            queue,
             thread: Some(thread),
-            cancel,
         })
     }
 
@@ -168,17 +199,20 @@ impl Hasher {
         self.submit(blocks_of(extents));
     }
 
-    /// Waits for every queued range to be hashed and returns the ranges in
-    /// block order.
+    /// Hashes what is still queued on this thread and the hasher's, waits
+    /// for both and returns the ranges in block order.
     pub fn finish(mut self) -> io::Result<Vec<MappedRange>> {
         drop(self.sender.take());
         let thread = self
             .thread
             .take()
             .ok_or_else(|| io::Error::other("bmap hasher finished twice"))?;
-        let mut ranges = thread
+        let mine = self.queue.work();
+        let theirs = thread
             .join()
-            .map_err(|_| io::Error::other("bmap hasher thread panicked"))??;
+            .map_err(|_| io::Error::other("bmap hasher thread panicked"))?;
+        let mut ranges = mine?;
+        ranges.extend(theirs?);
         sort_and_check_disjoint(&mut ranges)?;
         Ok(ranges)
     }
@@ -188,7 +222,7 @@ impl Drop for Hasher {
     /// An unfinished hasher (the build failed) stops at the next range
     /// instead of hashing the rest of the queue.
     fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.queue.cancel.store(true, Ordering::Relaxed);
     }
 }
 

@@ -14,6 +14,12 @@
 //! written reads as zero: [`Window::zero`] records a must-be-zero range
 //! without writing it. Writes use `pwrite` on a shared `&File`, so several
 //! windows on one image can be filled from different threads.
+//!
+//! A writer that fills its window in one ascending sweep (ext4's file data)
+//! calls [`Window::settle`] as it goes: everything below that point is
+//! final. The image writer listens ([`Window::on_settle`]) to hash those
+//! blocks for the bmap and start their writeback while the sweep goes on,
+//! instead of after the whole region.
 
 use rustix::fs::SeekFrom;
 use std::collections::BTreeMap;
@@ -71,6 +77,22 @@ impl Extents {
         self.ranges.iter().map(|(&s, &e)| (s, e))
     }
 
+    /// The ranges that end after `pos`, in ascending order (the first one
+    /// may start before `pos`).
+    pub fn iter_from(&self, pos: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let before = self
+            .ranges
+            .range(..=pos)
+            .next_back()
+            .filter(|(_, &e)| e > pos)
+            .map(|(&s, &e)| (s, e));
+        let after = self
+            .ranges
+            .range((std::ops::Bound::Excluded(pos), std::ops::Bound::Unbounded))
+            .map(|(&s, &e)| (s, e));
+        before.into_iter().chain(after)
+    }
+
     /// Total bytes covered.
     pub fn total(&self) -> u64 {
         self.ranges.iter().map(|(s, e)| e - s).sum()
@@ -81,8 +103,12 @@ impl Extents {
     }
 }
 
+/// Listener of [`Window::settle`]: gets the window's mapped ranges
+/// (relative), its base, and the absolute offset below which the window's
+/// bytes are final.
+pub type SettleFn<'f> = dyn FnMut(&Extents, u64, u64) + 'f;
+
 /// The part of an output file that one writer may fill.
-#[derive(Debug)]
 pub struct Window<'f> {
     file: &'f File,
     /// Absolute offset of the window in the file.
@@ -90,6 +116,17 @@ pub struct Window<'f> {
     len: u64,
     /// Mapped ranges, relative to `base`.
     mapped: Extents,
+    on_settle: Option<&'f mut SettleFn<'f>>,
+}
+
+impl std::fmt::Debug for Window<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("mapped", &self.mapped)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'f> Window<'f> {
@@ -101,6 +138,23 @@ impl<'f> Window<'f> {
             base,
             len,
             mapped: Extents::new(),
+            on_settle: None,
+        }
+    }
+
+    /// Calls `listener` whenever the writer [settles](Window::settle).
+    pub fn on_settle(mut self, listener: &'f mut SettleFn<'f>) -> Self {
+        self.on_settle = Some(listener);
+        self
+    }
+
+    /// Declares that nothing below `pos` (relative to the window) will be
+    /// written or marked again: those bytes are final. A writer calls it as
+    /// its ascending sweep advances; calling it is optional and it changes
+    /// nothing in the output.
+    pub fn settle(&mut self, pos: u64) {
+        if let Some(listener) = self.on_settle.as_mut() {
+            listener(&self.mapped, self.base, self.base + pos.min(self.len));
         }
     }
 
@@ -272,6 +326,41 @@ mod tests {
             }
             prop_assert_eq!(covered, from_extents);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn iter_from_lists_exactly_the_ranges_ending_after_pos(
+            ranges in prop::collection::vec((0u64..500, 0u64..50), 0..40),
+            pos in 0u64..600,
+        ) {
+            let mut e = Extents::new();
+            for (s, l) in &ranges {
+                e.insert(*s, s + l);
+            }
+            let want: Vec<_> = e.iter().filter(|&(_, end)| end > pos).collect();
+            prop_assert_eq!(e.iter_from(pos).collect::<Vec<_>>(), want);
+        }
+    }
+
+    #[test]
+    fn settle_reports_final_bytes_to_the_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("img")).unwrap();
+        file.set_len(4096).unwrap();
+        let mut seen = Vec::new();
+        let mut listener = |m: &Extents, base: u64, upto: u64| {
+            seen.push((m.iter().collect::<Vec<_>>(), base, upto));
+        };
+        let mut w = Window::new(&file, 1024, 512).on_settle(&mut listener);
+        w.write_at(b"abc", 10).unwrap();
+        w.settle(100);
+        w.settle(u64::MAX);
+        drop(w);
+        assert_eq!(
+            seen,
+            [(vec![(10, 13)], 1024, 1124), (vec![(10, 13)], 1024, 1536)]
+        );
     }
 
     #[test]

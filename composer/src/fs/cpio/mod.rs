@@ -262,6 +262,7 @@ impl Assembly<'_> {
         let kind = TreeKind::File {
             source: source.clone(),
             size,
+            sparse: matches!(source, FileSource::Path(_)),
         };
         Ok(Node::new(
             kind,

@@ -501,8 +501,10 @@ pub fn min_blocks(p: &Params, need: &[InodeNeed], start: u64) -> u64 {
             Ok(_) => break,
             Err(short) => {
                 last_fail = Some(hi);
-                // Grow by the shortfall plus the metadata it may bring.
-                hi += short + short / 32 + 1;
+                // Grow by the shortfall: the metadata the growth brings comes
+                // back as a small shortfall of the next try, so the last
+                // step, which the search below bisects, stays small.
+                hi += short.max(1);
             }
         }
     }

@@ -337,6 +337,14 @@ fn inode_seed(csum_seed: u32, ino: u32) -> u32 {
     crc32c_raw(s, &0u32.to_le_bytes())
 }
 
+/// The one logical block range of a dense file of `size` bytes.
+fn dense_range(size: u64, bs: u64) -> Vec<(u64, u64)> {
+    match size.div_ceil(bs) {
+        0 => Vec::new(),
+        blocks => vec![(0, blocks)],
+    }
+}
+
 /// Logical block ranges of a file that hold data: the data segments of a
 /// sparse source (`SEEK_DATA`/`SEEK_HOLE`), rounded out to blocks.
 fn data_ranges(source: &FileSource, size: u64, bs: u64) -> anyhow::Result<Vec<(u64, u64)>> {
@@ -571,7 +579,11 @@ pub fn prepare(
                 let size = blocks.len() as u64;
                 (Body::Extents(Data::Blocks(blocks)), size)
             }
-            NodeKind::File { source, size } => {
+            NodeKind::File {
+                source,
+                size,
+                sparse,
+            } => {
                 let max = (1u64 << 32) * bs;
                 if *size > max {
                     bail!(
@@ -581,7 +593,11 @@ pub fn prepare(
                     );
                 }
                 flags = EXTENTS_FL;
-                ranges = data_ranges(source, *size, bs).with_context(ctxmsg)?;
+                ranges = if *sparse {
+                    data_ranges(source, *size, bs).with_context(ctxmsg)?
+                } else {
+                    dense_range(*size, bs)
+                };
                 (Body::Extents(Data::File(source.clone())), *size)
             }
             NodeKind::Symlink { target } => {

@@ -248,8 +248,19 @@ pub(super) fn write(fs: &Ext4Fs, l: &Layout, w: &mut Window<'_>) -> anyhow::Resu
 
     write_pieces(w, pieces).context("writing metadata")?;
 
-    for (src, size, extents) in copies {
+    // Copies go in inode order, which the layout makes disk order; after
+    // each one, everything below the lowest block still to be copied is
+    // final (metadata was written first).
+    let mut rest: Vec<u64> = copies
+        .iter()
+        .map(|(_, _, e)| e.iter().map(|x| x.pblk * bs).min().unwrap_or(u64::MAX))
+        .collect();
+    for i in (0..rest.len().saturating_sub(1)).rev() {
+        rest[i] = rest[i].min(rest[i + 1]);
+    }
+    for (i, (src, size, extents)) in copies.into_iter().enumerate() {
         copy_file(w, src, size, extents, bs)?;
+        w.settle(rest.get(i + 1).copied().unwrap_or(u64::MAX));
     }
     Ok(())
 }
