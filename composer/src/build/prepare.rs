@@ -382,8 +382,11 @@ impl Preparer<'_> {
             Prepared::Initramfs(i) => FileSource::Bytes(i.bytes()),
             Prepared::Raw(raw) => FileSource::Path(raw.path().to_path_buf()),
             other => {
-                // A filesystem as a file: write it once to a scratch file.
-                let path = self.scratch_dir.join(format!(".{name}.artifact"));
+                // A filesystem as a file: write it once to a scratch file,
+                // named per process so that parallel runs sharing a
+                // directory (`validate` in the temp dir) never collide.
+                let pid = std::process::id();
+                let path = self.scratch_dir.join(format!(".{name}.{pid}.artifact"));
                 let file = PartialFile::create(&path)
                     .with_context(|| format!("creating scratch file '{}'", path.display()))?;
                 file.file().set_len(artifact.size)?;
