@@ -8,6 +8,8 @@
   floor.py sha256 IMG          the floor of hashing: SHA-256 of every mapped
                                byte (hashlib = OpenSSL, SHA-NI where the CPU
                                has it), one core
+  floor.py nonzero IMG         bytes in IMG's 4 KiB blocks that hold a non-zero
+                               byte: the least any block map could map
   floor.py bmapcmp A B         compares two bmap files: mapped blocks, ranges,
                                and whether A's mapped blocks cover B's
 
@@ -53,6 +55,25 @@ def chunks(fd, buf):
 def cmd_mapped(img):
     fd = os.open(img, os.O_RDONLY)
     print(sum(e - s for s, e in extents(fd)))
+
+
+def cmd_nonzero(img):
+    fd = os.open(img, os.O_RDONLY)
+    buf = bytearray(CHUNK)
+    zero_chunk, zero_block = bytes(CHUNK), bytes(4096)
+    total = 0
+    for off, data in chunks(fd, buf):
+        data = bytes(data)
+        if data == zero_chunk[: len(data)]:
+            continue
+        # Blocks are counted at their image offset: extents start on 4 KiB
+        # boundaries on every filesystem an image is built on.
+        first = off - off % 4096
+        for b in range(first, off + len(data), 4096):
+            lo, hi = max(b, off) - off, min(b + 4096, off + len(data)) - off
+            if data[lo:hi] != zero_block[: hi - lo]:
+                total += 4096
+    print(total)
 
 
 def cmd_write(img, out):
@@ -102,7 +123,7 @@ def cmd_bmapcmp(a, b):
 
 
 def main():
-    cmds = {"mapped": cmd_mapped, "write": cmd_write, "sha256": cmd_sha256, "bmapcmp": cmd_bmapcmp}
+    cmds = {"mapped": cmd_mapped, "nonzero": cmd_nonzero, "write": cmd_write, "sha256": cmd_sha256, "bmapcmp": cmd_bmapcmp}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])

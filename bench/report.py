@@ -145,11 +145,12 @@ def main(res):
                   f"| {fig([r['rss'] for r in recs], '{:.0f}')} |")
         variants = rows(os.path.join(res, "variants.tsv"))
         if variants:
-            print("\n| image-composer variant | allocated MiB (du) | bmap mapped MiB | verified |")
-            print("|---|---|---|---|")
-            for name, alloc, mapped, result in variants:
+            print("\n| image-composer variant | non-zero MiB (4 KiB blocks) | allocated MiB (du) "
+                  "| bmap mapped MiB | verified |")
+            print("|---|---|---|---|---|")
+            for name, alloc, nonzero, mapped, result in variants:
                 mtext = f"{int(mapped) * 4096 / MIB:.0f}" if mapped else "(no bmap)"
-                print(f"| {name} | {int(alloc) / MIB:.0f} | {mtext} | {result} |")
+                print(f"| {name} | {int(nonzero) / MIB:.0f} | {int(alloc) / MIB:.0f} | {mtext} | {result} |")
         cmp_path = os.path.join(res, "bmapcmp.txt")
         if os.path.exists(cmp_path):
             print("\n```")

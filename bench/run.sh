@@ -340,8 +340,9 @@ if has bmap "$STEPS"; then
             tool_cmd image-composer "$b"
             measure bmap "image-composer ($y)" "$RES/logs/bmap-$y.log" "${CMD[@]}"
             if [[ $r == 1 ]]; then
-                # what each variant maps (bmap) and allocates (du)
-                printf '%s\t%s\t%s\t%s\n' "$y" "$(du -B1 "$b/bench-ab.img" | cut -f1)" \
+                # what each variant maps (bmap), allocates (du) and holds (non-zero blocks)
+                printf '%s\t%s\t%s\t%s\t%s\n' "$y" "$(du -B1 "$b/bench-ab.img" | cut -f1)" \
+                    "$(python3 "$HERE/floor.py" nonzero "$b/bench-ab.img")" \
                     "$(grep -h MappedBlocksCount "$b/bench-ab.img.bmap" 2>/dev/null | tr -dc 0-9)" \
                     "$(verify "$b/bench-ab.img" "$([[ -f $b/bench-ab.img.bmap ]] && echo "$b/bench-ab.img.bmap")")" >> "$RES/variants.tsv"
             fi
