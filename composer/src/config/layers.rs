@@ -13,17 +13,37 @@
 //! Merge rules (also in docs/config.md):
 //! - `image`: per key, later wins.
 //! - `artifacts`: by name; a later definition of an existing name merges its
-//!   keys into it (later wins per key, and a content key replaces the earlier
-//!   content whatever its kind); new names are added.
+//!   keys into it (later wins per key); new names are added.
 //! - `partitions`: by `name`, same per-key rule; new names are appended, or
 //!   placed by `after: <name>` / `before: <name>` (which also move an
 //!   existing entry).
 //! - `outputs`: union, in first-seen order.
 //!
+//! A content key of a later definition (`CONTENT_KEYS`) continues the
+//! earlier content when both are of the same kind: `initramfs:` over
+//! `initramfs:`, or `fs:` over `fs:` whose `type:`s agree (or one side
+//! leaves it out). The two maps are deep-merged: a key that is a map on both
+//! sides (`files:`, `symlinks:`, `modules:`) merges recursively, anything
+//! else (scalars, lists such as `modules.load`, `dirs`, `rules`) replaces
+//! the earlier value. Any other content (another kind, another `fs` type,
+//! `image:`, `artifact:`, `same-as:`, `fill:`) replaces the earlier one
+//! whole, and an entry is always left with one content.
+//!
 //! Merging works on nodes, not on the typed model, so a value keeps the span
-//! and key path of the file it came from. Rejected: merging typed structs (a
-//! layer may set a single key of a partition whose other keys come from
-//! elsewhere; typed structs cannot represent "not set here").
+//! and key path of the file it came from; a merged map keeps those of its
+//! first definition, and a replaced value brings its own key along (a key's
+//! span and its value's path are always from one file, as `Spanned` needs).
+//!
+//! Rejected: merging typed structs (a layer may set a single key of a
+//! partition whose other keys come from elsewhere; typed structs cannot
+//! represent "not set here"). Merging lists (append `modules.load`, `dirs`,
+//! `rules`): a list cannot say "remove this item" or "put it first", and the
+//! order of `load` and `rules` is meaningful, so a later list is written
+//! whole, as the list the build will use. Deep-merging across `fs` types:
+//! vfat and ext4 share only a few keys (`label`, `from`), and an ext4
+//! `journal:` left over in a vfat map would be an error the later file never
+//! wrote. Comparing `type:` after expanding variables: variables are expanded
+//! after merging, so that a value a later file replaces is never expanded.
 
 use super::decode::CONTENT_KEYS;
 use super::vars::Vars;
@@ -367,15 +387,17 @@ fn merge_keys(
 }
 
 /// A later definition of an entry: per key later wins; a content key
-/// replaces whichever content the entry had.
+/// merges into the earlier content of the same kind, else replaces
+/// whichever content the entry had.
 fn merge_entry(existing: &mut Node, over: Node) {
     match (&mut existing.value, over.value) {
         (Value::Map(b), Value::Map(o)) => {
             for (k, v) in o {
                 if CONTENT_KEYS.contains(&k.text.as_str()) {
-                    b.retain(|(bk, _)| !CONTENT_KEYS.contains(&bk.text.as_str()));
+                    merge_content(b, k, v);
+                } else {
+                    set(b, k, v);
                 }
-                set(b, k, v);
             }
         }
         (_, v) => {
@@ -384,6 +406,63 @@ fn merge_entry(existing: &mut Node, over: Node) {
                 span: over.span,
                 path: over.path,
             }
+        }
+    }
+}
+
+/// A later content key of an entry: deep-merged into an earlier content of
+/// the same kind ([`same_kind`]); otherwise it replaces it. Either way it
+/// leaves the entry one content.
+fn merge_content(entries: &mut Vec<(Key, Node)>, key: Key, value: Node) {
+    entries.retain(|(k, _)| k.text == key.text || !CONTENT_KEYS.contains(&k.text.as_str()));
+    match entries.iter_mut().find(|(k, _)| k.text == key.text) {
+        Some((_, earlier)) if same_kind(&key.text, earlier, &value) => {
+            if let (Value::Map(b), Value::Map(o)) = (&mut earlier.value, value.value) {
+                merge_maps(b, o);
+            }
+        }
+        _ => set(entries, key, value),
+    }
+}
+
+/// Whether a later content `key: later` continues `earlier` rather than
+/// replacing it: both are maps of `initramfs` or `fs`, and for `fs` the
+/// types agree or one side leaves `type:` out (compared as written, before
+/// variables are expanded).
+fn same_kind(key: &str, earlier: &Node, later: &Node) -> bool {
+    let maps = matches!(
+        (&earlier.value, &later.value),
+        (Value::Map(_), Value::Map(_))
+    );
+    let type_of = |n: &Node| n.get("type").and_then(Node::as_str).map(str::to_string);
+    match key {
+        "initramfs" => maps,
+        "fs" => {
+            maps && match (type_of(earlier), type_of(later)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Deep merge of map entries: a key that is a map on both sides merges
+/// recursively (the map keeps its earlier key and span); anything else
+/// (scalar, list, null, a map over a scalar) replaces the earlier value
+/// together with its key, so a key's span and its value's path always come
+/// from the same file.
+fn merge_maps(base: &mut Vec<(Key, Node)>, over: Vec<(Key, Node)>) {
+    for (k, v) in over {
+        match base.iter_mut().find(|(bk, _)| bk.text == k.text) {
+            Some((_, slot))
+                if matches!((&slot.value, &v.value), (Value::Map(_), Value::Map(_))) =>
+            {
+                if let (Value::Map(b), Value::Map(o)) = (&mut slot.value, v.value) {
+                    merge_maps(b, o);
+                }
+            }
+            _ => set(base, k, v),
         }
     }
 }

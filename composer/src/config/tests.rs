@@ -601,8 +601,10 @@ fn replaced_layer_values_need_no_variables() {
     write(&dir, "layers/extra/layer.yaml", "outputs: [zst]\n");
     let mut o = opts(&dir);
     o.vars.insert("LAYER".into(), "extra".into());
+    // The board replaces the layer's busybox value (a deep merge keeps the
+    // rest of the layer's initramfs): ${BUSYBOX} is never expanded.
     let d = load_str(
-        "image: { name: sd }\nlayers: [ro]\nartifacts:\n  initrd: { initramfs: { dirs: [/proc] } }\n",
+        "image: { name: sd }\nlayers: [ro]\nartifacts:\n  initrd: { initramfs: { busybox: \"${BINARIES_DIR}/busybox\" } }\n",
         &dir.path().join("board.yaml"),
         &o,
     )
@@ -610,8 +612,271 @@ fn replaced_layer_values_need_no_variables() {
     let Content::Initramfs(i) = &d.artifact("initrd").unwrap().content.value else {
         panic!()
     };
-    assert!(i.busybox.is_none());
+    assert!(i.busybox.as_ref().unwrap().path.ends_with("images/busybox"));
     assert!(d.outputs.iter().any(|o| o.value == OutputKind::Zst));
+}
+
+/// The layer below the board in the merge tests: an initramfs artifact with
+/// maps (`files`, `symlinks`, `modules`), lists and scalars, and an ext4
+/// partition. `layers/ro/init` exists: a path the layer names resolves in
+/// the layer's directory whatever file it is merged into.
+fn merge_layer(dir: &TempDir) {
+    write(dir, "layers/ro/init", "#!/bin/sh\n");
+    write(
+        dir,
+        "layers/ro/layer.yaml",
+        "artifacts:
+  initrd:
+    initramfs:
+      busybox: ${BINARIES_DIR}/busybox
+      files: { /init: init }
+      symlinks: { /sbin/init: /bin/busybox }
+      dirs: [/proc, /sys]
+      modules: { dir: \"${TARGET_DIR}\", load: [virtio_blk, ext4] }
+      compression: gzip
+    output: initrd.img
+partitions:
+  - name: data
+    size: fill
+    fs:
+      type: ext4
+      label: data
+      from: ${TARGET_DIR}
+      journal: false
+      rules: [{ path: /etc/shadow, mode: \"0600\" }]
+",
+    );
+}
+
+fn initramfs(d: &Description) -> &Initramfs {
+    let Content::Initramfs(i) = &d.artifact("initrd").unwrap().content.value else {
+        panic!("not an initramfs")
+    };
+    i
+}
+
+fn ext4(p: &Partition) -> &Ext4 {
+    let Content::Fs(Filesystem::Ext4(e)) = &p.content.value else {
+        panic!("not ext4")
+    };
+    e
+}
+
+#[test]
+fn layers_deep_merge_an_initramfs() {
+    let dir = inputs();
+    merge_layer(&dir);
+    let d = load_in(
+        &dir,
+        "image: { name: sd }
+layers: [ro]
+artifacts:
+  initrd:
+    initramfs:
+      files: { /bin/extra: \"${BINARIES_DIR}/Image\" }
+      modules: { load: [virtio_pci] }
+      compression: zstd
+",
+    )
+    .unwrap();
+    let i = initramfs(&d);
+    // Kept from the layer, at the layer's lines.
+    let busybox = i.busybox.as_ref().unwrap();
+    assert!(busybox.span.file.ends_with("layers/ro/layer.yaml"));
+    assert_eq!(busybox.span.line, 4);
+    assert_eq!(busybox.key, "artifacts.initrd.initramfs.busybox");
+    assert_eq!(i.symlinks.len(), 1);
+    assert_eq!(
+        d.artifact("initrd").unwrap().output.as_ref().unwrap().value,
+        "initrd.img"
+    );
+    // `files:` merged: the layer's entry first (its path resolved in the
+    // layer's directory), then the board's.
+    let dests: Vec<&str> = i.files.iter().map(|f| f.dest.value.as_str()).collect();
+    assert_eq!(dests, ["/init", "/bin/extra"]);
+    let FileRef::Path(init) = &i.files[0].source else {
+        panic!()
+    };
+    assert!(init.path.ends_with("layers/ro/init"), "{:?}", init.path);
+    assert!(i.files[0].dest.span.file.ends_with("layers/ro/layer.yaml"));
+    assert!(i.files[1].dest.span.file.ends_with("board.yaml"));
+    assert_eq!(i.files[1].dest.span.line, 6);
+    // `modules:` merged: `dir` from the layer; `load` replaced, not appended.
+    let m = i.modules.as_ref().unwrap();
+    assert!(m.dir.span.file.ends_with("layers/ro/layer.yaml"));
+    let load: Vec<&str> = m.load.iter().map(|l| l.value.as_str()).collect();
+    assert_eq!(load, ["virtio_pci"]);
+    assert!(m.load[0].span.file.ends_with("board.yaml"));
+    assert_eq!(m.load[0].key, "artifacts.initrd.initramfs.modules.load[0]");
+    // Scalars: later wins, with the board's span.
+    assert_eq!(i.compression.value, Compression::Zstd);
+    assert_eq!(
+        (i.compression.span.line, i.compression.span.column),
+        (8, 20)
+    );
+    assert!(i.compression.span.file.ends_with("board.yaml"));
+    // Lists the board does not write are the layer's.
+    let dirs: Vec<&str> = i.dirs.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(dirs, ["/proc", "/sys"]);
+}
+
+#[test]
+fn layers_deep_merge_an_ext4_fs_and_replace_its_lists() {
+    let dir = inputs();
+    merge_layer(&dir);
+    // Without `type:` and with the same `type:`: both continue the layer's fs.
+    for fs in [
+        "{ label: mine, rules: [{ path: /etc/passwd, uid: 1 }] }",
+        "{ type: ext4, label: mine, rules: [{ path: /etc/passwd, uid: 1 }] }",
+    ] {
+        let d = load_in(
+            &dir,
+            &format!(
+                "image: {{ name: sd, size: 1GiB }}
+layers: [ro]
+partitions:
+  - name: data
+    fs: {fs}
+"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{fs}: {e}"));
+        let e = ext4(d.partition("data").unwrap());
+        let label = e.label.as_ref().unwrap();
+        assert_eq!(label.value, "mine");
+        assert!(label.span.file.ends_with("board.yaml"));
+        assert!(e
+            .from
+            .as_ref()
+            .unwrap()
+            .span
+            .file
+            .ends_with("layers/ro/layer.yaml"));
+        assert_eq!(e.journal.value, Journal::None, "{fs}");
+        // `rules:` is replaced by the board's list, not appended to.
+        let rules: Vec<&str> = e
+            .ownership
+            .rules
+            .iter()
+            .map(|r| r.path.value.as_str())
+            .collect();
+        assert_eq!(rules, ["/etc/passwd"], "{fs}");
+        // The partition's own keys still merge per key.
+        assert_eq!(
+            d.partition("data").unwrap().size.as_ref().unwrap().value,
+            SizeSpec::Fill
+        );
+    }
+}
+
+#[test]
+fn layers_replace_content_of_another_kind() {
+    let dir = inputs();
+    merge_layer(&dir);
+    // Each of these would be an error if merged into the layer's content
+    // (`journal` is not a vfat key, `busybox` not an ext4 one, two contents).
+    let cases = [
+        ("data", "fs: { type: vfat, label: DATA }"),
+        ("data", "image: ${BINARIES_DIR}/flash.bin"),
+        ("data", "fill: zero"),
+        ("data", "same-as: boot"),
+    ];
+    for (name, content) in cases {
+        let d = load_in(
+            &dir,
+            &format!(
+                "image: {{ name: sd, size: 1GiB }}
+layers: [ro]
+partitions:
+  - {{ name: boot, size: 8MiB }}
+  - name: {name}
+    size: 64MiB
+    {content}
+"
+            ),
+        );
+        let d = match (content.starts_with("same-as"), d) {
+            // The layer's `size: fill` stays (partition keys merge per key)
+            // and same-as takes no size: that is the one problem; a merged
+            // fs would add "a second content".
+            (true, Err(e)) => {
+                assert!(e.contains("same-as takes the size"), "{e}");
+                assert_eq!(
+                    e.lines().filter(|l| !l.starts_with("  help")).count(),
+                    1,
+                    "{e}"
+                );
+                continue;
+            }
+            (_, d) => d.unwrap_or_else(|e| panic!("{content}: {e}")),
+        };
+        let c = &d.partition(name).unwrap().content;
+        assert!(c.span.file.ends_with("board.yaml"), "{content}");
+        assert!(
+            !matches!(c.value, Content::Fs(Filesystem::Ext4(_))),
+            "{content}"
+        );
+    }
+    let d = load_in(
+        &dir,
+        "image: { name: sd }
+layers: [ro]
+artifacts:
+  initrd: { fs: { type: ext4, label: now-ext4 } }
+",
+    )
+    .unwrap();
+    let a = d.artifact("initrd").unwrap();
+    let Content::Fs(Filesystem::Ext4(e)) = &a.content.value else {
+        panic!()
+    };
+    assert_eq!(e.label.as_ref().unwrap().value, "now-ext4");
+    assert!(e.from.is_none());
+    // The artifact's other keys are still merged.
+    assert_eq!(a.output.as_ref().unwrap().value, "initrd.img");
+}
+
+#[test]
+fn diagnostics_in_a_merged_block_point_to_each_file() {
+    let dir = inputs();
+    merge_layer(&dir);
+    write(
+        &dir,
+        "layers/bad/layer.yaml",
+        "layers: [ro]
+artifacts:
+  initrd:
+    initramfs:
+      files: { /etc/a: missing-a }
+      modules: { load: [\"${NOPE}\"] }
+",
+    );
+    let e = load_in(
+        &dir,
+        "image: { name: sd }
+layers: [bad]
+artifacts:
+  initrd:
+    initramfs:
+      files: { /etc/b: missing-b }
+      modules: { load: [loop] }
+      compression: zstdd
+      symlinks: { /sbin/init: \"\" }
+",
+    )
+    .unwrap_err();
+    // The board replaced the list holding ${NOPE}: no unset-variable error.
+    assert_eq!(
+        e,
+        "board.yaml:6:24: artifacts.initrd.initramfs.files./etc/b: \"missing-b\" does not exist
+  help: looked for missing-b; fix the path or pass --input-dir
+board.yaml:8:20: artifacts.initrd.initramfs.compression: \"zstdd\" is not a compression
+  help: did you mean 'zstd'? use one of: none, gzip, zstd, xz, lz4
+board.yaml:9:31: artifacts.initrd.initramfs.symlinks./sbin/init: empty symlink target
+  help: write the path the link points to
+layers/bad/layer.yaml:5:24: artifacts.initrd.initramfs.files./etc/a: \"missing-a\" does not exist
+  help: looked for layers/bad/missing-a; fix the path or pass --input-dir"
+    );
 }
 
 #[test]
