@@ -6,7 +6,7 @@
 //! from the current output; review the diff before committing it.
 //!
 //! Inputs the cases name live in `tests/broken/inputs/` (passed as
-//! `BINARIES_DIR` and `TARGET_DIR`), layers in `tests/broken/layers/`.
+//! `BINARIES_DIR`, `TARGET_DIR` and `KERNEL=Image`), layers in `tests/broken/layers/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,6 +38,7 @@ fn render(yaml: &Path, root: &Path) -> String {
                 "TARGET_DIR".to_string(),
                 corpus.join("inputs/rootfs").display().to_string(),
             ),
+            ("KERNEL".to_string(), "Image".to_string()),
         ]),
         input_dirs: vec![],
         layer_dirs: vec![corpus.join("layers")],

@@ -1,7 +1,9 @@
 //! Checks across entries of a decoded description: references that name
 //! nothing, reference cycles, more than one `size: fill`, too many hybrid
 //! MBR entries, empty partitions without a size, output file names that
-//! collide. Per-value checks are in `decode.rs`; layout (overlaps, fitting)
+//! collide, `files:` destinations given twice (after `${VAR}` expansion, so
+//! a layer's `/${KERNEL}` and a board's `/bzImage` are caught here, with
+//! both places named). Per-value checks are in `decode.rs`; layout (overlaps, fitting)
 //! is the planner's.
 
 use super::model::*;
@@ -23,6 +25,7 @@ pub fn validate(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diag
     check_hybrid(d, diags);
     check_sizes(d, diags);
     check_outputs(d, diags);
+    check_file_dests(d, diags);
 }
 
 /// Every `{ artifact: name }` a content refers to, directly or from its files.
@@ -249,6 +252,47 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
             );
         } else {
             taken.insert(out.value.clone(), format!("artifact \"{}\"", a.name.value));
+        }
+    }
+}
+
+/// Two `files:` entries of one filesystem or archive with the same
+/// destination (FAT compares names case-insensitively). Layers merge
+/// `files:` by key as written, so the clash may only appear once variables
+/// are expanded.
+fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
+    let contents = d
+        .partitions
+        .iter()
+        .map(|p| &p.content.value)
+        .chain(d.artifacts.iter().map(|a| &a.content.value));
+    for content in contents {
+        let (files, fold): (&[FileEntry], bool) = match content {
+            Content::Fs(Filesystem::Vfat(v)) => (&v.files, true),
+            Content::Initramfs(i) => (&i.files, false),
+            _ => continue,
+        };
+        let mut seen: BTreeMap<String, &Spanned<String>> = BTreeMap::new();
+        for f in files {
+            let trimmed = f.dest.value.trim_end_matches('/');
+            let key = if fold {
+                trimmed.to_uppercase()
+            } else {
+                trimmed.to_string()
+            };
+            match seen.get(&key) {
+                Some(first) => diags.push(
+                    f.dest
+                        .diag(format!(
+                            "\"{}\" is given twice (first as \"{}\" at {})",
+                            f.dest.value, first.value, first.span
+                        ))
+                        .help("keep one of the two entries; where a layer and a board both set it, write the destination the same way in both so the board's entry replaces the layer's"),
+                ),
+                None => {
+                    seen.insert(key, &f.dest);
+                }
+            }
         }
     }
 }
