@@ -271,6 +271,32 @@ mod tests {
         }
     }
 
+    /// The window `lib/decompress_unzstd.c` must allocate at boot, read from
+    /// the frame header (RFC 8878 §3.1.1.1): the archive's size when it fits
+    /// level 19's 8 MiB window (single segment), else 8 MiB; the kernel
+    /// refuses more than 128 MiB.
+    #[test]
+    fn zstd_window_fits_the_kernel_decoder() {
+        for (len, window) in [(600_000u64, 600_000u64), (9 << 20, 8 << 20)] {
+            let data: Vec<u8> = sample().into_iter().cycle().take(len as usize).collect();
+            let zst = compress(&data, Compression::Zstd).unwrap();
+            assert_eq!(&zst[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
+            let descriptor = zst[4];
+            let single_segment = descriptor & 0x20 != 0;
+            assert_eq!(descriptor & 0x04, 0x04, "content checksum flag");
+            let found = if single_segment {
+                // Frame_Content_Size, 4 bytes for these sizes (flag 2).
+                assert_eq!(descriptor >> 6, 2);
+                u64::from(u32::from_le_bytes([zst[5], zst[6], zst[7], zst[8]]))
+            } else {
+                let (exponent, mantissa) = (u64::from(zst[5] >> 3), u64::from(zst[5] & 7));
+                let base = 1u64 << (10 + exponent);
+                base + base / 8 * mantissa
+            };
+            assert_eq!(found, window, "input of {len} bytes");
+        }
+    }
+
     /// The reference command-line tools agree (xz checks every CRC and the index).
     #[test]
     fn reference_tools_decode_our_streams() {
