@@ -19,8 +19,9 @@
 //!   checksum, which the kernel verifies.
 //! - xz: one LZMA2 filter, no BCJ filter, check CRC32, as `xz
 //!   --check=crc32 --lzma2=dict=1MiB` does for the kernel. The kernel's XZ
-//!   decoder (`lib/xz`) verifies only CRC32 or no check and rejects CRC64
-//!   and SHA-256 streams. The dictionary is the archive size rounded up to a
+//!   decoder (`lib/xz`) verifies only CRC32 or no check; Linux 6.1 refuses
+//!   a CRC64 stream ("Input was encoded with settings that are not
+//!   supported by this XZ decoder": tried under QEMU). The dictionary is the archive size rounded up to a
 //!   power of two, clamped to 4 KiB..8 MiB (xz -6's): larger gains nothing,
 //!   and the kernel's multi-call decoder allocates it at boot.
 //! - lz4: the *legacy* lz4 frame (magic `0x184C2102`), the only one the
@@ -31,7 +32,7 @@
 //! thread-count-dependent output.
 //!
 //! Rejected designs: pure-Rust `ruzstd` (fastest level only: 1.7x larger
-//! than level 19 on the example initramfs), `lzma-rust2` with a hand-written
+//! than level 19 on the qemu-x86_64-ab example's initramfs), `lzma-rust2` with a hand-written
 //! `.xz` container and `lzma-rs` for decoding (three xz implementations where
 //! liblzma, already linked for the image copies, does all of it).
 //!
