@@ -26,7 +26,7 @@
 //! (32 KiB) and of zstd level 3 (2 MiB), and than the dictionary of xz
 //! preset 6 (8 MiB).
 //!
-//! **Codecs** (encoders in [`codec`](super::codec), shared with the
+//! **Codecs** (encoders in [`codec`], shared with the
 //! initramfs; crates and measurements there and in `docs/bmap.md`):
 //! compression levels are the command-line tools' defaults (zstd 3, xz 6,
 //! gzip 6), with the integrity check those tools write (zstd content
