@@ -26,19 +26,12 @@
 //! (32 KiB) and of zstd level 3 (2 MiB), and than the dictionary of xz
 //! preset 6 (8 MiB).
 //!
-//! **Codecs and crates** (measured on this project's 2-core build machine,
-//! see `docs/bmap.md` for the figures): compression levels are the
-//! command-line tools' defaults (zstd 3, xz 6, gzip 6), with the integrity
-//! check those tools write (zstd content checksum, xz CRC64, gzip CRC32).
-//! - zstd: the `zstd` crate (C libzstd, vendored and statically linked,
-//!   built with `cc`, which Buildroot and Yocto cross-compile as they do
-//!   every `-sys` crate). `ruzstd`, pure Rust, was 8 MB/s against libzstd's
-//!   760 MB/s on incompressible data, 7 MB/s against 18-48 MB/s on
-//!   binaries, with a worse ratio (0.46 vs 0.31): rejected.
-//! - xz: the `liblzma` crate (maintained fork of `xz2`, C liblzma vendored
-//!   statically: same bytes on every host). `lzma-rs`, pure Rust, has a
-//!   literal-only encoder: ratio 1.00 on binaries, i.e. no compression.
-//! - gzip: `flate2` with its default pure-Rust `miniz_oxide` backend.
+//! **Codecs** (encoders in [`codec`], shared with the
+//! initramfs; crates and measurements there and in `docs/bmap.md`):
+//! compression levels are the command-line tools' defaults (zstd 3, xz 6,
+//! gzip 6), with the integrity check those tools write (zstd content
+//! checksum, xz CRC64, gzip CRC32). zstd is the format to recommend: xz is
+//! two orders of magnitude slower.
 //!
 //! Rejected designs: one codec stream over the whole image with a reader
 //! thread (one core for the codec, unmapped zeros compressed byte by byte);
@@ -46,8 +39,10 @@
 //! thread count and they still compress every zero).
 
 use crate::output::atomic::PartialFile;
+use crate::output::codec;
 use crate::output::window::Extents;
 use anyhow::{anyhow, Context};
+use liblzma::stream::{Check, LzmaOptions};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -95,34 +90,14 @@ impl Compression {
     /// Compresses `data` into one complete, independent member of the
     /// format.
     fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(data.len() / 2 + 4096);
         match self {
-            Compression::Zst => {
-                let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
-                c.include_checksum(true)?;
-                c.include_contentsize(true)?;
-                out = c.compress(data)?;
-            }
+            Compression::Zst => codec::zstd_encode(data, ZSTD_LEVEL),
             Compression::Xz => {
-                let stream = liblzma::stream::Stream::new_easy_encoder(
-                    XZ_PRESET,
-                    liblzma::stream::Check::Crc64,
-                )
-                .map_err(io::Error::other)?;
-                let mut e = liblzma::write::XzEncoder::new_stream(&mut out, stream);
-                e.write_all(data)?;
-                e.finish()?;
+                let lzma2 = LzmaOptions::new_preset(XZ_PRESET).map_err(io::Error::other)?;
+                codec::xz_encode(data, &lzma2, Check::Crc64)
             }
-            Compression::Gz => {
-                // No name, mtime 0: the output depends on the data only.
-                let mut e = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(&mut out, flate2::Compression::new(GZIP_LEVEL));
-                e.write_all(data)?;
-                e.finish()?;
-            }
+            Compression::Gz => codec::gzip_encode(data, GZIP_LEVEL),
         }
-        Ok(out)
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod atomic;
 pub mod bmap;
+pub mod codec;
 pub mod compress;
 pub mod window;
