@@ -4,7 +4,7 @@
 //! (`config`), prepares each content (scans trees, measures inputs: `fs`),
 //! converts the model into the planner's vocabulary and plans (`plan`), then
 //! writes every region of the plan in disk order into one fresh `.partial`
-//! image through [`Window`]s, while a second thread hashes the blocks that
+//! image through [`Window`](crate::output::window::Window)s, while a second thread hashes the blocks that
 //! are final for the bmap (`output::bmap::Hasher`). Tables come from
 //! `ptable`. Nothing is renamed to its final name before it is complete.
 

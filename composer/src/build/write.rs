@@ -9,7 +9,7 @@
 //! *i+1* is final. Inside a region, a writer that sweeps upwards (ext4's
 //! file data) [settles](Window::settle) as it goes, and the blocks below
 //! are final too. Final blocks go to the hasher (when a bmap is asked for)
-//! and to the kernel's writeback ([`Feed`]), so neither the hashing nor the
+//! and to the kernel's writeback (`Feed`), so neither the hashing nor the
 //! final fsync waits for the end of the image. Table blocks are written
 //! first, so they are final when the cursor passes them. Identical contents
 //! (`same-as`, one artifact in two partitions of one size) are written once
