@@ -16,6 +16,7 @@ step() {
 
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 step "cargo test" cargo test --workspace --locked
 step "cargo build --release" cargo build --release --locked
 for suite in tests/e2e/run.sh tests/boot/run.sh tests/integration/run.sh; do
