@@ -35,18 +35,6 @@ impl Rng {
     }
 }
 
-fn create(path: &Path, size: u64) -> File {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(size).unwrap();
-    f
-}
-
 /// What a test image holds: its mapped ranges, some of them data (never a
 /// zero byte, so a data block is never mistaken for a hole), some zeros
 /// that must be written.
@@ -68,7 +56,7 @@ fn make_image(
     zero_ranges: usize,
 ) -> TestImage {
     let path = dir.join(name);
-    let file = create(&path, size);
+    let file = support::sparse_file(&path, size);
     let mut rng = Rng(seed);
     let mut w = Window::new(&file, 0, size);
     for _ in 0..data_writes {

@@ -16,15 +16,8 @@ use std::process::Command;
 /// fully unmapped chunk, a partial last chunk.
 fn make_image(dir: &Path) -> (std::path::PathBuf, File, u64, Extents) {
     let path = dir.join("sd.img");
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
     let size = 3 * CHUNK_BYTES + 12345;
-    file.set_len(size).unwrap();
+    let file = support::sparse_file(&path, size);
     let mut w = Window::new(&file, 0, size);
     let mut x: u32 = 1;
     let noise: Vec<u8> = (0..300_000)

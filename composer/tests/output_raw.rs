@@ -2,32 +2,20 @@
 //! missing file names its path, zero fill maps without writing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use composer::fs::raw::{RawImage, Zeros};
 use composer::fs::Content;
 use composer::output::window::Window;
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> File {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(size).unwrap();
-    f
-}
 
 #[test]
 fn a_sparse_source_stays_sparse_and_skip_drops_its_head() {
     let dir = tempfile::tempdir().unwrap();
     let src_path = dir.path().join("rootfs.ext4");
-    let src = create(&src_path, 16 * MIB);
+    let src = support::sparse_file(&src_path, 16 * MIB);
     src.write_all_at(&[1u8; 4096], 0).unwrap();
     src.write_all_at(&[2u8; 8192], 5 * MIB).unwrap();
     src.write_all_at(&[3u8; 100], 16 * MIB - 100).unwrap();
@@ -36,7 +24,7 @@ fn a_sparse_source_stays_sparse_and_skip_drops_its_head() {
     // skip = 1 MiB: the first data block is not part of the content.
     let raw = RawImage::open(&src_path, MIB).unwrap();
     assert_eq!(raw.min_size(), 15 * MIB);
-    let img = create(&dir.path().join("img"), 64 * MIB);
+    let img = support::sparse_file(&dir.path().join("img"), 64 * MIB);
     let base = 8 * MIB;
     let mut w = Window::new(&img, base, 32 * MIB);
     raw.write(&mut w).unwrap();
@@ -89,7 +77,7 @@ fn skip_beyond_the_end_and_missing_files_are_errors_naming_the_path() {
 #[test]
 fn zeros_map_the_whole_window_without_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let img = create(&dir.path().join("img"), 4 * MIB);
+    let img = support::sparse_file(&dir.path().join("img"), 4 * MIB);
     let mut w = Window::new(&img, MIB, 2 * MIB);
     assert_eq!(Zeros.min_size(), 0);
     Zeros.write(&mut w).unwrap();

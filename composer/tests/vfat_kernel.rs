@@ -11,13 +11,14 @@
 //! passes on a laptop, and fails when `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use composer::fs::vfat::{prepare, VfatOptions};
 use composer::fs::{BuildContext, Content, FileSource};
 use composer::ids::Seed;
 use composer::output::window::Window;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -223,14 +224,7 @@ fn linux_mounts_and_reads_every_fat_type() {
     for (i, d) in disks.iter().enumerate() {
         let fs = prepare(&d.opts, &ctx).unwrap();
         let img = dir.path().join(format!("{}.img", d.which));
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&img)
-            .unwrap();
-        file.set_len(d.size).unwrap();
+        let file = support::sparse_file(&img, d.size);
         fs.write(&mut Window::new(&file, 0, d.size)).unwrap();
         args.push("-drive".into());
         args.push(format!(

@@ -628,14 +628,7 @@ fn holes_of_a_sparse_source_stay_holes_but_are_mapped_as_zeros() {
     o.files = vec![("/sparse.bin".into(), FileSource::Path(src))];
     let fs = prepare(&o, &ctx()).unwrap();
     let img = dir.path().join("img");
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&img)
-        .unwrap();
-    file.set_len(16 * MIB).unwrap();
+    let file = support::sparse_file(&img, 16 * MIB);
     let mut w = Window::new(&file, 0, 16 * MIB);
     fs.write(&mut w).unwrap();
     // The file's 8 MiB must be written when flashed (zeros included)...

@@ -9,11 +9,12 @@
 //! prints a note and passes on a laptop, and fails when `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use composer::fs::vfat::{prepare, VfatOptions};
 use composer::fs::{BuildContext, FileSource};
 use composer::ids::Seed;
 use composer::output::window::Window;
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
@@ -99,14 +100,7 @@ fn ovmf_and_grub_read_the_esp() {
     // Disk: MBR with one EFI system partition (type 0xEF) from 1 MiB.
     let part_len = 64 * MIB;
     let disk = d.join("disk.img");
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&disk)
-        .unwrap();
-    file.set_len(MIB + part_len).unwrap();
+    let file = support::sparse_file(&disk, MIB + part_len);
     // The partition starts at LBA 2048 (the boot sector's hidden sectors).
     fs.write_in_partition(&mut Window::new(&file, MIB, part_len), 2048)
         .unwrap();

@@ -89,3 +89,17 @@ pub fn sfdisk(image: &Path) -> (serde_json::Value, Vec<SfdiskPart>) {
         .collect();
     (json, parts)
 }
+
+/// A fresh sparse file of `size` bytes at `path` (truncated if it exists),
+/// open for reading and writing: what every writer expects as its target.
+pub fn sparse_file(path: &Path, size: u64) -> std::fs::File {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    file.set_len(size).unwrap();
+    file
+}
