@@ -59,13 +59,16 @@ fn unknown_artifact(d: &Description, r: &Spanned<String>) -> Diagnostic {
         .help(help)
 }
 
-fn check_artifact_refs(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
-    let contents = d
-        .partitions
+/// Every content of `d`: partitions' then artifacts'.
+fn contents(d: &Description) -> impl Iterator<Item = &Content> {
+    d.partitions
         .iter()
         .map(|p| &p.content.value)
-        .chain(d.artifacts.iter().map(|a| &a.content.value));
-    for c in contents {
+        .chain(d.artifacts.iter().map(|a| &a.content.value))
+}
+
+fn check_artifact_refs(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
+    for c in contents(d) {
         for r in artifact_refs(c) {
             if d.artifact(&r.value).is_none() && !broken.contains(&r.value) {
                 diags.push(unknown_artifact(d, r));
@@ -261,12 +264,7 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
 /// `files:` by key as written, so the clash may only appear once variables
 /// are expanded.
 fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
-    let contents = d
-        .partitions
-        .iter()
-        .map(|p| &p.content.value)
-        .chain(d.artifacts.iter().map(|a| &a.content.value));
-    for content in contents {
+    for content in contents(d) {
         let (files, fold): (&[FileEntry], bool) = match content {
             Content::Fs(Filesystem::Vfat(v)) => (&v.files, true),
             Content::Initramfs(i) => (&i.files, false),
