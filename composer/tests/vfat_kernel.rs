@@ -260,11 +260,7 @@ fn linux_mounts_and_reads_every_fat_type() {
         .stdin(std::process::Stdio::null())
         .status()
         .unwrap();
-    let log =
-        String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-    if let Ok(keep) = std::env::var("VFAT_KERNEL_LOG") {
-        std::fs::write(keep, &log).unwrap();
-    }
+    let log = support::serial_log(&serial, "VFAT_KERNEL_LOG");
     assert!(status.success(), "qemu failed ({status}):\n{log}");
     assert!(
         log.contains("END-OF-CHECK"),

@@ -136,11 +136,7 @@ fn ovmf_and_grub_read_the_esp() {
         .stdin(std::process::Stdio::null())
         .status()
         .unwrap();
-    let log =
-        String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-    if let Ok(keep) = std::env::var("VFAT_UEFI_LOG") {
-        std::fs::write(keep, &log).unwrap();
-    }
+    let log = support::serial_log(&serial, "VFAT_UEFI_LOG");
     assert!(
         status.success(),
         "qemu failed or timed out ({status}):\n{log}"

@@ -103,3 +103,14 @@ pub fn sparse_file(path: &Path, size: u64) -> std::fs::File {
     file.set_len(size).unwrap();
     file
 }
+
+/// A QEMU serial log as text (carriage returns dropped), also copied to
+/// the file named by the environment variable `keep_var` when it is set,
+/// to read after a failure.
+pub fn serial_log(serial: &Path, keep_var: &str) -> String {
+    let log = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).replace('\r', "");
+    if let Ok(keep) = std::env::var(keep_var) {
+        std::fs::write(keep, &log).unwrap();
+    }
+    log
+}
