@@ -2,12 +2,12 @@
 //! declarative YAML description.
 //!
 //! Data flows one way: [`config`] (YAML → typed model with spans) →
-//! [`plan`] (pure: sizes in, every byte range of the disk out) → [`build`]
+//! [`plan`] (pure: sizes in, every byte range of the disk out) → [`compose`]
 //! (content writers in [`fs`] and table encoders in [`ptable`] fill their
 //! regions of the image in place) → [`output`] (sparse image, bmap,
 //! compressed copies, all via `.partial` + rename).
 
-pub mod build;
+pub mod compose;
 pub mod config;
 pub mod diag;
 pub mod fs;

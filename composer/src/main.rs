@@ -4,7 +4,7 @@
 mod cli;
 
 use clap::Parser;
-use composer::build::{self, Error, Request};
+use composer::compose::{self, Error, Request};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,10 +12,10 @@ fn main() -> ExitCode {
     composer::init_logging(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         cli::Command::Build { input, output_dir } => {
-            build::build(&request(input), &output_dir).map(|_| ())
+            compose::build(&request(input), &output_dir).map(|_| ())
         }
-        cli::Command::Validate { input } => build::validate(&request(input)),
-        cli::Command::Plan { input, json } => build::print_plan(&request(input), json),
+        cli::Command::Validate { input } => compose::validate(&request(input)),
+        cli::Command::Plan { input, json } => compose::print_plan(&request(input), json),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use composer::build::{self, Error, Request};
+use composer::compose::{self, Error, Request};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ fn render(yaml: &Path, root: &Path) -> String {
         input_dirs: vec![],
         layer_dirs: vec![corpus.join("layers")],
     };
-    let text = match build::validate(&request) {
+    let text = match compose::validate(&request) {
         Ok(()) => String::from("(no diagnostics: the description is valid)\n"),
         Err(Error::Input(diags)) => format!("{diags}\n"),
         Err(Error::Build(err)) => format!("error: {err:#}\n"),
