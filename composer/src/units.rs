@@ -98,7 +98,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, name) in [(TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-            if b != 0 && b.is_multiple_of(unit) {
+            if b != 0 && b % unit == 0 {
                 return write!(f, "{}{}", b / unit, name);
             }
         }
@@ -112,7 +112,7 @@ pub fn human(bytes: u64) -> String {
     for (unit, name) in units {
         if bytes >= unit {
             let value = bytes as f64 / unit as f64;
-            return if bytes.is_multiple_of(unit) {
+            return if bytes % unit == 0 {
                 format!("{} {}", bytes / unit, name)
             } else {
                 format!("{value:.1} {name}")

@@ -902,7 +902,7 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
 }
 
 fn check_align(cx: &mut Cx<'_>, n: &Node, a: ByteSize, sector: u32) -> Option<()> {
-    if a.0 == 0 || !a.0.is_multiple_of(u64::from(sector)) {
+    if a.0 == 0 || a.0 % u64::from(sector) != 0 {
         cx.err(
             n,
             format!("\"{a}\" is not a whole number of {sector}-byte sectors"),

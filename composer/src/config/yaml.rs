@@ -1,7 +1,8 @@
 //! YAML text → a tree of [`Node`]s, each carrying its span and key path.
 //!
 //! The tree is built from the event stream of `granit-parser` (the YAML 1.2
-//! parser under `serde-saphyr`, re-exported by it), not through serde:
+//! parser under `serde-saphyr`, used directly: serde-saphyr itself needs Rust
+//! 1.89, the parser 1.81, and we want its events, not serde), not through serde:
 //! serde stops at the first error and loses spans inside internally tagged
 //! enums (`fs: { type: ext4 }`), while we want every problem at once and a
 //! line:column on every value. Each node also records its key path as written
@@ -16,7 +17,7 @@
 //! unknown keys by the schema decoder.
 
 use crate::diag::{Diagnostic, Span};
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError};
+use granit_parser::{Event, Parser, ScalarStyle, ScanError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,7 +101,7 @@ pub fn child_path(parent: &str, key: &str) -> String {
 }
 
 struct Builder<'a> {
-    parser: Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>,
+    parser: Parser<'a, granit_parser::StrInput<'a>>,
     file: Arc<PathBuf>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
@@ -111,7 +112,7 @@ struct Builder<'a> {
 struct Fatal;
 
 impl<'a> Builder<'a> {
-    fn span(&self, m: &serde_saphyr::granit_parser::Marker) -> Span {
+    fn span(&self, m: &granit_parser::Marker) -> Span {
         Span::new(
             self.file.clone(),
             u32::try_from(m.line()).unwrap_or(u32::MAX),

@@ -585,7 +585,7 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
         );
         return None;
     }
-    if disk.align == 0 || !disk.align.is_multiple_of(ss) {
+    if disk.align == 0 || disk.align % ss != 0 {
         diags.push(
             disk_diag(
                 disk,
@@ -651,7 +651,7 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
             .and_then(|bytes| align_up(bytes, ss));
         // The header is LBA 1; by default the array follows it at LBA 2.
         let array_offset = disk.gpt_array_offset.unwrap_or(2 * ss);
-        if !array_offset.is_multiple_of(ss) || array_offset < 2 * ss {
+        if array_offset % ss != 0 || array_offset < 2 * ss {
             diags.push(
                 disk_diag(disk, "gpt-array-offset", format!(
                     "{array_offset:#x} is not a sector after the GPT header (LBA 2 or later, a multiple of {ss})"

@@ -66,7 +66,7 @@ fn field(out: &mut Vec<u8>, value: u64, what: &str, path: &str) -> Result<()> {
 }
 
 fn pad(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(NEWC_ALIGN) {
+    while out.len() % NEWC_ALIGN != 0 {
         out.push(0);
     }
 }

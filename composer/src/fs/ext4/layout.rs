@@ -324,7 +324,7 @@ impl Layout {
     pub fn group_used(&self, g: u64) -> u64 {
         let start = self.geo.group_start(g);
         let n = self.geo.group_blocks(g);
-        if start.is_multiple_of(64) && n.is_multiple_of(64) {
+        if start % 64 == 0 && n % 64 == 0 {
             let w = &self.used[(start / 64) as usize..((start + n) / 64) as usize];
             return w.iter().map(|x| u64::from(x.count_ones())).sum();
         }
@@ -342,7 +342,7 @@ impl Layout {
         let bs = self.geo.block_size as usize;
         let start = self.geo.group_start(g);
         let n = self.geo.group_blocks(g);
-        if start.is_multiple_of(64) {
+        if start % 64 == 0 {
             // Bit i of the bitmap is bit i % 8 of byte i / 8: the
             // little-endian bytes of the words. Past the last block the
             // words' padding bits are set; past the last word, 0xFF.

@@ -69,7 +69,7 @@ fn convert_acl(value: &[u8]) -> anyhow::Result<Vec<u8>> {
             .get(i..i + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
-    if word(0) != Some(POSIX_ACL_XATTR_VERSION) || !(value.len() - 4).is_multiple_of(8) {
+    if word(0) != Some(POSIX_ACL_XATTR_VERSION) || (value.len() - 4) % 8 != 0 {
         bail!("POSIX ACL value is not in the version 2 xattr format");
     }
     let mut out = EXT4_ACL_VERSION.to_le_bytes().to_vec();
