@@ -3,8 +3,8 @@
 # the way bitbake's do_image_composer would for the example image
 # composer-ab-image on qemux86-64, without bitbake: bitbake's ${VARS} are
 # replaced by a fake deploy/work tree under BASE filled with the given
-# inputs, and the recipe's COMPOSER_VARS (BUSYBOX, KERNEL_VERSION) are set as
-# composer-ab-image.bb sets them. Used by tests/integration/run.sh (checks the
+# inputs, and COMPOSER_VARS and COMPOSER_IMAGE_NAME taken from
+# composer-ab-image.bb (the kernel version: MODULES_DIR's name). Used by tests/integration/run.sh (checks the
 # image with real tools) and tests/boot/run.sh (boots it).
 #
 #   yocto-image-cmd.sh BASE KERNEL MODULES_DIR BUSYBOX EFI_LOADER ROOTFS_EXT4
@@ -39,6 +39,11 @@ cp "${efi}" "${deploy}/systemd-bootx64.efi"
 cp --sparse=always "${ext4}" "${imgdeploy}/${name}.ext4"
 ln -s "${IMAGE_COMPOSER:?set IMAGE_COMPOSER to the binary}" "${base}/sysroot/usr/bin/image-composer"
 
+# A "NAME = value" of the example recipe, as written (bitbake expands it below).
+recipe_value() {
+	sed -n "s/^$1 = \"\(.*\)\"\$/\1/p" "${LAYER}/recipes-core/images/composer-ab-image.bb"
+}
+
 # The body with bitbake's ${NAME}s replaced; a ${NAME} the table lacks is an error.
 body="$(python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
 	"COMPOSER_CONFIG_PATH=${COMPOSER_CONFIG_PATH-${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml}" \
@@ -47,8 +52,9 @@ body="$(python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
 	"WORKDIR=${base}/work" "IMGDEPLOYDIR=${imgdeploy}" "DEPLOY_DIR_IMAGE=${deploy}" \
 	"IMAGE_ROOTFS=${rootfs}" "IMAGE_NAME=${name}" "IMAGE_LINK_NAME=${link}" \
 	"IMAGE_BASENAME=composer-ab-image" "MACHINE=qemux86-64" "KERNEL_IMAGETYPE=bzImage" \
-	"INITRAMFS_FSTYPES=cpio.gz" "COMPOSER_VARS=BUSYBOX=${deploy}/busybox-static KERNEL_VERSION=${kver}" \
-	"COMPOSER_LAYER_DIRS=${TOP}/layers" "COMPOSER_EXTRA_ARGS=" "COMPOSER_IMAGE_NAME=composer-ab" <<'PY'
+	"INITRAMFS_FSTYPES=cpio.gz" "COMPOSER_KERNEL_VERSION=${kver}" \
+	"COMPOSER_VARS=$(recipe_value COMPOSER_VARS)" "COMPOSER_IMAGE_NAME=$(recipe_value COMPOSER_IMAGE_NAME)" \
+	"COMPOSER_LAYER_DIRS=${TOP}/layers" "COMPOSER_EXTRA_ARGS=" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 m = re.search(r"^IMAGE_CMD:composer \(\) \{\n(.*?)^\}", text, re.M | re.S)
@@ -60,8 +66,12 @@ def sub(mo):
     if name not in values:
         sys.exit("IMAGE_CMD uses ${%s}, which the test does not set" % name)
     return values[name]
-# bitbake expands ${NAME} (NAME: letters, digits, _-+./~:); shell's ${x#y} stays.
-print(re.sub(r"\$\{([A-Za-z0-9_+\-./~:]+)\}", sub, m.group(1)))
+# bitbake expands ${NAME} (NAME: letters, digits, _-+./~:), also inside
+# values (the recipe's COMPOSER_VARS); shell's ${x#y} stays.
+body, prev = m.group(1), None
+while body != prev:
+    body, prev = re.sub(r"\$\{([A-Za-z0-9_+\-./~:]+)\}", sub, body), body
+print(body)
 PY
 )"
 
