@@ -65,12 +65,13 @@ def composer_checksums(files, search_path):
 def composer_input_checksums(cfg, layer_dirs):
     # The host files the description names, for do_image_composer's
     # file-checksums: every word of the YAML that is a relative path existing
-    # next to it (a file, or a directory given to "from:"), or an absolute
-    # path of an existing file; and the COMPOSER_LAYER_DIRS (whole
-    # directories). Words with ${VARS} are task outputs (IMAGE_ROOTFS,
-    # IMGDEPLOYDIR, DEPLOY_DIR_IMAGE) or come from COMPOSER_VARS: the task
-    # dependencies cover them. A word scan rather than a YAML parser: a
-    # false match only re-runs the task more often.
+    # next to it (a file, or a directory given to "from:"), and the
+    # COMPOSER_LAYER_DIRS (whole directories). Words with ${VARS} are task
+    # outputs (IMAGE_ROOTFS, IMGDEPLOYDIR, DEPLOY_DIR_IMAGE) or come from
+    # COMPOSER_VARS: the task dependencies cover them. Absolute words are
+    # left out: most are destinations inside the image (/bin/sh), and the
+    # build host's files must not change the task's hash. A word scan rather
+    # than a YAML parser: a false match only re-runs the task more often.
     import re
     ret = []
     if cfg:
@@ -78,17 +79,11 @@ def composer_input_checksums(cfg, layer_dirs):
         with open(cfg, encoding="utf-8") as f:
             text = f.read()
         for word in sorted(set(re.split(r"[\s:,{}\[\]\"'#]+", text))):
-            if not word or "$" in word or word in (".", "..") or "/../" in "/" + word + "/":
+            if not word or "$" in word or os.path.isabs(word) or "/../" in "/" + word + "/":
                 continue
-            if os.path.isabs(word):
-                path = word
-                if not os.path.isfile(path):
-                    continue
-            else:
-                path = os.path.normpath(os.path.join(base, word))
-                if not os.path.exists(path):
-                    continue
-            ret.append(path + ":True")
+            path = os.path.normpath(os.path.join(base, word))
+            if word not in (".", "..") and os.path.exists(path):
+                ret.append(path + ":True")
     for layer_dir in layer_dirs:
         ret.append(layer_dir + ":" + str(os.path.exists(layer_dir)))
     return " ".join(ret)
