@@ -14,10 +14,16 @@ inherit allarch
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
 
+# ab-mark-good and ab-switch read /usr/lib/ab-slots/ab-state.sh.
 do_install() {
-	cp -R --no-preserve=ownership ${S}/layers/ab-slots/rootfs/. ${D}/
-	chmod 0755 ${D}${sysconfdir}/init.d/S95ab-mark-good ${D}${sbindir}/ab-mark-good ${D}${sbindir}/ab-switch
+	r=${S}/layers/ab-slots/rootfs
+	install -D -m 0755 $r/usr/sbin/ab-mark-good ${D}${sbindir}/ab-mark-good
+	install -D -m 0755 $r/usr/sbin/ab-switch ${D}${sbindir}/ab-switch
+	install -D -m 0644 $r/usr/lib/ab-slots/ab-state.sh ${D}${nonarch_libdir}/ab-slots/ab-state.sh
+	install -D -m 0755 $r/etc/init.d/S95ab-mark-good ${D}${sysconfdir}/init.d/S95ab-mark-good
+	install -D -m 0644 $r/usr/lib/systemd/system/ab-mark-good.service \
+		${D}${systemd_system_unitdir}/ab-mark-good.service
 }
 
-FILES:${PN} = "${sysconfdir}/init.d ${sbindir} ${nonarch_libdir}/ab-slots ${systemd_system_unitdir}"
+FILES:${PN} = "${sbindir} ${nonarch_libdir}/ab-slots ${sysconfdir}/init.d ${systemd_system_unitdir}"
 RDEPENDS:${PN} = "${VIRTUAL-RUNTIME_base-utils}"
