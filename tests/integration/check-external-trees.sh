@@ -25,8 +25,7 @@
 # crate:// entries; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
 # (slow: 15-25 minutes on 2 cores). bitbake refuses to run as root: as root,
 # the Yocto part runs as the user BB_USER (default: bbcheck, created if
-# missing) in a copy of the source tree that user owns (externalsrc writes
-# into the tree's .git, which must be the user's).
+# missing) in a copy of the source tree that user owns.
 #
 # Environment: BUILDROOT_DIR, OECORE_DIR, BITBAKE_DIR (the checkouts),
 # WORK_DIR (default /var/tmp/image-composer-checks; keep it between runs: the
@@ -284,8 +283,10 @@ yocto_checks() {
 	fi
 
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
-		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
+		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native" &&
+		grep -q '^SRC_URI="git://' "${build}/env.native" && grep -q '^PV="[0-9.]*+git' "${build}/env.native" &&
+		grep -q '^LICENSE="MIT | Apache-2.0"' "${build}/env.native"; then
+		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi
