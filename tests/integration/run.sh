@@ -574,7 +574,7 @@ yocto() {
 # on the example: the files the YAML names next to it and the layer
 # directories are listed, nothing named through ${VARS}.
 yocto_file_checksums() {
-	if SCRATCH="${SCRATCH}" python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
+	if python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
 		"${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml" "${TOP}/layers" "${SCRATCH}/no-such-layers" > "${LOG}" 2>&1 <<'EOF'
 import os, re, sys
 text = open(sys.argv[1]).read()
@@ -590,8 +590,9 @@ missing = [w for w in want if w not in got]
 assert not missing, "missing: %s" % missing
 assert not [g for g in got if "$" in g or "/lib/modules" in g], "a ${VAR} path was listed"
 # An absolute host path in a YAML (here /bin/sh, as a destination) is not listed.
-open(os.path.join(os.environ["SCRATCH"], "abs.yaml"), "w").write("files:\n  /bin/sh: x\n")
-assert scope["composer_input_checksums"](os.path.join(os.environ["SCRATCH"], "abs.yaml"), []) == "", "absolute path listed"
+abs_yaml = os.path.join(os.path.dirname(sys.argv[4]), "abs.yaml")
+open(abs_yaml, "w").write("files:\n  /bin/sh: x\n")
+assert scope["composer_input_checksums"](abs_yaml, []) == "", "absolute path listed"
 EOF
 	then
 		pass "yocto: do_image_composer[file-checksums] lists the YAML's loader.conf and ab.conf and COMPOSER_LAYER_DIRS, no host path"
