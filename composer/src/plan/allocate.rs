@@ -14,6 +14,7 @@
 //! diagnostic, never a panic or a wrapped value.
 
 use super::{DiskSpec, GptLayout, Plan, PlannedPartition, Region, RegionKind, SizeReq, TableKind};
+use super::roles::{assign_roles, Role};
 use super::{Headroom, PartSpec};
 use crate::diag::{Diagnostic, Span};
 use crate::units::{align_up, human, ByteSize};
@@ -34,56 +35,9 @@ const GPT_MIN_ENTRIES: u32 = 128;
 const GPT_MAX_ENTRIES: u32 = 16384;
 /// GPT partition names are 36 UTF-16 code units (72 bytes).
 pub(crate) const GPT_NAME_UNITS: usize = 36;
-/// An MBR has four entries; with logical partitions the fourth holds the
-/// extended partition.
-const MBR_ENTRIES: usize = 4;
-/// A hybrid MBR's first entry is the protective 0xEE one; three are left.
-const HYBRID_MIRRORS: usize = 3;
 /// MBR start and length fields are 32-bit sector counts, so nothing an MBR
 /// describes may end beyond sector 2^32.
 const MBR_SECTOR_LIMIT: u64 = 1 << 32;
-/// The first logical partition is number 5 whatever the number of primaries.
-const FIRST_LOGICAL: u32 = 5;
-
-/// A partition's place in the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// `in_table: false`: a raw byte range outside any table.
-    Blob,
-    /// A partition of a `table: none` disk: a range with no entry.
-    Untabled,
-    /// A GPT entry (plain or hybrid), with its MBR entry number when mirrored.
-    Gpt {
-        number: u32,
-        mbr: Option<u32>,
-    },
-    Primary(u32),
-    Logical(u32),
-}
-
-impl Role {
-    fn number(self) -> Option<u32> {
-        match self {
-            Role::Gpt { number, .. } | Role::Primary(number) | Role::Logical(number) => {
-                Some(number)
-            }
-            Role::Blob | Role::Untabled => None,
-        }
-    }
-
-    fn mbr_number(self) -> Option<u32> {
-        match self {
-            Role::Gpt { mbr, .. } => mbr,
-            Role::Primary(n) | Role::Logical(n) => Some(n),
-            Role::Blob | Role::Untabled => None,
-        }
-    }
-
-    /// True when an MBR entry describes the partition (32-bit limits apply).
-    fn in_mbr(self) -> bool {
-        self.mbr_number().is_some()
-    }
-}
 
 /// Checked disk parameters.
 struct Geometry {
@@ -526,7 +480,7 @@ fn table_region(name: &str, kind: RegionKind, start: u64, size: u64) -> Region {
 }
 
 /// A diagnostic about one field of a partition (`field` empty: the whole entry).
-fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnostic {
+pub(super) fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnostic {
     let key = match (part.key.is_empty(), field.is_empty()) {
         (true, _) => String::new(),
         (false, true) => part.key.clone(),
@@ -536,7 +490,7 @@ fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnosti
 }
 
 /// A diagnostic about one field of the `image:` section.
-fn disk_diag(disk: &DiskSpec, field: &str, message: String) -> Diagnostic {
+pub(super) fn disk_diag(disk: &DiskSpec, field: &str, message: String) -> Diagnostic {
     let span = match field {
         "size" => disk.size_span.clone().unwrap_or_else(|| disk.span.clone()),
         _ => disk.span.clone(),
@@ -685,86 +639,6 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
         first_usable,
         backup,
     })
-}
-
-/// Gives every partition its role and number, reporting what a table
-/// format cannot hold.
-fn assign_roles(disk: &DiskSpec, parts: &[PartSpec], diags: &mut Vec<Diagnostic>) -> Vec<Role> {
-    let in_table = parts.iter().filter(|p| p.in_table).count();
-    let mut roles = Vec::with_capacity(parts.len());
-    let mut number = 0u32;
-    let mut mirrored: Vec<&str> = Vec::new();
-    for part in parts {
-        if part.in_mbr && (!part.in_table || disk.table != TableKind::Hybrid) {
-            diags.push(
-                diag(part, &part.span, "in-mbr", format!(
-                    "'{}' is marked to be mirrored in the MBR, which only a partition in a hybrid table can be",
-                    part.name
-                ))
-                .help("remove in-mbr, or use table: hybrid"),
-            );
-        }
-        if !part.in_table {
-            roles.push(Role::Blob);
-            continue;
-        }
-        number = number.saturating_add(1);
-        let role = match disk.table {
-            TableKind::None => Role::Untabled,
-            TableKind::Gpt => Role::Gpt { number, mbr: None },
-            TableKind::Hybrid => {
-                let mut mbr = None;
-                if part.in_mbr {
-                    if mirrored.len() == HYBRID_MIRRORS {
-                        diags.push(
-                            diag(part, &part.span, "in-mbr", format!(
-                                "'{}' cannot be mirrored in the hybrid MBR: '{}' already fill its {HYBRID_MIRRORS} free entries",
-                                part.name,
-                                mirrored.join("', '")
-                            ))
-                            .help("mirror at most three partitions in the MBR"),
-                        );
-                    } else {
-                        mirrored.push(&part.name);
-                        // Entry 1 is the protective 0xEE entry.
-                        mbr = u32::try_from(mirrored.len() + 1).ok();
-                    }
-                }
-                Role::Gpt { number, mbr }
-            }
-            TableKind::Mbr if in_table <= MBR_ENTRIES => Role::Primary(number),
-            TableKind::Mbr if number < MBR_ENTRIES as u32 => Role::Primary(number),
-            // Entry 4 is the extended partition; logical ones count from 5.
-            TableKind::Mbr => Role::Logical(number - MBR_ENTRIES as u32 + FIRST_LOGICAL),
-        };
-        if disk.table.has_gpt() {
-            let units = part.name.encode_utf16().count();
-            if units > GPT_NAME_UNITS {
-                diags.push(
-                    diag(part, &part.span, "name", format!(
-                        "'{}' is {units} UTF-16 code units long; a GPT partition name holds at most {GPT_NAME_UNITS}",
-                        part.name
-                    ))
-                    .help("shorten the name"),
-                );
-            }
-        }
-        roles.push(role);
-    }
-    if disk.table.has_gpt() && in_table > disk.gpt_entries as usize {
-        diags.push(
-            disk_diag(
-                disk,
-                "gpt-entries",
-                format!(
-                    "{in_table} partitions do not fit in {} GPT entries",
-                    disk.gpt_entries
-                ),
-            )
-            .help(format!("set gpt-entries to at least {in_table}")),
-        );
-    }
-    roles
 }
 
 /// The size a partition gets (`None` for `fill`, settled later, or on error).

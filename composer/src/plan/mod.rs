@@ -41,6 +41,7 @@
 
 mod allocate;
 mod render;
+mod roles;
 
 pub use allocate::allocate;
 pub use render::{render_json, render_text};
