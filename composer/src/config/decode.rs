@@ -1354,7 +1354,6 @@ fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
         )
         .map(|o| cx.spanned(n, o))
     });
-    let owners = f.or_default("owners", owners, Owners::Root);
     let mut device_tables = Vec::new();
     if let Some(n) = f.get("device-table") {
         let items: Vec<&Node> = match &n.value {

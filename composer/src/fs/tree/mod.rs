@@ -36,7 +36,6 @@ use anyhow::{anyhow, bail, Context};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -190,28 +189,69 @@ impl Node {
 /// Whose ownership the scanned tree keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Owners {
-    /// uid and gid as found in the source tree.
-    #[default]
+    /// uid and gid as the source tree reports them (inside fakeroot or
+    /// pseudo: as the session recorded them).
     Source,
-    /// Everything owned by root (what Buildroot's fakeroot step does to a
-    /// `TARGET_DIR` that belongs to the building user).
+    /// Everything owned by root (a tree that belongs to the building user).
+    #[default]
     Root,
+}
+
+impl Owners {
+    /// As written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Owners::Source => "source",
+            Owners::Root => "root",
+        }
+    }
+}
+
+/// An LD_PRELOAD session that fakes root for file metadata: what its
+/// processes see of a tree (owners, modes, device nodes, xattrs) is what it
+/// recorded, not what the disk holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Session {
+    Fakeroot,
+    /// Yocto's pseudo.
+    Pseudo,
+}
+
+impl Session {
+    pub fn name(self) -> &'static str {
+        match self {
+            Session::Fakeroot => "fakeroot",
+            Session::Pseudo => "pseudo",
+        }
+    }
+}
+
+/// The owners a tree keeps and why, decided once per content by
+/// `compose::prepare` from the description and the session, shown by `plan`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerChoice {
+    pub owners: Owners,
+    /// Why, for `plan`: `set in the description`, `fakeroot session
+    /// (FAKEROOTKEY is set)`, …
+    pub reason: String,
+    /// Written as `owners:` in the description (not the default).
+    pub explicit: bool,
+    /// The session the build runs in, if any.
+    pub session: Option<Session>,
+    /// The effective uid of the build (as the session reports it).
+    pub euid: u32,
 }
 
 /// How [`scan`] reads the source.
 #[derive(Clone, Debug)]
 pub struct TreeOptions {
-    pub owners: Owners,
     /// Read extended attributes from the source (default true).
     pub xattrs: bool,
 }
 
 impl Default for TreeOptions {
     fn default() -> Self {
-        TreeOptions {
-            owners: Owners::Source,
-            xattrs: true,
-        }
+        TreeOptions { xattrs: true }
     }
 }
 
@@ -496,6 +536,52 @@ impl Tree {
         }
         counts
     }
+    /// Gives the scanned tree the owners of `choice`, and warns (naming one
+    /// path) when an explicit choice contradicts the session: `root` inside
+    /// fakeroot or pseudo on a tree with other owners, `source` outside
+    /// any session on a tree the building user owns. `what` names the
+    /// content in the warning.
+    pub fn apply_owners(&mut self, choice: &OwnerChoice, what: &str) {
+        let paths = self.walk();
+        let path_of = |want: &dyn Fn(&Node) -> bool| {
+            paths
+                .iter()
+                .find(|(_, id)| want(&self.nodes[*id]))
+                .map(|(p, id)| (String::from_utf8_lossy(p).into_owned(), *id))
+        };
+        match (choice.owners, choice.session) {
+            (Owners::Root, Some(session)) if choice.explicit => {
+                if let Some((path, id)) = path_of(&|n| n.uid != 0 || n.gid != 0) {
+                    let n = &self.nodes[id];
+                    tracing::warn!(
+                        "{what}: `owners: root` makes every file root:root, but the {} session \
+                         reports other owners, e.g. '{path}' {}:{}; remove `owners:` to keep them",
+                        session.name(),
+                        n.uid,
+                        n.gid
+                    );
+                }
+            }
+            (Owners::Source, None) if choice.explicit && choice.euid != 0 => {
+                if let Some((path, _)) = path_of(&|n| n.uid == choice.euid) {
+                    tracing::warn!(
+                        "{what}: `owners: source` outside fakeroot or pseudo keeps the building \
+                         user's uid {}, e.g. on '{path}'; build inside the session that made the \
+                         tree, or remove `owners:` for root:root",
+                        choice.euid
+                    );
+                }
+            }
+            _ => {}
+        }
+        if choice.owners == Owners::Root {
+            for node in &mut self.nodes {
+                node.uid = 0;
+                node.gid = 0;
+            }
+        }
+    }
+
     /// Reads the content of a regular file node (for small files such as
     /// `/etc/passwd`).
     pub fn read_file(&self, id: NodeId) -> anyhow::Result<Arc<Vec<u8>>> {
