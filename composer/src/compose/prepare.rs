@@ -467,12 +467,19 @@ pub fn choose_owners(
                 config::Owners::Root => Owners::Root,
                 config::Owners::Source => Owners::Source,
             };
-            (owners, true, format!("`{}: {}` at {}", o.key, owners.name(), o.span))
+            (
+                owners,
+                true,
+                format!("`{}: {}` at {}", o.key, owners.name(), o.span),
+            )
         }
         (None, Some((s, why))) => (
             Owners::Source,
             false,
-            format!("the tree's, as the {} session reports them ({why})", s.name()),
+            format!(
+                "the tree's, as the {} session reports them ({why})",
+                s.name()
+            ),
         ),
         (None, None) if euid == 0 => (
             Owners::Source,
@@ -589,4 +596,73 @@ pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
 /// The path of a scratch directory for commands that write no outputs.
 pub fn temp_scratch_dir() -> PathBuf {
     std::env::temp_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Spanned;
+    use crate::diag::Span;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn sessions_are_detected_from_their_environment() {
+        let fakeroot = [
+            ("FAKEROOTKEY", "1374054347"),
+            ("LD_PRELOAD", "libfakeroot-sysv.so"),
+        ];
+        assert_eq!(
+            detect_session(&env(&fakeroot)),
+            Some((Session::Fakeroot, "FAKEROOTKEY is set"))
+        );
+        let pseudo = [("LD_PRELOAD", "libpseudo.so"), ("PSEUDO_PREFIX", "/usr")];
+        assert_eq!(
+            detect_session(&env(&pseudo)).map(|s| s.0),
+            Some(Session::Pseudo)
+        );
+        // bitbake's tasks outside its fakeroot keep pseudo loaded but off.
+        for off in [("PSEUDO_UNLOAD", "1"), ("PSEUDO_DISABLED", "1")] {
+            let vars = [("LD_PRELOAD", "libpseudo.so"), off];
+            assert_eq!(detect_session(&env(&vars)), None);
+        }
+        assert_eq!(detect_session(&env(&[("PSEUDO_PREFIX", "/usr")])), None);
+        assert_eq!(detect_session(&env(&[])), None);
+    }
+
+    #[test]
+    fn owners_default_to_what_the_user_means() {
+        let none = config::Ownership {
+            owners: None,
+            device_tables: Vec::new(),
+            rules: Vec::new(),
+        };
+        let fakeroot = Some((Session::Fakeroot, "FAKEROOTKEY is set"));
+        let c = choose_owners(&none, fakeroot, 0);
+        assert_eq!((c.owners, c.explicit), (Owners::Source, false));
+        assert!(c.reason.contains("fakeroot session"), "{}", c.reason);
+        let c = choose_owners(&none, None, 0);
+        assert_eq!(c.owners, Owners::Source);
+        assert!(c.reason.contains("running as root"), "{}", c.reason);
+        let c = choose_owners(&none, None, 1000);
+        assert_eq!(c.owners, Owners::Root);
+        assert!(c.reason.contains("uid 1000"), "{}", c.reason);
+        let root = config::Ownership {
+            owners: Some(Spanned::new(
+                config::Owners::Root,
+                Span::new(Arc::new(PathBuf::from("b.yaml")), 3, 7),
+                "partitions[0].fs.owners",
+            )),
+            ..none
+        };
+        let c = choose_owners(&root, Some((Session::Pseudo, "x")), 0);
+        assert_eq!((c.owners, c.explicit), (Owners::Root, true));
+        assert_eq!(c.reason, "`partitions[0].fs.owners: root` at b.yaml:3:7");
+    }
 }

@@ -1191,3 +1191,19 @@ fn more_diagnostics() {
         assert_eq!(load_in(&dir, text).unwrap_err(), *expected, "{text}");
     }
 }
+
+#[test]
+fn an_empty_caps_removes_capabilities_and_owners_default_to_the_session() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: /bin/ping, caps: \"\" }] } }\n",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Ext4(e)) = &d.partitions[0].content.value else {
+        panic!("not ext4");
+    };
+    assert_eq!(e.ownership.rules[0].caps.as_ref().unwrap().value, "");
+    // No `owners:` is no choice: the build decides from its session.
+    assert!(e.ownership.owners.is_none());
+}
