@@ -8,22 +8,26 @@
 //! nanoseconds clamped to `SOURCE_DATE_EPOCH`, extended attributes read with
 //! `llistxattr`/`lgetxattr`. Nothing here knows about any filesystem format.
 //!
-//! Scope: [`scan`] reads a directory with `lstat` only: a symlink is stored
+//! Scope: [`scan`] reads a directory with `lstat` only, through the C
+//! library so that fakeroot and pseudo sessions see it: a symlink is stored
 //! as a symlink and never followed, special files (devices, FIFOs, sockets)
 //! are recorded from their metadata and never opened, regular files are not
 //! opened either (writers read them later through [`FileSource::Path`]).
-//! Overrides are applied in memory: Buildroot `makedevs` device/permission
-//! tables ([`Tree::apply_device_table`], semantics of Buildroot's
+//! The owners the tree keeps ([`OwnerChoice`], decided by
+//! `compose::prepare`) are applied by [`Tree::apply_owners`]. Overrides are
+//! applied in memory: Buildroot `makedevs` device/permission tables
+//! ([`Tree::apply_device_table`], semantics of Buildroot's
 //! `package/makedevs/makedevs.c`: types `f F d r c b p`, `start inc count`
-//! series, user and group names looked up in the tree's own `/etc/passwd`
-//! and `/etc/group`, `|xattr` lines carrying libcap capability text), and
-//! glob rules ([`Tree::apply_rules`]). Entries that are not on disk are added
+//! series, paths through symlinked directories ([`Tree::resolve`]), user
+//! and group names looked up in the tree's own `/etc/passwd` and
+//! `/etc/group`, `|xattr` lines carrying libcap capability text), and glob
+//! rules ([`Tree::apply_rules`]). Entries that are not on disk are added
 //! with [`Tree::insert`].
 //!
-//! Rejected designs: fakeroot/pseudo databases (need an LD_PRELOAD process
-//! around the build, not available to a library) and changing the source
-//! tree in place (it belongs to the user; the build must stay read-only on
-//! its inputs).
+//! Rejected designs: reading fakeroot's or pseudo's databases directly
+//! (private formats; running inside the session through the C library gets
+//! the same answers) and changing the source tree in place (it belongs to
+//! the user; the build must stay read-only on its inputs).
 
 mod overrides;
 mod scan;
