@@ -130,7 +130,7 @@ pub struct Modules {
 }
 
 /// Everything an initramfs is made of.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct InitramfsOptions {
     /// The artifact's name, for messages.
     pub name: String,
@@ -153,26 +153,6 @@ pub struct InitramfsOptions {
     pub device_tables: Vec<PathBuf>,
     /// Ownership/mode rules applied after the device tables.
     pub rules: Vec<OwnerRule>,
-}
-
-impl Default for InitramfsOptions {
-    fn default() -> Self {
-        InitramfsOptions {
-            name: String::new(),
-            files: Vec::new(),
-            dirs: Vec::new(),
-            symlinks: Vec::new(),
-            nodes: Vec::new(),
-            from: None,
-            busybox: None,
-            applets: None,
-            modules: None,
-            compression: Compression::default(),
-            owners: OwnerChoice::default(),
-            device_tables: Vec::new(),
-            rules: Vec::new(),
-        }
-    }
 }
 
 /// Builds the tree of the archive: `from:`, busybox, modules, explicit
