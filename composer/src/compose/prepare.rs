@@ -422,7 +422,7 @@ impl Preparer<'_> {
         let choice = choose_owners(own, self.session, self.euid);
         if !choice.explicit && choice.owners == Owners::Root {
             tracing::info!(
-                "{name}: owners root:root ({}); set `owners: source` to keep the tree's",
+                "{name}: every file root:root, {}; set `owners: source` to keep the tree's owners",
                 choice.reason
             );
         }
@@ -489,7 +489,7 @@ pub fn choose_owners(
         (None, None) => (
             Owners::Root,
             false,
-            format!("not root (uid {euid}) and outside fakeroot and pseudo"),
+            format!("as the build runs as uid {euid}, outside fakeroot and pseudo"),
         ),
     };
     OwnerChoice {
