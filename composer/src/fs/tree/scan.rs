@@ -12,8 +12,13 @@
 use super::*;
 use rustix::fs::Stat;
 
-/// Scans the directory `root` into a tree.
+/// Scans the directory `root` into a tree. `root` itself may be a
+/// symbolic link to a directory (followed, like every filesystem kind's
+/// `from:`); links inside the tree never are.
 pub fn scan(root: &Path, opts: &TreeOptions, ctx: &BuildContext) -> anyhow::Result<Tree> {
+    let root = &root
+        .canonicalize()
+        .with_context(|| format!("reading source tree '{}'", root.display()))?;
     let meta = lstat(root).with_context(|| format!("reading source tree '{}'", root.display()))?;
     if meta.st_mode & S_IFMT != S_IFDIR {
         bail!("source tree '{}' is not a directory", root.display());
