@@ -1485,7 +1485,6 @@ fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
         )
         .map(|o| cx.spanned(n, o))
     });
-    let owners = f.or_default("owners", owners, Owners::Root);
     let mut device_tables = Vec::new();
     if let Some(n) = f.get("device-table") {
         let items: Vec<&Node> = match &n.value {
@@ -1577,25 +1576,24 @@ fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
     }
 }
 
-/// `cap_a,cap_b+eip` clauses separated by spaces (the `cap_from_text` grammar, loosely).
+/// `cap_a,cap_b+eip` clauses separated by spaces (the `cap_from_text`
+/// grammar, loosely); empty text removes the capabilities.
 fn caps_look_valid(text: &str) -> bool {
-    let clauses: Vec<&str> = text.split_whitespace().collect();
-    !clauses.is_empty()
-        && clauses.iter().all(|clause| {
-            let Some(op) = clause.find(['+', '-', '=']) else {
-                return false;
-            };
-            let (names, flags) = clause.split_at(op);
-            let names_ok = names.is_empty()
-                || names.split(',').all(|n| {
-                    n == "all"
-                        || (n.starts_with("cap_")
-                            && n.len() > 4
-                            && n.chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-                });
-            names_ok && flags.chars().all(|c| "+-=eip".contains(c))
-        })
+    text.split_whitespace().all(|clause| {
+        let Some(op) = clause.find(['+', '-', '=']) else {
+            return false;
+        };
+        let (names, flags) = clause.split_at(op);
+        let names_ok = names.is_empty()
+            || names.split(',').all(|n| {
+                n == "all"
+                    || (n.starts_with("cap_")
+                        && n.len() > 4
+                        && n.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            });
+        names_ok && flags.chars().all(|c| "+-=eip".contains(c))
+    })
 }
 
 fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {

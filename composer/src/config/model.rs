@@ -272,9 +272,10 @@ pub struct Vfat {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owners {
-    /// Every file owned by root:root (Buildroot's TARGET_DIR belongs to the building user).
+    /// Every file owned by root:root (a tree that belongs to the building user).
     Root,
-    /// Owners taken from the source tree.
+    /// Owners as the source tree reports them (inside fakeroot or pseudo:
+    /// as the session recorded them).
     Source,
 }
 
@@ -294,8 +295,9 @@ pub struct Rule {
 /// Ownership settings shared by ext4 and initramfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ownership {
-    /// Default `root`.
-    pub owners: Spanned<Owners>,
+    /// `None`: chosen at build time from the session (see
+    /// `compose::prepare::choose_owners`).
+    pub owners: Option<Spanned<Owners>>,
     /// Buildroot makedevs device tables, applied in order.
     pub device_tables: Vec<InputPath>,
     /// Applied in order after the device tables; later rules win.

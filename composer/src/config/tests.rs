@@ -1255,3 +1255,19 @@ fn table_keys_in_the_wrong_table_and_bad_attribute_bits() {
         "board.yaml:3:42: partitions[0].gpt-attributes: 0x8 sets GPT attribute bits 3-47, which UEFI reserves\n  help: use bits 0-2 and the type-specific bits 48-63"
     );
 }
+
+#[test]
+fn an_empty_caps_removes_capabilities_and_owners_default_to_the_session() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: /bin/ping, caps: \"\" }] } }\n",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Ext4(e)) = &d.partitions[0].content.value else {
+        panic!("not ext4");
+    };
+    assert_eq!(e.ownership.rules[0].caps.as_ref().unwrap().value, "");
+    // No `owners:` is no choice: the build decides from its session.
+    assert!(e.ownership.owners.is_none());
+}
