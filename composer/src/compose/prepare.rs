@@ -6,7 +6,7 @@
 //! filesystem (an initramfs on the boot partition, a root filesystem image
 //! on an OS-image partition) becomes a [`FileSource`]: initramfs bytes
 //! directly, a raw image by its path, a filesystem by writing it once into a
-//! scratch file next to the outputs (removed when the build ends).
+//! scratch file of the command's [`Staging`] area (removed when it ends).
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
@@ -15,9 +15,9 @@ use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::tree::{self, OwnerRule, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
-use crate::output::atomic::PartialFile;
+use crate::output::staging::Staging;
 use crate::output::window::Window;
-use crate::units::align_up;
+use crate::units::{align_up, human};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,8 +114,6 @@ pub struct Contents {
     /// Per partition, in description order.
     pub uses: Vec<Use>,
     own: Vec<Prepared>,
-    /// Scratch files of filesystems placed as files; removed on drop.
-    _scratch: Vec<PartialFile>,
 }
 
 impl Contents {
@@ -133,9 +131,8 @@ impl Contents {
 struct Preparer<'a> {
     desc: &'a Description,
     ctx: &'a BuildContext,
-    scratch_dir: &'a Path,
+    staging: &'a mut Staging,
     artifacts: BTreeMap<String, Artifact>,
-    scratch: Vec<PartialFile>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
     /// Trees already scanned, by source and options: A/B slots built from
@@ -144,14 +141,13 @@ struct Preparer<'a> {
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
-/// used as files are written to scratch files in `scratch_dir`.
-pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Result<Contents> {
+/// used as files are written to scratch files of `staging`.
+pub fn prepare(desc: &Description, ctx: &BuildContext, staging: &mut Staging) -> Result<Contents> {
     let mut p = Preparer {
         desc,
         ctx,
-        scratch_dir,
+        staging,
         artifacts: BTreeMap::new(),
-        scratch: Vec::new(),
         busy: Vec::new(),
         scanned: Vec::new(),
     };
@@ -182,7 +178,6 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         artifacts: p.artifacts,
         uses,
         own,
-        _scratch: p.scratch,
     })
 }
 
@@ -215,6 +210,13 @@ impl Preparer<'_> {
             .with_context(|| format!("preparing artifact '{name}'"))?;
         self.busy.pop();
         let size = sized(prepared.min_size(), &model.size.value)?;
+        tracing::debug!(
+            "artifact({name}): {} (size {:?}), at least {}, standalone size {}",
+            prepared.describe(),
+            model.size.value,
+            human(prepared.min_size()),
+            human(size)
+        );
         self.artifacts
             .insert(name.to_string(), Artifact { prepared, size });
         Ok(())
@@ -247,6 +249,7 @@ impl Preparer<'_> {
     /// applied; `None` for an empty filesystem without overrides.
     fn ext4_tree(&mut self, e: &config::Ext4) -> Result<Option<Tree>> {
         let own = &e.ownership;
+        log_ownership("ext4", e.from.as_ref().map(|f| f.path.as_path()), own);
         let mut tree = match &e.from {
             Some(from) => {
                 let key = (from.path.clone(), owners(own));
@@ -298,6 +301,7 @@ impl Preparer<'_> {
 
     fn initramfs_options(&mut self, name: &str, i: &config::Initramfs) -> Result<InitramfsOptions> {
         let own = &i.ownership;
+        log_ownership("initramfs", i.from.as_ref().map(|f| f.path.as_path()), own);
         let mut opts = InitramfsOptions {
             name: name.to_string(),
             owners: owners(own),
@@ -382,24 +386,41 @@ impl Preparer<'_> {
             Prepared::Initramfs(i) => FileSource::Bytes(i.bytes()),
             Prepared::Raw(raw) => FileSource::Path(raw.path().to_path_buf()),
             other => {
-                // A filesystem as a file: write it once to a scratch file,
-                // named per process so that parallel runs sharing a
-                // directory (`validate` in the temp dir) never collide.
-                let pid = std::process::id();
-                let path = self.scratch_dir.join(format!(".{name}.{pid}.artifact"));
-                let file = PartialFile::create(&path)
-                    .with_context(|| format!("creating scratch file '{}'", path.display()))?;
-                file.file().set_len(artifact.size)?;
-                let mut window = Window::new(file.file(), 0, artifact.size);
+                // A filesystem as a file: written once to a scratch file.
+                let (file, path) = self.staging.create_scratch(name)?;
+                file.set_len(artifact.size)
+                    .with_context(|| format!("sizing '{}'", path.display()))?;
+                let mut window = Window::new(&file, 0, artifact.size);
                 other.write(&mut window, 0).with_context(|| {
                     format!("writing artifact '{name}' to '{}'", path.display())
                 })?;
-                let source = FileSource::Path(file.partial_path().to_path_buf());
-                self.scratch.push(file);
+                let source = FileSource::Path(path);
                 source
             }
         })
     }
+}
+
+/// `-v`: where a tree's owners, modes and special files come from.
+fn log_ownership(kind: &str, from: Option<&Path>, own: &config::Ownership) {
+    tracing::debug!(
+        "{kind}: tree {}, owners {} ({}), device tables [{}], {} rule(s)",
+        from.map_or_else(|| "(none)".to_string(), |p| format!("'{}'", p.display())),
+        match own.owners.value {
+            config::Owners::Root => "root",
+            config::Owners::Source => "source",
+        },
+        match own.owners.value {
+            config::Owners::Root => "every file 0:0 unless a table or rule says otherwise",
+            config::Owners::Source => "uid and gid as on the build host",
+        },
+        own.device_tables
+            .iter()
+            .map(|t| format!("'{}'", t.path.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        own.rules.len()
+    );
 }
 
 fn owners(own: &config::Ownership) -> tree::Owners {
@@ -499,9 +520,4 @@ pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
             u64::try_from((u128::from(min) * u128::from(*p)).div_ceil(100)).unwrap_or(u64::MAX)
         }
     }
-}
-
-/// The path of a scratch directory for commands that write no outputs.
-pub fn temp_scratch_dir() -> PathBuf {
-    std::env::temp_dir()
 }

@@ -112,6 +112,7 @@ impl Scanner<'_> {
         } else {
             BTreeMap::new()
         };
+        tracing::trace!("scan: '{}' mode {mode:o} owner {uid}:{gid}", path.display());
         Ok(Node {
             kind,
             mode: mode & MODE_BITS,
