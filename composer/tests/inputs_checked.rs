@@ -2,8 +2,8 @@
 //! input: file inputs must be regular files, a file that changes while the
 //! image is built fails the build naming it, `SOURCE_DATE_EPOCH` alone
 //! decides invented times, a closed stdout ends `plan` quietly, layer
-//! nesting is bounded, and diagnostics never show a non-description's
-//! contents.
+//! nesting is bounded, diagnostics never show a non-description's
+//! contents, and `-v`/`-vv` show the build's decisions and per-file detail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -258,4 +258,45 @@ fn diagnostics_never_show_a_non_description_layer() {
         assert!(text.contains("board.yaml:1:10: layers[0]"), "{text}");
         assert!(text.contains("is not a description"), "{text}");
     }
+}
+
+#[test]
+fn verbose_shows_decisions_and_very_verbose_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("hello"), "hello\n").unwrap();
+    fs::write(dir.path().join("layer.yaml"), "outputs: [raw, bmap]\n").unwrap();
+    fs::write(
+        dir.path().join("board.yaml"),
+        "layers: [./layer.yaml]\nimage: { name: t, size: 24MiB }\npartitions:\n  - { name: a, size: auto +1MiB, fs: { type: ext4, from: tree, owners: source } }\n",
+    )
+    .unwrap();
+    let run = |flag: &str| {
+        let result = composer_within(
+            dir.path(),
+            &["build", flag, "board.yaml", "-o", "out"],
+            Duration::from_secs(60),
+        );
+        assert!(result.status.success(), "{}", stderr(&result));
+        stderr(&result)
+    };
+    let v = run("-v");
+    for decision in [
+        "layers, in the order they were merged: '",
+        "layer.yaml', 'board.yaml'",
+        "ext4: tree ",
+        "owners source (uid and gid as on the build host)",
+        "size(a): Auto",
+        "plan:",
+    ] {
+        assert!(v.contains(decision), "-v lacks {decision:?}:\n{v}");
+    }
+    assert!(!v.contains("scan: "), "-v shows per-file detail:\n{v}");
+    let vv = run("-vv");
+    assert!(
+        vv.contains("scan: '") && vv.contains("hello' mode 100644"),
+        "{vv}"
+    );
+    assert!(vv.contains("hello' (6 bytes, unchanged)"), "{vv}");
 }

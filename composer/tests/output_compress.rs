@@ -77,7 +77,7 @@ fn command_line_tools_decompress_to_the_image() {
         if have("bmaptool") {
             let bmap_path = dir.path().join("sd.img.bmap");
             let ranges = bmap::hash_all(&file, size, &mapped).unwrap();
-            bmap::write_bmap(&bmap_path, size, &ranges).unwrap();
+            std::fs::write(&bmap_path, bmap::render(size, &ranges)).unwrap();
             let flashed = dir.path().join("flashed.img");
             let status = Command::new("bmaptool")
                 .args(["-q", "copy", "--bmap"])

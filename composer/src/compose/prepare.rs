@@ -394,8 +394,7 @@ impl Preparer<'_> {
                 other.write(&mut window, 0).with_context(|| {
                     format!("writing artifact '{name}' to '{}'", path.display())
                 })?;
-                let source = FileSource::Path(path);
-                source
+                FileSource::Path(path)
             }
         })
     }
