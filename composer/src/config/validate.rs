@@ -268,9 +268,7 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
             })
         };
         match problem {
-            Some(text) => diags.push(out.diag(text).help(
-                "choose another plain file name, e.g. \"rootfs.ext4\" (its bmap is NAME.bmap)",
-            )),
+            Some(text) => diags.push(out.diag(text).help("choose another file name")),
             None => {
                 taken.insert(name.clone(), owner.clone());
                 taken.insert(format!("{name}.bmap"), format!("{owner} (its bmap)"));
