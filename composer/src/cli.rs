@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "image-composer", version, max_term_width = 80)]
 pub struct Cli {
-    /// Print more detail (-v: debug, -vv: trace)
+    /// Print more detail (-v: each step's decisions, -vv: every file)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod diag;
 pub mod fs;
 pub mod ids;
+pub mod input;
 pub mod output;
 pub mod plan;
 pub mod ptable;

@@ -50,11 +50,15 @@ fn command_line_tools_decompress_to_the_image() {
             continue;
         }
         let out = dir.path().join(format!("sd.img.{}", kind.extension()));
-        write_compressed(&file, size, &mapped, kind, &out).unwrap();
-        assert!(!dir
-            .path()
-            .join(format!("sd.img.{}.partial", kind.extension()))
-            .exists());
+        write_compressed(
+            &file,
+            size,
+            &mapped,
+            kind,
+            &std::fs::File::create(&out).unwrap(),
+            "x",
+        )
+        .unwrap();
         let compressed_len = std::fs::metadata(&out).unwrap().len();
         assert!(compressed_len < size / 20, "{tool}: {compressed_len} bytes");
         let result = Command::new(tool).arg("-dc").arg(&out).output().unwrap();
@@ -73,7 +77,7 @@ fn command_line_tools_decompress_to_the_image() {
         if have("bmaptool") {
             let bmap_path = dir.path().join("sd.img.bmap");
             let ranges = bmap::hash_all(&file, size, &mapped).unwrap();
-            bmap::write_bmap(&bmap_path, size, &ranges).unwrap();
+            std::fs::write(&bmap_path, bmap::render(size, &ranges)).unwrap();
             let flashed = dir.path().join("flashed.img");
             let status = Command::new("bmaptool")
                 .args(["-q", "copy", "--bmap"])
@@ -91,7 +95,15 @@ fn command_line_tools_decompress_to_the_image() {
 
         // Deterministic: a second run gives the same bytes.
         let again = dir.path().join(format!("again.{}", kind.extension()));
-        write_compressed(&file, size, &mapped, kind, &again).unwrap();
+        write_compressed(
+            &file,
+            size,
+            &mapped,
+            kind,
+            &std::fs::File::create(&again).unwrap(),
+            "x",
+        )
+        .unwrap();
         assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
     }
 }
@@ -107,23 +119,27 @@ fn unmapped_bytes_are_not_read() {
     use std::os::unix::fs::FileExt;
     file.write_all_at(b"unmapped", 2 * CHUNK_BYTES).unwrap();
     let out = dir.path().join("sd.img.zst");
-    write_compressed(&file, size, &mapped, Compression::Zst, &out).unwrap();
+    write_compressed(
+        &file,
+        size,
+        &mapped,
+        Compression::Zst,
+        &std::fs::File::create(&out).unwrap(),
+        "x",
+    )
+    .unwrap();
     let result = Command::new("zstd").arg("-dc").arg(&out).output().unwrap();
     assert!(result.stdout != std::fs::read(&path).unwrap());
     mapped.insert(2 * CHUNK_BYTES, 2 * CHUNK_BYTES + 8);
-    write_compressed(&file, size, &mapped, Compression::Zst, &out).unwrap();
+    write_compressed(
+        &file,
+        size,
+        &mapped,
+        Compression::Zst,
+        &std::fs::File::create(&out).unwrap(),
+        "x",
+    )
+    .unwrap();
     let result = Command::new("zstd").arg("-dc").arg(&out).output().unwrap();
     assert!(result.stdout == std::fs::read(&path).unwrap());
-}
-
-#[test]
-fn a_missing_output_directory_is_an_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, file, size, mapped) = make_image(dir.path());
-    let out = dir.path().join("missing/sd.img.gz");
-    let err = format!(
-        "{:#}",
-        write_compressed(&file, size, &mapped, Compression::Gz, &out).unwrap_err()
-    );
-    assert!(err.contains("missing/sd.img.gz"), "{err}");
 }

@@ -66,6 +66,15 @@ pub fn specs(
         let using = &contents.uses[index];
         let prepared = contents.get(using);
         let (size, size_span) = size_of(desc, part, using, contents, &mut problems);
+        tracing::debug!(
+            "size({}): {size:?}; its content needs {} ({})",
+            part.name.value,
+            crate::units::human(prepared.min_size()),
+            match using {
+                Use::Artifact(a) => format!("artifact '{a}'"),
+                Use::Own(_) => prepared.describe(),
+            }
+        );
         let part_type = match &typed(desc, part).part_type {
             Some(t) => match types::check(&t.value) {
                 Ok(pt) => pt,

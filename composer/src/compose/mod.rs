@@ -6,7 +6,8 @@
 //! writes every region of the plan in disk order into one fresh `.partial`
 //! image through [`Window`](crate::output::window::Window)s, while a second thread hashes the blocks that
 //! are final for the bmap (`output::bmap::Hasher`). Tables come from
-//! `ptable`. Nothing is renamed to its final name before it is complete.
+//! `ptable`. Every output is staged and committed together at the end
+//! ([`Staging`]).
 
 pub mod layout;
 pub mod prepare;
@@ -16,6 +17,7 @@ use crate::config::{self, Description, LoadOptions};
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::fs::BuildContext;
 use crate::ids::Seed;
+use crate::output::staging::Staging;
 use crate::plan::{PartSpec, Plan};
 use anyhow::Context;
 use prepare::Contents;
@@ -54,8 +56,7 @@ impl From<anyhow::Error> for Error {
 
 /// Checks everything that can be checked without writing.
 pub fn validate(request: &Request) -> Result<(), Error> {
-    let scratch = prepare::temp_scratch_dir();
-    let (_, _, plan, _) = resolve(request, &scratch)?;
+    let (_, _, plan, _) = resolve(request, &mut Staging::private())?;
     tracing::info!(
         "{}: valid ({} regions, {})",
         request.config.display(),
@@ -68,9 +69,8 @@ pub fn validate(request: &Request) -> Result<(), Error> {
 /// Prints the resolved layout as a table, or as JSON, with the owners
 /// chosen for each `from:` tree and why.
 pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
-    let scratch = prepare::temp_scratch_dir();
-    let (_, contents, plan, specs) = resolve(request, &scratch)?;
-    if json {
+    let (_, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let text = if json {
         let mut value = crate::plan::render_json(&plan, &specs);
         if let Some(top) = value.as_object_mut() {
             let owners = contents
@@ -86,32 +86,45 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
                 .collect();
             top.insert("owners".into(), serde_json::Value::Array(owners));
         }
-        let text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
-        println!("{text}");
+        let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
+        text.push('\n');
+        text
     } else {
-        print!("{}", crate::plan::render_text(&plan, &specs));
+        let mut text = crate::plan::render_text(&plan, &specs);
         if !contents.ownership.is_empty() {
-            println!("\nowners of the source trees:");
+            text.push_str("\nowners of the source trees:\n");
             for (name, c) in &contents.ownership {
-                println!("  {name}: {}: {}", c.owners.name(), c.reason);
+                text.push_str(&format!("  {name}: {}: {}\n", c.owners.name(), c.reason));
             }
         }
-    }
+        text
+    };
+    print_quietly(&text).context("writing the plan to stdout")?;
     Ok(())
+}
+
+/// Writes `text` to stdout; a reader that went away (`plan | head -1`) is
+/// no error: nobody is left to read the rest.
+fn print_quietly(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Builds the image, its bmap and every requested output into `out_dir`.
 pub fn build(request: &Request, out_dir: &Path) -> Result<write::Written, Error> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("creating output directory '{}'", out_dir.display()))?;
-    let (desc, contents, plan, _) = resolve(request, out_dir)?;
-    Ok(write::write_all(&desc, &plan, &contents, out_dir)?)
+    let mut staging = Staging::for_output_dir(out_dir);
+    let (desc, contents, plan, _) = resolve(request, &mut staging)?;
+    Ok(write::write_all(&desc, &plan, &contents, staging)?)
 }
 
 type Resolved = (Description, Contents, Plan, Vec<PartSpec>);
 
 /// Loads, prepares and plans: everything before the first byte is written.
-fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
+fn resolve(request: &Request, staging: &mut Staging) -> Result<Resolved, Error> {
     let opts = LoadOptions {
         vars: request.vars.clone(),
         use_env: true,
@@ -119,13 +132,26 @@ fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
         input_dirs: request.input_dirs.clone(),
     };
     let desc = config::load(&request.config, &opts)?;
+    tracing::debug!(
+        "layers, in the order they were merged: {}",
+        desc.layer_files
+            .iter()
+            .chain(std::iter::once(&request.config))
+            .map(|p| format!("'{}'", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let ctx = BuildContext {
         seed: Seed(desc.image.seed.value.clone()),
         source_date_epoch: source_date_epoch()?,
     };
-    let contents = prepare::prepare(&desc, &ctx, scratch_dir)?;
+    let contents = prepare::prepare(&desc, &ctx, staging)?;
     let (disk, specs) = layout::specs(&desc, &contents, &ctx.seed).map_err(Diagnostics)?;
     let plan = crate::plan::allocate(&disk, &specs).map_err(Diagnostics)?;
+    tracing::debug!(
+        "plan:\n{}",
+        crate::plan::render_text(&plan, &specs).trim_end()
+    );
     Ok((desc, contents, plan, specs))
 }
 

@@ -6,7 +6,7 @@
 //! filesystem (an initramfs on the boot partition, a root filesystem image
 //! on an OS-image partition) becomes a [`FileSource`]: initramfs bytes
 //! directly, a raw image by its path, a filesystem by writing it once into a
-//! scratch file next to the outputs (removed when the build ends).
+//! scratch file of the command's [`Staging`] area (removed when it ends).
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
@@ -15,13 +15,13 @@ use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
-use crate::output::atomic::PartialFile;
+use crate::output::staging::Staging;
 use crate::output::window::Window;
-use crate::units::align_up;
+use crate::units::{align_up, human};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Sizes of standalone artifacts are rounded up to this (the largest
@@ -118,8 +118,6 @@ pub struct Contents {
     /// The owners chosen for each content made from a `from:` tree, by
     /// content name (`plan` shows them).
     pub ownership: Vec<(String, OwnerChoice)>,
-    /// Scratch files of filesystems placed as files; removed on drop.
-    _scratch: Vec<PartialFile>,
 }
 
 impl Contents {
@@ -137,9 +135,8 @@ impl Contents {
 struct Preparer<'a> {
     desc: &'a Description,
     ctx: &'a BuildContext,
-    scratch_dir: &'a Path,
+    staging: &'a mut Staging,
     artifacts: BTreeMap<String, Artifact>,
-    scratch: Vec<PartialFile>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
     /// Trees already scanned, by source: A/B slots built from one rootfs
@@ -152,14 +149,13 @@ struct Preparer<'a> {
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
-/// used as files are written to scratch files in `scratch_dir`.
-pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Result<Contents> {
+/// used as files are written to scratch files of `staging`.
+pub fn prepare(desc: &Description, ctx: &BuildContext, staging: &mut Staging) -> Result<Contents> {
     let mut p = Preparer {
         desc,
         ctx,
-        scratch_dir,
+        staging,
         artifacts: BTreeMap::new(),
-        scratch: Vec::new(),
         busy: Vec::new(),
         scanned: Vec::new(),
         session: detect_session(&|name| std::env::var_os(name)),
@@ -194,7 +190,6 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         uses,
         own,
         ownership: p.ownership,
-        _scratch: p.scratch,
     })
 }
 
@@ -227,6 +222,13 @@ impl Preparer<'_> {
             .with_context(|| format!("preparing artifact '{name}'"))?;
         self.busy.pop();
         let size = sized(prepared.min_size(), &model.size.value)?;
+        tracing::debug!(
+            "artifact({name}): {} (size {:?}), at least {}, standalone size {}",
+            prepared.describe(),
+            model.size.value,
+            human(prepared.min_size()),
+            human(size)
+        );
         self.artifacts
             .insert(name.to_string(), Artifact { prepared, size });
         Ok(())
@@ -395,21 +397,15 @@ impl Preparer<'_> {
             Prepared::Initramfs(i) => FileSource::Bytes(i.bytes()),
             Prepared::Raw(raw) => FileSource::Path(raw.path().to_path_buf()),
             other => {
-                // A filesystem as a file: write it once to a scratch file,
-                // named per process so that parallel runs sharing a
-                // directory (`validate` in the temp dir) never collide.
-                let pid = std::process::id();
-                let path = self.scratch_dir.join(format!(".{name}.{pid}.artifact"));
-                let file = PartialFile::create(&path)
-                    .with_context(|| format!("creating scratch file '{}'", path.display()))?;
-                file.file().set_len(artifact.size)?;
-                let mut window = Window::new(file.file(), 0, artifact.size);
+                // A filesystem as a file: written once to a scratch file.
+                let (file, path) = self.staging.create_scratch(name)?;
+                file.set_len(artifact.size)
+                    .with_context(|| format!("sizing '{}'", path.display()))?;
+                let mut window = Window::new(&file, 0, artifact.size);
                 other.write(&mut window, 0).with_context(|| {
                     format!("writing artifact '{name}' to '{}'", path.display())
                 })?;
-                let source = FileSource::Path(file.partial_path().to_path_buf());
-                self.scratch.push(file);
-                source
+                FileSource::Path(path)
             }
         })
     }
@@ -420,6 +416,17 @@ impl Preparer<'_> {
     /// the default's notice is logged once per content.
     fn owners(&mut self, name: &str, own: &config::Ownership) -> OwnerChoice {
         let choice = choose_owners(own, self.session, self.euid);
+        tracing::debug!(
+            "{name}: owners {} ({}), device tables [{}], {} rule(s)",
+            choice.owners.name(),
+            choice.reason,
+            own.device_tables
+                .iter()
+                .map(|t| format!("'{}'", t.path.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            own.rules.len()
+        );
         if !choice.explicit && choice.owners == Owners::Root {
             tracing::info!(
                 "{name}: every file root:root, {}; set `owners: source` to keep the tree's owners",
@@ -588,11 +595,6 @@ pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
             u64::try_from((u128::from(min) * u128::from(*p)).div_ceil(100)).unwrap_or(u64::MAX)
         }
     }
-}
-
-/// The path of a scratch directory for commands that write no outputs.
-pub fn temp_scratch_dir() -> PathBuf {
-    std::env::temp_dir()
 }
 
 #[cfg(test)]

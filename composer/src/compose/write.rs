@@ -18,9 +18,9 @@
 use super::prepare::{Contents, Prepared, Use};
 use crate::config::{Description, OutputKind};
 use crate::fs::Content;
-use crate::output::atomic::{self, PartialFile};
 use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
 use crate::output::compress::{self, Compression};
+use crate::output::staging::Staging;
 use crate::output::window::{Extents, Window};
 use crate::plan::{Plan, RegionKind};
 use crate::ptable;
@@ -29,100 +29,94 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a build wrote, for the summary line and for tests.
 #[derive(Debug)]
 pub struct Written {
-    pub image: PathBuf,
-    pub bmap: PathBuf,
+    /// Every output in the output directory, in the order written.
+    pub files: Vec<PathBuf>,
     pub mapped_bytes: u64,
-    pub others: Vec<PathBuf>,
 }
 
-/// Writes everything `desc` asks for into `out_dir`.
+/// Writes everything `desc` asks for into `staging`, then commits it all to
+/// the output directory at once.
 pub fn write_all(
     desc: &Description,
     plan: &Plan,
     contents: &Contents,
-    out_dir: &Path,
+    mut staging: Staging,
 ) -> Result<Written> {
     let name = &desc.image.name.value;
-    let image_path = out_dir.join(format!("{name}.img"));
-    let bmap_path = out_dir.join(format!("{name}.img.bmap"));
-    let image = PartialFile::create(&image_path)
-        .with_context(|| format!("creating '{}'", image_path.display()))?;
-    image
-        .file()
-        .set_len(plan.disk_size)
-        .with_context(|| format!("sizing '{}'", image_path.display()))?;
-
+    let image_name = format!("{name}.img");
     let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
+    // Without `raw` the image is only the source of its bmap and copies.
+    let image = Arc::new(if outputs.contains(&OutputKind::Raw) {
+        staging.create(&image_name)?
+    } else {
+        staging.create_scratch(&image_name)?.0
+    });
+    image
+        .set_len(plan.disk_size)
+        .with_context(|| format!("sizing '{image_name}'"))?;
+    tracing::debug!(
+        "outputs: {}",
+        outputs
+            .iter()
+            .map(|o| format!("{o:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let hasher = if outputs.contains(&OutputKind::Bmap) {
         Some(
-            Hasher::spawn(image.shared_file(), plan.disk_size)
+            Hasher::spawn(Arc::clone(&image), plan.disk_size)
                 .context("starting the bmap hasher")?,
         )
     } else {
         None
     };
-    let (mapped, firsts) = write_regions(
-        desc,
-        plan,
-        contents,
-        image.file(),
-        &image_path,
-        hasher.as_ref(),
-    )?;
-    let bmap_text = match hasher {
-        Some(hasher) => {
-            let ranges = hasher
-                .finish()
-                .with_context(|| format!("hashing '{}' for its bmap", image_path.display()))?;
-            Some(bmap::render(plan.disk_size, &ranges))
-        }
-        None => None,
-    };
+    let (mapped, firsts) =
+        write_regions(desc, plan, contents, &image, &image_name, hasher.as_ref())?;
+    if let Some(hasher) = hasher {
+        let ranges = hasher
+            .finish()
+            .with_context(|| format!("hashing '{image_name}' for its bmap"))?;
+        write_text(
+            &mut staging.create_bmap(&image_name)?,
+            &bmap::render(plan.disk_size, &ranges),
+            &image_name,
+        )?;
+    }
 
-    let mut others = Vec::new();
     for kind in &outputs {
         let Some((ext, codec)) = compression_of(*kind) else {
             continue;
         };
-        let path = out_dir.join(format!("{name}.img.{ext}"));
-        compress::write_compressed(image.file(), plan.disk_size, &mapped, codec, &path)?;
-        tracing::info!("compress({ext}): {}", path.display());
-        others.push(path);
+        let copy_name = format!("{image_name}.{ext}");
+        let copy = staging.create(&copy_name)?;
+        compress::write_compressed(&image, plan.disk_size, &mapped, codec, &copy, &copy_name)?;
+        tracing::info!("compress({ext}): {copy_name}");
     }
-    others.extend(write_artifacts(
-        desc,
-        contents,
-        image.file(),
-        &firsts,
-        out_dir,
-    )?);
-
-    if let Some(bmap_text) = bmap_text {
-        atomic::write_atomic(&bmap_path, bmap_text.as_bytes())
-            .with_context(|| format!("writing '{}'", bmap_path.display()))?;
-    }
-    if outputs.contains(&OutputKind::Raw) {
-        image
-            .commit()
-            .with_context(|| format!("finishing '{}'", image_path.display()))?;
-    }
+    write_artifacts(desc, contents, &image, &firsts, &mut staging)?;
+    drop(image);
+    let files = staging.commit()?;
     tracing::info!(
-        "image: {} ({} mapped of {})",
-        image_path.display(),
+        "image: {image_name} ({} mapped of {})",
         human(mapped.total()),
         human(plan.disk_size)
     );
     Ok(Written {
-        image: image_path,
-        bmap: bmap_path,
+        files,
         mapped_bytes: mapped.total(),
-        others,
     })
+}
+
+/// Writes a small text output (a bmap) into its staged file.
+fn write_text(file: &mut File, text: &str, of: &str) -> Result<()> {
+    use std::io::Write;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing the bmap of '{of}'"))
 }
 
 /// Where each distinct content was first written: (content, length) ->
@@ -135,15 +129,14 @@ fn write_regions(
     plan: &Plan,
     contents: &Contents,
     file: &File,
-    image_path: &Path,
+    image_name: &str,
     hasher: Option<&Hasher>,
 ) -> Result<(Extents, Firsts)> {
     let mut mapped = Extents::new();
     for (offset, bytes) in ptable::encode(plan) {
         let mut w = Window::new(file, offset, bytes.len() as u64);
-        w.write_at(&bytes, 0).with_context(|| {
-            format!("writing the partition table to '{}'", image_path.display())
-        })?;
+        w.write_at(&bytes, 0)
+            .with_context(|| format!("writing the partition table to '{}'", image_name))?;
         mapped.insert_shifted(w.mapped(), offset);
     }
 
@@ -170,12 +163,12 @@ fn write_regions(
                 Some((from, extents)) if prepared.is_position_independent() => {
                     tracing::info!("copy({}): same content as at {from:#x}", planned.name);
                     copy_extents(&mut w, file, *from, extents)
-                        .with_context(|| format!("copying {what} in '{}'", image_path.display()))?;
+                        .with_context(|| format!("copying {what} in '{}'", image_name))?;
                 }
                 _ if !desc.partitions[planned.spec].holes.is_empty() => {
                     let holes = &desc.partitions[planned.spec].holes;
                     write_around_holes(&mut w, prepared, holes)
-                        .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
+                        .with_context(|| format!("writing {what} to '{}'", image_name))?;
                 }
                 _ => {
                     tracing::info!(
@@ -187,7 +180,7 @@ fn write_regions(
                     );
                     prepared
                         .write(&mut w, region.start / u64::from(plan.sector_size))
-                        .with_context(|| format!("writing {what} to '{}'", image_path.display()))?;
+                        .with_context(|| format!("writing {what} to '{}'", image_name))?;
                     written
                         .entry(key)
                         .or_insert_with(|| (region.start, w.mapped().clone()));
@@ -258,8 +251,7 @@ fn write_around_holes(
     let Prepared::Raw(raw) = prepared else {
         anyhow::bail!("only raw images can declare holes");
     };
-    let src =
-        File::open(raw.path()).with_context(|| format!("opening '{}'", raw.path().display()))?;
+    let src = raw.input().file();
     let len = raw.min_size();
     let mut cuts: Vec<(u64, u64)> = holes
         .iter()
@@ -275,11 +267,11 @@ fn write_around_holes(
     for (start, end) in cuts.into_iter().chain([(len, len)]) {
         let start = start.min(len);
         if start > pos {
-            w.copy_from(&src, pos, start - pos, pos)?;
+            w.copy_from(src, pos, start - pos, pos)?;
         }
         pos = pos.max(end);
     }
-    Ok(())
+    raw.input().check_unchanged()
 }
 
 /// Copies what an identical content mapped at `from` into `w`.
@@ -348,9 +340,8 @@ fn write_artifacts(
     contents: &Contents,
     image: &File,
     firsts: &Firsts,
-    out_dir: &Path,
-) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
+    staging: &mut Staging,
+) -> Result<()> {
     for model in &desc.artifacts {
         let Some(output) = &model.output else {
             continue;
@@ -359,7 +350,7 @@ fn write_artifacts(
         let Some(artifact) = contents.artifacts.get(name) else {
             continue;
         };
-        let path = out_dir.join(&output.value);
+        let file_name = &output.value;
         // A filesystem is written at the artifact's size; an archive or a
         // raw image is its own bytes, not padded.
         let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
@@ -368,10 +359,10 @@ fn write_artifacts(
         } else {
             artifact.prepared.min_size()
         };
-        let file =
-            PartialFile::create(&path).with_context(|| format!("creating '{}'", path.display()))?;
-        file.file().set_len(len)?;
-        let mut w = Window::new(file.file(), 0, len);
+        let file = staging.create(file_name)?;
+        file.set_len(len)
+            .with_context(|| format!("sizing '{file_name}'"))?;
+        let mut w = Window::new(&file, 0, len);
         let twin = firsts
             .get(&(Use::Artifact(name.clone()), len))
             .filter(|_| artifact.prepared.is_position_independent());
@@ -381,15 +372,14 @@ fn write_artifacts(
         }
         let mapped = w.into_mapped();
         if filesystem {
-            let ranges = bmap::hash_all(file.file(), len, &mapped)?;
-            let bmap_path = out_dir.join(format!("{}.bmap", output.value));
-            atomic::write_atomic(&bmap_path, bmap::render(len, &ranges).as_bytes())?;
-            written.push(bmap_path);
+            let ranges = bmap::hash_all(&file, len, &mapped)?;
+            write_text(
+                &mut staging.create_bmap(file_name)?,
+                &bmap::render(len, &ranges),
+                file_name,
+            )?;
         }
-        file.commit()
-            .with_context(|| format!("finishing '{}'", path.display()))?;
-        tracing::info!("artifact({name}): {}", path.display());
-        written.push(path);
+        tracing::info!("artifact({name}): {file_name}");
     }
-    Ok(written)
+    Ok(())
 }

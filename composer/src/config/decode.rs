@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// The keys a content can be given by (exactly one per partition or artifact).
 pub const CONTENT_KEYS: [&str; 6] = ["image", "fs", "initramfs", "artifact", "same-as", "fill"];
 
-const TOP_KEYS: [&str; 5] = ["image", "layers", "artifacts", "partitions", "outputs"];
+pub(crate) const TOP_KEYS: [&str; 5] = ["image", "layers", "artifacts", "partitions", "outputs"];
 const IMAGE_KEYS: [&str; 13] = [
     "name",
     "table",
@@ -462,13 +462,17 @@ impl Cx<'_> {
         let found = candidates.iter().find(|c| c.exists()).cloned();
         let path = match found {
             Some(p) => {
+                // A file input is read to its end, and its size decides the
+                // layout: a FIFO, a device or a socket would hang or read
+                // forever (`/dev/zero`), so only regular files are inputs.
                 let ok = match kind {
-                    PathKind::File => !p.is_dir(),
+                    PathKind::File => p.is_file(),
                     PathKind::Dir => p.is_dir(),
                 };
                 if !ok {
                     let (is, want) = match kind {
-                        PathKind::File => ("a directory", "a file"),
+                        PathKind::File if p.is_dir() => ("a directory", "a file"),
+                        PathKind::File => ("not a regular file", "a regular file"),
                         PathKind::Dir => ("not a directory", "a directory"),
                     };
                     self.err(

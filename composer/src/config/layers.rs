@@ -71,13 +71,56 @@ struct Loader<'a> {
     layer_files: Vec<PathBuf>,
 }
 
+/// Whether a parsed layer file is a description: a map with at least one
+/// top-level key a description has (a layer with a misspelt key still
+/// gets its own diagnostics; a password file does not).
+fn is_description(root: &Node) -> bool {
+    match &root.value {
+        Value::Map(entries) => {
+            entries.is_empty()
+                || entries
+                    .iter()
+                    .any(|(k, _)| super::decode::TOP_KEYS.contains(&k.text.as_str()))
+        }
+        _ => false,
+    }
+}
+
+/// Files deep a chain of `layers:` may go: real boards use two or three;
+/// the limit keeps the recursion far from the end of the stack.
+const MAX_LAYER_DEPTH: usize = 32;
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 impl Loader<'_> {
-    fn include(&mut self, text: &str, file: Arc<PathBuf>) {
-        let Some(mut root) = yaml::parse(text, &file, self.diags) else {
+    /// Parses and applies one file; `entry` is the `layers:` entry that
+    /// named it (`None` for the description itself).
+    fn include(&mut self, text: &str, file: Arc<PathBuf>, entry: Option<&Node>) {
+        let before = self.diags.len();
+        let parsed = yaml::parse(text, &file, self.diags);
+        if let (Some(entry), false) = (entry, parsed.as_ref().is_some_and(is_description)) {
+            // A layer entry can name any file (`/etc/shadow`): when it is no
+            // description, say so where it is named, with a position but
+            // none of its contents (parser messages quote what they saw,
+            // and `root:...:::` lines even parse as keys of a map).
+            let at = match self.diags.get(before) {
+                Some(d) => d.span.to_string(),
+                None => file.display().to_string(),
+            };
+            self.diags.truncate(before);
+            self.diags.push(
+                Diagnostic::new(
+                    entry.span.clone(),
+                    entry.path.clone(),
+                    format!("\"{}\" is not a description (a YAML map), at {at}", file.display()),
+                )
+                .help("name a layer file (YAML with image:, artifacts:, partitions: ...); its contents are not shown"),
+            );
+            return;
+        }
+        let Some(mut root) = parsed else {
             return;
         };
         if !matches!(root.value, Value::Map(_)) {
@@ -166,10 +209,23 @@ impl Loader<'_> {
             );
             return;
         }
+        if self.stack.len() >= MAX_LAYER_DEPTH {
+            self.diags.push(
+                Diagnostic::new(
+                    entry.span.clone(),
+                    entry.path.clone(),
+                    format!("\"{text}\" nests layers deeper than {MAX_LAYER_DEPTH} files"),
+                )
+                .help(
+                    "list the layers side by side in one file instead of each including the next",
+                ),
+            );
+            return;
+        }
         if !self.seen.insert(canon.clone()) {
             return;
         }
-        let content = match std::fs::read_to_string(&path) {
+        let content = match crate::input::read_text(&path) {
             Ok(c) => c,
             Err(e) => {
                 self.diags.push(
@@ -184,7 +240,7 @@ impl Loader<'_> {
             }
         };
         self.stack.push(canon);
-        self.include(&content, Arc::new(path.clone()));
+        self.include(&content, Arc::new(path.clone()), Some(entry));
         self.stack.pop();
         self.layer_files.push(path);
     }
@@ -283,7 +339,7 @@ pub fn load_merged(
         order: Vec::new(),
         layer_files: Vec::new(),
     };
-    loader.include(text, file.clone());
+    loader.include(text, file.clone(), None);
     let Loader {
         order,
         layer_files,

@@ -44,7 +44,7 @@ pub struct LoadOptions {
 
 /// Reads and validates the description at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Description, Diagnostics> {
-    match std::fs::read_to_string(path) {
+    match crate::input::read_text(path) {
         Ok(text) => load_str(&text, path, opts),
         Err(e) => Err(Diagnostics(vec![Diagnostic::new(
             Span::new(Arc::new(path.to_path_buf()), 0, 0),

@@ -239,7 +239,11 @@ fn check_sizes(d: &Description, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Output files land in one directory: their names must differ.
+/// Output files land in one directory, committed together: each name must
+/// be a plain file name, differ from every other output's name and its
+/// bmap's name (`NAME.bmap`, reserved for every artifact: the commit
+/// removes the bmap of every file it replaces), and stay out of the names
+/// the tool keeps for itself (`*.partial`, `.image-composer*`).
 fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
     let image = &d.image.name.value;
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
@@ -248,13 +252,27 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
     }
     for a in &d.artifacts {
         let Some(out) = &a.output else { continue };
-        if let Some(owner) = taken.get(&out.value) {
-            diags.push(
-                out.diag(format!("\"{}\" is also the output of {owner}", out.value))
-                    .help("choose another file name"),
-            );
+        let name = &out.value;
+        let owner = format!("artifact \"{}\"", a.name.value);
+        let problem = if name == "." || name == ".." {
+            Some(format!("\"{name}\" is not a plain file name"))
+        } else if name.ends_with(".partial") || name.starts_with(".image-composer") {
+            Some(format!(
+                "\"{name}\" is a name reserved for the tool's temporary files"
+            ))
         } else {
-            taken.insert(out.value.clone(), format!("artifact \"{}\"", a.name.value));
+            [name.clone(), format!("{name}.bmap")].iter().find_map(|n| {
+                taken
+                    .get(n)
+                    .map(|o| format!("\"{n}\" is also the output of {o}"))
+            })
+        };
+        match problem {
+            Some(text) => diags.push(out.diag(text).help("choose another file name")),
+            None => {
+                taken.insert(name.clone(), owner.clone());
+                taken.insert(format!("{name}.bmap"), format!("{owner} (its bmap)"));
+            }
         }
     }
 }

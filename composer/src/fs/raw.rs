@@ -17,16 +17,17 @@
 //! multi-gigabyte root filesystem images).
 
 use crate::fs::Content;
+use crate::input::InputFile;
 use crate::output::window::Window;
 use anyhow::{bail, Context};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A file copied into a region, from `skip` bytes into it to its end.
 #[derive(Debug)]
 pub struct RawImage {
     path: PathBuf,
-    file: File,
+    /// Opened when prepared: its size then is the one the layout uses.
+    input: InputFile,
     skip: u64,
     len: u64,
 }
@@ -34,12 +35,10 @@ pub struct RawImage {
 impl RawImage {
     /// Opens `path`; the content is its bytes from offset `skip` to the end.
     pub fn open(path: &Path, skip: u64) -> anyhow::Result<RawImage> {
-        let file =
-            File::open(path).with_context(|| format!("opening raw image '{}'", path.display()))?;
-        let size = file
-            .metadata()
+        let size = std::fs::metadata(path)
             .with_context(|| format!("reading the size of raw image '{}'", path.display()))?
             .len();
+        let input = InputFile::open(path, size)?;
         if skip > size {
             bail!(
                 "raw image '{}' is {size} bytes long, shorter than its skip offset of {skip} bytes",
@@ -48,7 +47,7 @@ impl RawImage {
         }
         Ok(RawImage {
             path: path.to_path_buf(),
-            file,
+            input,
             skip,
             len: size - skip,
         })
@@ -57,6 +56,12 @@ impl RawImage {
     /// The source file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open source file, checked after a copy with
+    /// [`InputFile::check_unchanged`].
+    pub fn input(&self) -> &InputFile {
+        &self.input
     }
 }
 
@@ -67,8 +72,9 @@ impl Content for RawImage {
 
     fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
         window
-            .copy_from(&self.file, self.skip, self.len, 0)
-            .with_context(|| format!("copying raw image '{}'", self.path.display()))
+            .copy_from(self.input.file(), self.skip, self.len, 0)
+            .with_context(|| format!("copying raw image '{}'", self.path.display()))?;
+        self.input.check_unchanged()
     }
 }
 

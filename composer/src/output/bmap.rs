@@ -44,9 +44,7 @@
 //! have to re-hash); splitting ranges at a fixed size (changes nothing for
 //! bmaptool, only makes the file longer).
 
-use crate::output::atomic::write_atomic;
 use crate::output::window::Extents;
-use anyhow::Context;
 use rustix::fs::SeekFrom;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -54,7 +52,6 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -459,13 +456,6 @@ pub fn render(image_size: u64, ranges: &[MappedRange]) -> String {
     let file_sum = hex(&Sha256::digest(xml.as_bytes()).into());
     xml.replace_range(checksum_at..checksum_at + SHA256_HEX_LEN, &file_sum);
     xml
-}
-
-/// Renders the bmap and writes it to `path` atomically (through
-/// `path.partial`).
-pub fn write_bmap(path: &Path, image_size: u64, ranges: &[MappedRange]) -> anyhow::Result<()> {
-    write_atomic(path, render(image_size, ranges).as_bytes())
-        .with_context(|| format!("writing bmap '{}'", path.display()))
 }
 
 /// Our explanation of the format, in place of bmaptool's comment.

@@ -1,5 +1,5 @@
 //! Compressed copies of the image (`.zst`, `.xz`, `.gz`), streamed from
-//! the finished image file into `OUT.partial`, then renamed.
+//! the finished image file into a staged output (`output::staging`).
 //!
 //! **Only mapped bytes are read.** The build knows which byte ranges of the
 //! image it mapped (see [`Window`](super::window::Window)); everything else
@@ -38,7 +38,6 @@
 //! libzstd's or liblzma's own multithreading (their output depends on the
 //! thread count and they still compress every zero).
 
-use crate::output::atomic::PartialFile;
 use crate::output::codec;
 use crate::output::window::Extents;
 use anyhow::{anyhow, Context};
@@ -46,7 +45,6 @@ use liblzma::stream::{Check, LzmaOptions};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -102,26 +100,20 @@ impl Compression {
 }
 
 /// Writes the image (`image_size` bytes of `image`, of which only `mapped`
-/// byte ranges may be non-zero) compressed as `kind` to `out`, through
-/// `out.partial`.
+/// byte ranges may be non-zero) compressed as `kind` to `out`, an empty
+/// file (a staged output, see `output::staging`); `name` is for messages.
 pub fn write_compressed(
     image: &File,
     image_size: u64,
     mapped: &Extents,
     kind: Compression,
-    out: &Path,
+    out: &File,
+    name: &str,
 ) -> anyhow::Result<()> {
-    let partial = PartialFile::create(out)
-        .with_context(|| format!("creating compressed image '{}'", out.display()))?;
-    let mut sink = io::BufWriter::with_capacity(1 << 20, partial.file());
+    let mut sink = io::BufWriter::with_capacity(1 << 20, out);
     compress_to(image, image_size, mapped, kind, &mut sink)
-        .with_context(|| format!("writing compressed image '{}'", out.display()))?;
-    sink.flush()
-        .with_context(|| format!("writing compressed image '{}'", out.display()))?;
-    drop(sink);
-    partial
-        .commit()
-        .with_context(|| format!("committing compressed image '{}'", out.display()))
+        .and_then(|()| sink.flush().map_err(anyhow::Error::from))
+        .with_context(|| format!("writing compressed image '{name}'"))
 }
 
 /// The chunk pipeline: rounds of chunks compressed in parallel, written in

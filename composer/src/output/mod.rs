@@ -1,8 +1,8 @@
 //! Output files: the image written in place, its bmap, compressed copies,
-//! all under `NAME.partial` until complete.
+//! all staged in a private directory and committed together (`staging`).
 
-pub mod atomic;
 pub mod bmap;
 pub mod codec;
 pub mod compress;
+pub mod staging;
 pub mod window;

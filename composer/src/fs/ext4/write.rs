@@ -14,10 +14,10 @@ use super::layout::{Ext, Layout};
 use super::ondisk::*;
 use super::{Body, Data, Ext4Fs, InodeInfo, JournalInit};
 use crate::fs::FileSource;
+use crate::input::InputFile;
 use crate::output::window::Window;
 use anyhow::{bail, Context};
 use std::borrow::Cow;
-use std::fs::File;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Coalesced metadata writes are flushed at this size.
@@ -300,16 +300,17 @@ fn copy_file(
 ) -> anyhow::Result<()> {
     match src {
         FileSource::Path(p) => {
-            let f = File::open(p).with_context(|| format!("opening '{}'", p.display()))?;
+            let input = InputFile::open(p, size)?;
             for e in extents {
                 let from = e.lblk * bs;
                 let len = (e.len * bs).min(size - from);
-                w.copy_from(&f, from, len, e.pblk * bs)
+                w.copy_from(input.file(), from, len, e.pblk * bs)
                     .with_context(|| format!("copying '{}'", p.display()))?;
                 // Blocks of the extent that are holes in the source must
                 // still read as zero on the device.
                 w.zero(e.pblk * bs, e.len * bs)?;
             }
+            input.check_unchanged()?;
         }
         FileSource::Bytes(bytes) => {
             for e in extents {

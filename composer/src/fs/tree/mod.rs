@@ -36,6 +36,7 @@ pub use overrides::{glob_match, Caps};
 pub use scan::scan;
 
 use crate::fs::{BuildContext, FileSource};
+use crate::input::InputFile;
 use anyhow::{anyhow, bail, Context};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -93,15 +94,22 @@ impl Timestamp {
 
     /// `SOURCE_DATE_EPOCH` when set, else the current time: the time of
     /// things the build creates (the root of an empty tree, `lost+found`).
+    /// When set, it alone decides, even if it is later than the clock: a
+    /// build must not depend on when it runs.
     pub fn build_time(ctx: &BuildContext) -> Timestamp {
-        let now = std::time::SystemTime::now()
+        if let Some(epoch) = ctx.source_date_epoch {
+            return Timestamp {
+                sec: i64::try_from(epoch).unwrap_or(i64::MAX),
+                nsec: 0,
+            };
+        }
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| Timestamp {
                 sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 nsec: d.subsec_nanos(),
             })
-            .unwrap_or_default();
-        now.clamped(ctx)
+            .unwrap_or_default()
     }
 }
 
@@ -672,10 +680,9 @@ impl Tree {
             } => Ok(b.clone()),
             NodeKind::File {
                 source: FileSource::Path(p),
+                size,
                 ..
-            } => Ok(Arc::new(
-                std::fs::read(p).with_context(|| format!("reading '{}'", p.display()))?,
-            )),
+            } => Ok(Arc::new(InputFile::open(p, *size)?.read_all()?)),
             _ => bail!("node {id} is not a regular file"),
         }
     }

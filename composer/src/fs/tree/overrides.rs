@@ -7,7 +7,7 @@ use super::*;
 impl Tree {
     /// Applies a Buildroot `makedevs` device/permission table file.
     pub fn apply_device_table(&mut self, table: &Path) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(table)
+        let text = crate::input::read_text(table)
             .with_context(|| format!("reading device table '{}'", table.display()))?;
         self.apply_device_table_str(&text, &table.display().to_string())
     }

@@ -123,6 +123,12 @@ impl Scanner<'_> {
         } else {
             BTreeMap::new()
         };
+        tracing::trace!(
+            "scan: '{}' mode {mode:o} owner {}:{}",
+            path.display(),
+            meta.st_uid,
+            meta.st_gid
+        );
         Ok(Node {
             kind,
             mode: mode & MODE_BITS,

@@ -48,6 +48,7 @@ mod ondisk;
 pub use geometry::Geometry;
 
 use crate::fs::{BuildContext, Content, FileSource};
+use crate::input::InputFile;
 use crate::output::window::Window;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context};
@@ -58,7 +59,6 @@ use ondisk::{
     ATTR_VOLUME_ID, DIR_ENTRY_SIZE, LFN_CHARS_PER_ENTRY,
 };
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use zerocopy::little_endian::{U16, U32};
@@ -809,31 +809,22 @@ impl VfatFs {
                 .write_at(bytes, pos)
                 .with_context(|| format!("writing '{}' into vfat '{}'", f.path, self.name)),
             FileSource::Path(p) => {
-                let file = File::open(p).with_context(|| format!("opening '{}'", p.display()))?;
-                let len = file
-                    .metadata()
-                    .with_context(|| format!("reading '{}'", p.display()))?
-                    .len();
-                if len != f.size {
-                    bail!(
-                        "'{}' changed size while the image was built ({} bytes, then {len})",
-                        p.display(),
-                        f.size
-                    );
-                }
+                let input = InputFile::open(p, f.size)?;
+                let len = f.size;
                 // FAT files cannot be sparse: a hole of the source is file
                 // content that must read as zero on the device, so the whole
                 // range is mapped, and only the source's data is copied.
                 w.zero(pos, len)
                     .with_context(|| format!("mapping '{}' in vfat '{}'", f.path, self.name))?;
-                w.copy_from(&file, 0, len, pos).with_context(|| {
+                w.copy_from(input.file(), 0, len, pos).with_context(|| {
                     format!(
                         "copying '{}' to '{}' in vfat '{}'",
                         p.display(),
                         f.path,
                         self.name
                     )
-                })
+                })?;
+                input.check_unchanged()
             }
         }
     }

@@ -1,0 +1,124 @@
+//! Reading the build's inputs.
+//!
+//! Text inputs parsed whole (descriptions, layers, device tables) are read
+//! bounded ([`read_text`]): a name such as `/dev/zero` or a huge file is an
+//! error instead of a read until memory runs out.
+//!
+//! Files copied into images ([`InputFile`]: file contents, raw images) are
+//! opened when their data is copied and checked after the copy: the size
+//! must still be the one the layout was planned with (the scan's), and
+//! size and modification time must not have moved while the bytes were
+//! copied. A file rewritten by a build still running beside us fails the
+//! build, naming the file, instead of being stored truncated (as zeros) or
+//! cut at its scanned size.
+//!
+//! Rejected design: checking against the scan's modification time too;
+//! trees are scanned with times clamped to `SOURCE_DATE_EPOCH`, and a file
+//! rewritten with the same size between the scan and the copy is stored
+//! consistently (the copy is checked), so the size is what the layout needs.
+
+use anyhow::{bail, Context};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The most bytes a description, layer or device table may have: far more
+/// than any real one (the largest example is a few KiB).
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+
+/// Reads `path` as UTF-8 text of at most [`MAX_TEXT_BYTES`].
+pub fn read_text(path: &Path) -> io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_TEXT_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TEXT_BYTES {
+        return Err(io::Error::other(format!(
+            "longer than {} MiB",
+            MAX_TEXT_BYTES >> 20
+        )));
+    }
+    Ok(text)
+}
+
+/// A host file opened to be copied into an image; see the module docs.
+#[derive(Debug)]
+pub struct InputFile {
+    file: File,
+    path: PathBuf,
+    /// Size and modification time (seconds, nanoseconds) when opened.
+    stamp: (u64, i64, i64),
+}
+
+impl InputFile {
+    /// Opens `path`, which was scanned at `scanned_size` bytes.
+    pub fn open(path: &Path, scanned_size: u64) -> anyhow::Result<InputFile> {
+        let file = File::open(path).with_context(|| format!("opening '{}'", path.display()))?;
+        let input = InputFile {
+            stamp: stamp(&file, path)?,
+            file,
+            path: path.to_path_buf(),
+        };
+        if input.stamp.0 != scanned_size {
+            bail!(
+                "'{}' changed while the image was built: {scanned_size} bytes when scanned, {} now; \
+                 build again once the file is complete",
+                path.display(),
+                input.stamp.0
+            );
+        }
+        Ok(input)
+    }
+
+    /// The open file, to copy from.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Fails if the file's size or modification time changed since it was
+    /// opened; call after the copy.
+    pub fn check_unchanged(&self) -> anyhow::Result<()> {
+        let now = stamp(&self.file, &self.path)?;
+        if now != self.stamp {
+            bail!(
+                "'{}' changed while it was copied into the image ({} bytes, then {}); \
+                 build again once the file is complete",
+                self.path.display(),
+                self.stamp.0,
+                now.0
+            );
+        }
+        tracing::trace!(
+            "copied '{}' ({} bytes, unchanged)",
+            self.path.display(),
+            now.0
+        );
+        Ok(())
+    }
+
+    /// Reads the whole file (at most its scanned size) and checks it.
+    pub fn read_all(self) -> anyhow::Result<Vec<u8>> {
+        let mut data = Vec::new();
+        (&self.file)
+            .take(self.stamp.0)
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading '{}'", self.path.display()))?;
+        self.check_unchanged()?;
+        if data.len() as u64 != self.stamp.0 {
+            bail!(
+                "'{}' changed while it was read ({} bytes, then {})",
+                self.path.display(),
+                self.stamp.0,
+                data.len()
+            );
+        }
+        Ok(data)
+    }
+}
+
+fn stamp(file: &File, path: &Path) -> anyhow::Result<(u64, i64, i64)> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading the metadata of '{}'", path.display()))?;
+    Ok((meta.len(), meta.mtime(), meta.mtime_nsec()))
+}
