@@ -80,10 +80,20 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
 }
 
 /// Builds the image, its bmap and every requested output into `out_dir`.
+///
+/// The description is validated as by [`validate`] before anything is
+/// created: a bad description leaves `out_dir` as it was (not even created).
+/// Scratch files of filesystems used as files go next to the outputs when
+/// the directory exists, else to the temporary directory.
 pub fn build(request: &Request, out_dir: &Path) -> Result<write::Written, Error> {
+    let scratch = if out_dir.is_dir() {
+        out_dir.to_path_buf()
+    } else {
+        prepare::temp_scratch_dir()
+    };
+    let (desc, contents, plan, _) = resolve(request, &scratch)?;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating output directory '{}'", out_dir.display()))?;
-    let (desc, contents, plan, _) = resolve(request, out_dir)?;
     Ok(write::write_all(&desc, &plan, &contents, out_dir)?)
 }
 
@@ -97,12 +107,38 @@ fn resolve(request: &Request, scratch_dir: &Path) -> Result<Resolved, Error> {
         layer_dirs: layer_dirs(&request.layer_dirs),
         input_dirs: request.input_dirs.clone(),
     };
-    let desc = config::load(&request.config, &opts)?;
-    let ctx = BuildContext {
-        seed: Seed(desc.image.seed.value.clone()),
-        source_date_epoch: source_date_epoch()?,
+    // Every problem of the description and of its contents in one run: the
+    // contents of entries the config accepted are prepared even when others
+    // have problems; the plan needs them all.
+    let (desc, mut diags) = config::load_all(&request.config, &opts);
+    let source_date_epoch = match source_date_epoch() {
+        Ok(sde) => sde,
+        Err(Error::Input(more)) => {
+            diags.extend(more.0);
+            None
+        }
+        Err(e) => return Err(e),
     };
-    let contents = prepare::prepare(&desc, &ctx, scratch_dir)?;
+    let prepared = match &desc {
+        Some(desc) => {
+            let ctx = BuildContext {
+                seed: Seed(desc.image.seed.value.clone()),
+                source_date_epoch,
+            };
+            match prepare::prepare(desc, &ctx, scratch_dir, &diags) {
+                Ok(contents) => Some((contents, ctx)),
+                Err(prepare::Failure::Input(more)) => {
+                    diags.extend(more);
+                    None
+                }
+                Err(prepare::Failure::Build(e)) => return Err(Error::Build(e)),
+            }
+        }
+        None => None,
+    };
+    let (Some(desc), Some((contents, ctx)), true) = (desc, prepared, diags.is_empty()) else {
+        return Err(Error::Input(config::sorted(diags, &request.config)));
+    };
     let (disk, specs) = layout::specs(&desc, &contents, &ctx.seed).map_err(Diagnostics)?;
     let plan = crate::plan::allocate(&disk, &specs).map_err(Diagnostics)?;
     Ok((desc, contents, plan, specs))

@@ -17,7 +17,8 @@ use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::atomic::PartialFile;
 use crate::output::window::Window;
-use crate::units::align_up;
+use crate::diag::Diagnostic;
+use crate::units::{align_up, ByteSize};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -138,14 +139,52 @@ struct Preparer<'a> {
     scratch: Vec<PartialFile>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
+    /// Artifacts whose preparation failed (reported once, at the artifact).
+    failed: Vec<String>,
     /// Trees already scanned, by source and options: A/B slots built from
     /// one rootfs scan it once.
     scanned: Vec<((PathBuf, tree::Owners), Tree)>,
+    /// Problems of the description found while preparing.
+    diags: Vec<Diagnostic>,
+}
+
+/// A content that cannot be prepared because of another problem, already
+/// reported (a failed artifact it holds, a reference the config rejected).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Skipped(String);
+
+/// Writing a scratch file failed: the build failed (exit 1), the
+/// description is not at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct ScratchFailed(anyhow::Error);
+
+/// Why preparing stopped: problems of the description (every one found,
+/// each at its place) or a failed write.
+pub enum Failure {
+    Input(Vec<Diagnostic>),
+    Build(anyhow::Error),
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
 /// used as files are written to scratch files in `scratch_dir`.
-pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Result<Contents> {
+///
+/// A problem with one content (an input that cannot be read, a rule that
+/// matches nothing, options the writer refuses) does not stop the others:
+/// each becomes a [`Diagnostic`] at the content's key, or at the value
+/// itself when it is known ([`Located`]), and all are returned together.
+/// `desc` may lack entries the config rejected; references to them are
+/// skipped, not reported again.
+///
+/// `known` are the problems the config found: a content with one of its
+/// own is not prepared (its problem is reported once, at its value).
+pub fn prepare(
+    desc: &Description,
+    ctx: &BuildContext,
+    scratch_dir: &Path,
+    known: &[Diagnostic],
+) -> std::result::Result<Contents, Failure> {
     let mut p = Preparer {
         desc,
         ctx,
@@ -153,30 +192,55 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         artifacts: BTreeMap::new(),
         scratch: Vec::new(),
         busy: Vec::new(),
+        failed: Vec::new(),
         scanned: Vec::new(),
+        diags: Vec::new(),
+    };
+    let has_problem = |content: &config::Spanned<Model>| {
+        known.iter().any(|d| {
+            d.span.file == content.span.file
+                && d.key
+                    .strip_prefix(content.key.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     };
     for artifact in &desc.artifacts {
-        p.artifact(&artifact.name.value)?;
+        if has_problem(&artifact.content) {
+            p.failed.push(artifact.name.value.clone());
+        } else if let Err(e) = p.artifact(&artifact.name.value) {
+            p.report(e, &artifact.content)?;
+        }
     }
     let mut own = Vec::new();
     let mut uses = Vec::new();
     for part in &desc.partitions {
         let using = match resolve(desc, &part.content.value) {
             Some(Model::Artifact(name)) => Use::Artifact(name.value.clone()),
-            Some(model) => {
-                let name = &part.name.value;
-                own.push(
-                    p.content(name, model)
-                        .with_context(|| format!("preparing partition '{name}'"))?,
-                );
+            Some(_) if has_problem(&part.content) => {
+                own.push(Prepared::Empty);
                 Use::Own(own.len() - 1)
             }
-            None => bail!(
-                "partition '{}' refers to itself through same-as",
-                part.name.value
-            ),
+            Some(model) => {
+                let name = &part.name.value;
+                match p.content(name, model) {
+                    Ok(prepared) => own.push(prepared),
+                    Err(e) => {
+                        p.report(e, &part.content)?;
+                        own.push(Prepared::Empty);
+                    }
+                }
+                Use::Own(own.len() - 1)
+            }
+            // A same-as to a partition the config rejected (reported there).
+            None => {
+                own.push(Prepared::Empty);
+                Use::Own(own.len() - 1)
+            }
         };
         uses.push(using);
+    }
+    if !p.diags.is_empty() {
+        return Err(Failure::Input(p.diags));
     }
     Ok(Contents {
         artifacts: p.artifacts,
@@ -185,6 +249,12 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         _scratch: p.scratch,
     })
 }
+
+/// A problem at one value of the description, raised where that value is
+/// known, e.g. an owner rule that matches nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Located(pub Diagnostic);
 
 /// Follows `same-as` to the content that is really meant.
 pub fn resolve<'d>(desc: &'d Description, content: &'d Model) -> Option<&'d Model> {
@@ -199,22 +269,64 @@ pub fn resolve<'d>(desc: &'d Description, content: &'d Model) -> Option<&'d Mode
 }
 
 impl Preparer<'_> {
+    /// Records why `content` could not be prepared; a scratch write that
+    /// failed ends preparing as a failed build.
+    fn report(
+        &mut self,
+        e: anyhow::Error,
+        content: &config::Spanned<Model>,
+    ) -> std::result::Result<(), Failure> {
+        if let Some(ScratchFailed(e)) = e.downcast_ref::<ScratchFailed>() {
+            return Err(Failure::Build(anyhow::anyhow!("{e:#}")));
+        }
+        if e.downcast_ref::<Skipped>().is_some() {
+            return Ok(());
+        }
+        match e.downcast::<Located>() {
+            Ok(Located(d)) => self.diags.push(d),
+            Err(e) => self.diags.push(content.diag(format!("{e:#}")).help(
+                "fix the input or the option the message names; `image-composer validate` checks it without writing",
+            )),
+        }
+        Ok(())
+    }
+
     fn artifact(&mut self, name: &str) -> Result<()> {
         if self.artifacts.contains_key(name) {
             return Ok(());
+        }
+        if self.failed.iter().any(|f| f == name) {
+            return Err(Skipped(format!("artifact '{name}' failed")).into());
         }
         if self.busy.iter().any(|b| b == name) {
             bail!("artifact '{name}' contains itself");
         }
         let Some(model) = self.desc.artifact(name) else {
-            bail!("there is no artifact '{name}'");
+            return Err(Skipped(format!("there is no artifact '{name}'")).into());
         };
         self.busy.push(name.to_string());
-        let prepared = self
-            .content(name, &model.content.value)
-            .with_context(|| format!("preparing artifact '{name}'"))?;
+        let prepared = self.content(name, &model.content.value);
         self.busy.pop();
-        let size = sized(prepared.min_size(), &model.size.value)?;
+        let prepared = prepared.inspect_err(|_| self.failed.push(name.to_string()))?;
+        let min = prepared.min_size();
+        let size = sized(min, &model.size.value)?;
+        if size < min {
+            self.failed.push(name.to_string());
+            return Err(Located(
+                model
+                    .size
+                    .diag(format!(
+                        "{} is smaller than its content, which needs {}",
+                        ByteSize(size),
+                        ByteSize(min)
+                    ))
+                    .help(format!(
+                        "write a size of at least {}, or auto (the smallest that fits)",
+                        ByteSize(align_up(min, ARTIFACT_ALIGN).unwrap_or(min))
+                    )),
+            )
+            .into());
+        }
         self.artifacts
             .insert(name.to_string(), Artifact { prepared, size });
         Ok(())
@@ -267,11 +379,23 @@ impl Preparer<'_> {
             None => Tree::empty(self.ctx),
         };
         for table in &own.device_tables {
-            tree.apply_device_table(&table.path)?;
+            tree.apply_device_table(&table.path).map_err(|e| {
+                Located(
+                    Diagnostic::new(table.span.clone(), table.key.clone(), format!("{e:#}"))
+                        .help("fix the device table's line, or the tree it refers to"),
+                )
+            })?;
         }
-        let rules = owner_rules(own);
-        if !rules.is_empty() {
-            tree.apply_rules(&rules)?;
+        // One rule at a time, so that a problem is reported at its rule.
+        for (rule, model) in owner_rules(own).iter().zip(&own.rules) {
+            tree.apply_rules(std::slice::from_ref(rule)).map_err(|e| {
+                Located(
+                    model
+                        .path
+                        .diag(format!("{e:#}"))
+                        .help("write a glob that matches a path of the tree, or remove the rule"),
+                )
+            })?;
         }
         Ok(Some(tree))
     }
@@ -388,12 +512,17 @@ impl Preparer<'_> {
                 let pid = std::process::id();
                 let path = self.scratch_dir.join(format!(".{name}.{pid}.artifact"));
                 let file = PartialFile::create(&path)
-                    .with_context(|| format!("creating scratch file '{}'", path.display()))?;
-                file.file().set_len(artifact.size)?;
-                let mut window = Window::new(file.file(), 0, artifact.size);
-                other.write(&mut window, 0).with_context(|| {
-                    format!("writing artifact '{name}' to '{}'", path.display())
-                })?;
+                    .map_err(anyhow::Error::from)
+                    .and_then(|file| {
+                        file.file().set_len(artifact.size)?;
+                        let mut window = Window::new(file.file(), 0, artifact.size);
+                        other.write(&mut window, 0)?;
+                        Ok(file)
+                    })
+                    .with_context(|| {
+                        format!("writing artifact '{name}' to scratch file '{}'", path.display())
+                    })
+                    .map_err(ScratchFailed)?;
                 let source = FileSource::Path(file.partial_path().to_path_buf());
                 self.scratch.push(file);
                 source
