@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest disk a mutant is built into (its `plan` says): a mutant asking
 /// for 16 TiB is valid but would only test the host's filesystem.
-const BUILD_MAX_BYTES: u64 = 1 << 30;
+const BUILD_MAX_BYTES: u64 = 512 << 20;
 
 /// SplitMix64: small, fast, and the same on every platform.
 struct Rng(u64);
@@ -93,12 +93,22 @@ fn corpus(root: &Path) -> Vec<Seed> {
         }
     }
     paths.sort();
+    // Complete, valid descriptions are few (most of the corpus is broken on
+    // purpose): each example is drawn as often as all broken cases together
+    // so that mutants reach the contents, the plan and the build.
+    let broken = paths.len();
     paths
         .into_iter()
-        .map(|path| Seed {
-            text: std::fs::read_to_string(&path).unwrap(),
-            path,
+        .flat_map(|path| {
+            let weight = if path.starts_with(root.join("examples")) {
+                broken / 2
+            } else {
+                1
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            vec![(path, text); weight]
         })
+        .map(|(path, text)| Seed { path, text })
         .collect()
 }
 
@@ -112,7 +122,6 @@ struct Line<'a> {
 
 fn split(line: &str) -> Line<'_> {
     let body = line.trim_start();
-    let indent = &line[..line.len() - body.len()];
     let item = body.strip_prefix("- ").unwrap_or(body);
     let indent = &line[..line.len() - item.len()];
     match item.split_once(": ").or_else(|| item.strip_suffix(':').map(|k| (k, ""))) {
@@ -227,11 +236,11 @@ fn mutate(rng: &mut Rng, lines: &mut Vec<String>, donors: &[Seed]) -> bool {
             let v = match l.value.trim() {
                 "true" => "false",
                 "false" => "true",
-                _ => rng.pick(WORDS),
+                _ => *rng.pick(WORDS),
             };
             lines[i] = with_value(&line, v);
         }
-        6 => lines[i] = with_value(&line, rng.pick(WORDS)),
+        6 => lines[i] = with_value(&line, *rng.pick(WORDS)),
         // Deep nesting.
         7 => {
             let depth = 1 + rng.below(400);
@@ -263,7 +272,7 @@ fn mutate(rng: &mut Rng, lines: &mut Vec<String>, donors: &[Seed]) -> bool {
             if dl.is_empty() {
                 return false;
             }
-            let d = split(rng.pick(&dl));
+            let d = split(*rng.pick(&dl));
             let text = match d.key {
                 Some(k) => format!("{}{k}: {}", l.indent, d.value),
                 None => format!("{}{}", l.indent, d.value),
@@ -396,8 +405,21 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// How many mutants `validate` accepted, and how many of them were built.
+#[derive(Default)]
+struct Tally {
+    valid: AtomicUsize,
+    built: AtomicUsize,
+}
+
 /// One mutant run through the commands; the findings it produced.
-fn try_mutant(root: &Path, seeds: &[Seed], seed: u64, index: usize, work: &Path) -> Vec<String> {
+fn try_mutant(
+    root: &Path,
+    seeds: &[Seed],
+    (seed, index): (u64, usize),
+    work: &Path,
+    tally: &Tally,
+) -> Vec<String> {
     let mut rng = Rng(seed ^ (index as u64).wrapping_mul(0xa076_1d64_78bd_642f));
     let original = rng.pick(seeds);
     let mut lines: Vec<String> = original.text.lines().map(str::to_string).collect();
@@ -440,8 +462,12 @@ fn try_mutant(root: &Path, seeds: &[Seed], seed: u64, index: usize, work: &Path)
             plan.code, validate.code, plan.stderr
         ));
     }
+    if validate.code == Some(0) {
+        tally.valid.fetch_add(1, Ordering::Relaxed);
+    }
     let small = disk_size(&plan.stdout).is_some_and(|s| s <= BUILD_MAX_BYTES);
     if findings.is_empty() && validate.code == Some(0) && small {
+        tally.built.fetch_add(1, Ordering::Relaxed);
         let out = dir.join("out");
         let build = run(&["build", y, "-o", out.to_str().unwrap()], &extra);
         findings.extend(check("build", &build));
@@ -473,7 +499,7 @@ fn try_mutant(root: &Path, seeds: &[Seed], seed: u64, index: usize, work: &Path)
 fn mutated_descriptions_never_crash_hang_or_lose_a_location() {
     let root = support::repo_root().canonicalize().unwrap();
     let seeds = corpus(&root);
-    assert!(seeds.len() > 50, "the corpus shrank to {}", seeds.len());
+    assert!(seeds.len() > 100, "the corpus shrank to {}", seeds.len());
     let seed: u64 = env_or("FUZZ_SEED", 1);
     let count: usize = env_or("FUZZ_COUNT", 1500);
     let budget = Duration::from_secs(env_or("FUZZ_SECONDS", 150));
@@ -481,6 +507,7 @@ fn mutated_descriptions_never_crash_hang_or_lose_a_location() {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let findings = Mutex::new(Vec::new());
+    let tally = Tally::default();
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -489,7 +516,7 @@ fn mutated_descriptions_never_crash_hang_or_lose_a_location() {
                 if index >= count || start.elapsed() > budget {
                     break;
                 }
-                let found = try_mutant(&root, &seeds, seed, index, work.path());
+                let found = try_mutant(&root, &seeds, (seed, index), work.path(), &tally);
                 findings.lock().unwrap().extend(found);
                 done.fetch_add(1, Ordering::Relaxed);
             });
@@ -498,10 +525,12 @@ fn mutated_descriptions_never_crash_hang_or_lose_a_location() {
     let done = done.into_inner();
     let findings = findings.into_inner().unwrap();
     eprintln!(
-        "fuzz: seed {seed}: {done} of {count} mutants of {} descriptions in {:.0?}{}; {} findings",
+        "fuzz: seed {seed}: {done} of {count} mutants of {} descriptions in {:.0?}{} ({} valid, {} built); {} findings",
         seeds.len(),
         start.elapsed(),
         if done < count { " (time budget reached)" } else { "" },
+        tally.valid.into_inner(),
+        tally.built.into_inner(),
         findings.len()
     );
     assert!(

@@ -196,12 +196,13 @@ pub fn prepare(
         scanned: Vec::new(),
         diags: Vec::new(),
     };
+    // By key path only: a content merged from a layer and the board has
+    // its problems in either file.
     let has_problem = |content: &config::Spanned<Model>| {
         known.iter().any(|d| {
-            d.span.file == content.span.file
-                && d.key
-                    .strip_prefix(content.key.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            d.key
+                .strip_prefix(content.key.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
         })
     };
     for artifact in &desc.artifacts {

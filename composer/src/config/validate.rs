@@ -271,7 +271,7 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
 fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
     for content in contents(d) {
         // Every path an entry declares, in the archive's or the FAT's terms.
-        let (mut declared, fold): (Vec<(&str, &Span, &str)>, bool) = match content {
+        let (declared, fold): (Vec<(&str, &Span, &str)>, bool) = match content {
             Content::Fs(Filesystem::Vfat(v)) => (
                 v.files.iter().map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str())).collect(),
                 true,
@@ -279,8 +279,6 @@ fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
             Content::Initramfs(i) => (initramfs_paths(i), false),
             _ => continue,
         };
-        // The later one in the file is the second.
-        declared.sort_by(|a, b| a.1.cmp(b.1));
         let mut seen: BTreeMap<String, (&str, &Span)> = BTreeMap::new();
         for (path, span, key) in declared {
             let normal: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
@@ -316,6 +314,8 @@ fn initramfs_paths(i: &Initramfs) -> Vec<(&str, &Span, &str)> {
         Some(Init::Script(t)) => out.push(("/init", &t.span, t.key.as_str())),
         None => {}
     }
+    // In file order: the later one is the second.
+    out.sort_by(|a, b| a.1.cmp(b.1));
     out
 }
 
