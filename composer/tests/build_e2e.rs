@@ -261,7 +261,7 @@ fn a_problem_found_while_preparing_exits_2_with_its_location_before_o_exists() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("board.yaml:3:38: partitions[0].fs: "),
+        stderr.starts_with("error: ") && stderr.contains("board.yaml:3:31: partitions[0].fs: "),
         "{stderr}"
     );
     assert!(!out.exists(), "-o was created before validating");
@@ -274,7 +274,7 @@ fn a_failed_build_exits_1_and_leaves_no_partial_output() {
     let dir = tempfile::tempdir().unwrap();
     // The output directory cannot be created: a file stands in its way.
     let config = dir.path().join("board.yaml");
-    fs::write(&config, "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: data, size: 4MiB, fs: { type: ext4 } }\n").unwrap();
+    fs::write(&config, "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: data, size: 6MiB, fs: { type: ext4 } }\n").unwrap();
     let blocker = dir.path().join("file");
     fs::write(&blocker, "").unwrap();
     let out = blocker.join("out");
