@@ -278,11 +278,22 @@ fn a_failed_build_exits_1_and_leaves_no_partial_output() {
     let blocker = dir.path().join("file");
     fs::write(&blocker, "").unwrap();
     let out = blocker.join("out");
-    let result = composer(&["build", config.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let result = composer(&[
+        "build",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
-    assert!(stderr.starts_with("error: creating output directory"), "{stderr}");
-    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        stderr.starts_with("error: creating output directory"),
+        "{stderr}"
+    );
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left.len(), 2, "left behind: {left:?}");
 }
 

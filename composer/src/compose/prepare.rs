@@ -9,6 +9,7 @@
 //! scratch file next to the outputs (removed when the build ends).
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
+use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
@@ -17,7 +18,6 @@ use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::atomic::PartialFile;
 use crate::output::window::Window;
-use crate::diag::Diagnostic;
 use crate::units::{align_up, ByteSize};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -521,7 +521,10 @@ impl Preparer<'_> {
                         Ok(file)
                     })
                     .with_context(|| {
-                        format!("writing artifact '{name}' to scratch file '{}'", path.display())
+                        format!(
+                            "writing artifact '{name}' to scratch file '{}'",
+                            path.display()
+                        )
                     })
                     .map_err(ScratchFailed)?;
                 let source = FileSource::Path(file.partial_path().to_path_buf());

@@ -1529,10 +1529,11 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
     // The journal's smallest size is in blocks: it depends on the block size.
-    let journal_block = block_size.as_ref().map_or(
-        crate::fs::ext4::Ext4Options::default().block_size,
-        |b| b.value,
-    );
+    let journal_block = block_size
+        .as_ref()
+        .map_or(crate::fs::ext4::Ext4Options::default().block_size, |b| {
+            b.value
+        });
     let journal_min = crate::fs::ext4::MIN_JOURNAL_BLOCKS * u64::from(journal_block);
     let journal = f.get("journal").and_then(|n| {
         match n.as_str().map(str::trim) {

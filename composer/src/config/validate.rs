@@ -273,7 +273,10 @@ fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
         // Every path an entry declares, in the archive's or the FAT's terms.
         let (declared, fold): (Vec<(&str, &Span, &str)>, bool) = match content {
             Content::Fs(Filesystem::Vfat(v)) => (
-                v.files.iter().map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str())).collect(),
+                v.files
+                    .iter()
+                    .map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str()))
+                    .collect(),
                 true,
             ),
             Content::Initramfs(i) => (initramfs_paths(i), false),
@@ -305,10 +308,26 @@ fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
 /// adds them: `dirs`, `symlinks`, `nodes`, `files`, then `init` as `/init`.
 fn initramfs_paths(i: &Initramfs) -> Vec<(&str, &Span, &str)> {
     let mut out: Vec<(&str, &Span, &str)> = Vec::new();
-    out.extend(i.dirs.iter().map(|d| (d.value.as_str(), &d.span, d.key.as_str())));
-    out.extend(i.symlinks.iter().map(|l| (l.link.value.as_str(), &l.link.span, l.link.key.as_str())));
-    out.extend(i.nodes.iter().map(|n| (n.path.value.as_str(), &n.path.span, n.path.key.as_str())));
-    out.extend(i.files.iter().map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str())));
+    out.extend(
+        i.dirs
+            .iter()
+            .map(|d| (d.value.as_str(), &d.span, d.key.as_str())),
+    );
+    out.extend(
+        i.symlinks
+            .iter()
+            .map(|l| (l.link.value.as_str(), &l.link.span, l.link.key.as_str())),
+    );
+    out.extend(
+        i.nodes
+            .iter()
+            .map(|n| (n.path.value.as_str(), &n.path.span, n.path.key.as_str())),
+    );
+    out.extend(
+        i.files
+            .iter()
+            .map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str())),
+    );
     match &i.init {
         Some(Init::File(p)) => out.push(("/init", &p.span, p.key.as_str())),
         Some(Init::Script(t)) => out.push(("/init", &t.span, t.key.as_str())),
