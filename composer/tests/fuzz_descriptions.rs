@@ -23,7 +23,7 @@
 //!   after a clean `validate` means validation missed a problem.
 //!
 //! Deterministic from the seed: `FUZZ_SEED` (default 1) picks every
-//! mutation, `FUZZ_COUNT` (default 1500) how many mutants, `FUZZ_SECONDS`
+//! mutation, `FUZZ_COUNT` (default 3000) how many mutants, `FUZZ_SECONDS`
 //! (default 150) bounds the run (it stops early, saying so). The seed and
 //! the count are printed. A longer run: `FUZZ_COUNT=100000 FUZZ_SECONDS=3600
 //! FUZZ_SEED=$RANDOM cargo test --release --test fuzz_descriptions -- --nocapture`.
@@ -591,7 +591,7 @@ fn mutated_descriptions_never_crash_hang_or_lose_a_location() {
     let seeds = corpus(&root);
     assert!(seeds.len() > 100, "the corpus shrank to {}", seeds.len());
     let seed: u64 = env_or("FUZZ_SEED", 1);
-    let count: usize = env_or("FUZZ_COUNT", 1500);
+    let count: usize = env_or("FUZZ_COUNT", 3000);
     let budget = Duration::from_secs(env_or("FUZZ_SECONDS", 150));
     let work = tempfile::tempdir().unwrap();
     let next = AtomicUsize::new(0);
