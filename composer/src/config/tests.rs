@@ -1076,6 +1076,14 @@ fn more_diagnostics() {
             "board.yaml:3:52: partitions[0].fs.inodes: \"0\" inodes are fewer than ext4 reserves\n  help: ext4 reserves inodes 1 to 11 (lost+found is 11); use at least 11 plus one per file, or leave it out",
         ),
         (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, features: [^has_journal], journal: 16MiB } }\n",
+            "board.yaml:3:79: partitions[0].fs.journal: a journal is asked for, but features turns has_journal off\n  help: keep one: remove '^has_journal' from features (the journal then has this size), or write 'journal: false' (partitions[0].fs.features[0] at line 3)",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, journal: false, features: [has_journal] } }\n",
+            "board.yaml:3:53: partitions[0].fs.journal: journal: false contradicts the feature has_journal\n  help: keep one: remove 'has_journal' from features, or remove 'journal: false' (partitions[0].fs.features[0] at line 3)",
+        ),
+        (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inodes: 1000, inode-ratio: 16K } }\n",
             "board.yaml:3:71: partitions[0].fs.inode-ratio: inode-ratio and inodes both set\n  help: keep one: inodes is an exact count, inode-ratio derives it from the size",
         ),
