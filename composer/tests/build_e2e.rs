@@ -245,27 +245,56 @@ fn bad_input_exits_2_and_writes_nothing() {
         "every problem at once: {stderr}"
     );
     assert!(stderr.contains("2 problems"), "{stderr}");
-    assert!(!out.exists() || fs::read_dir(&out).unwrap().next().is_none());
+    assert!(!out.exists(), "-o was created before validating");
+}
+
+#[test]
+fn a_problem_found_while_preparing_exits_2_with_its_location_before_o_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    // FAT cannot store links: preparing the filesystem fails, before
+    // anything is written; the partition's content is named.
+    std::os::unix::fs::symlink("sub", tree.join("link")).unwrap();
+    let yaml = "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: boot, size: 4MiB, fs: { type: vfat, from: tree } }\n";
+    let (out, result) = build_yaml(dir.path(), "board.yaml", yaml);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("board.yaml:3:31: partitions[0].fs: "),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "-o was created before validating");
+    let validate = composer(&["validate", dir.path().join("board.yaml").to_str().unwrap()]);
+    assert_eq!(validate.status.code(), Some(2), "validate finds it too");
 }
 
 #[test]
 fn a_failed_build_exits_1_and_leaves_no_partial_output() {
     let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    fs::create_dir_all(tree.join("sub")).unwrap();
-    // FAT cannot store links: preparing the filesystem fails.
-    std::os::unix::fs::symlink("sub", tree.join("link")).unwrap();
-    let (out, result) = build_yaml(dir.path(), "board.yaml", "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: boot, size: 4MiB, fs: { type: vfat, from: tree } }\n");
-    assert_eq!(
-        result.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    // The output directory cannot be created: a file stands in its way.
+    let config = dir.path().join("board.yaml");
+    fs::write(&config, "image: { name: fails, size: 8MiB }\npartitions:\n  - { name: data, size: 6MiB, fs: { type: ext4 } }\n").unwrap();
+    let blocker = dir.path().join("file");
+    fs::write(&blocker, "").unwrap();
+    let out = blocker.join("out");
+    let result = composer(&[
+        "build",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    let left: Vec<_> = fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: creating output directory"),
+        "{stderr}"
+    );
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "left behind: {left:?}");
 }
 
 #[test]

@@ -115,10 +115,21 @@ fn print_quietly(text: &str) -> std::io::Result<()> {
 }
 
 /// Builds the image, its bmap and every requested output into `out_dir`.
+///
+/// The description is validated as by [`validate`] before anything is
+/// created: a bad description leaves `out_dir` as it was (not even created).
+/// Scratch files of filesystems used as files go next to the outputs when
+/// the directory exists, else to the temporary directory.
 pub fn build(request: &Request, out_dir: &Path) -> Result<write::Written, Error> {
     let mut staging = Staging::for_output_dir(out_dir);
-    let (desc, contents, plan, _) = resolve(request, &mut staging)?;
-    Ok(write::write_all(&desc, &plan, &contents, staging)?)
+    // Scratch files go next to the outputs when the directory exists, else
+    // to a private directory under $TMPDIR: a bad description must not
+    // create `out_dir`.
+    let mut scratch = (!out_dir.is_dir()).then(Staging::private);
+    let (desc, contents, plan, _) = resolve(request, scratch.as_mut().unwrap_or(&mut staging))?;
+    let written = write::write_all(&desc, &plan, &contents, staging)?;
+    drop(scratch);
+    Ok(written)
 }
 
 type Resolved = (Description, Contents, Plan, Vec<PartSpec>);
@@ -131,7 +142,38 @@ fn resolve(request: &Request, staging: &mut Staging) -> Result<Resolved, Error> 
         layer_dirs: layer_dirs(&request.layer_dirs),
         input_dirs: request.input_dirs.clone(),
     };
-    let desc = config::load(&request.config, &opts)?;
+    // Every problem of the description and of its contents in one run: the
+    // contents of entries the config accepted are prepared even when others
+    // have problems; the plan needs them all.
+    let (desc, mut diags) = config::load_all(&request.config, &opts);
+    let source_date_epoch = match source_date_epoch() {
+        Ok(sde) => sde,
+        Err(Error::Input(more)) => {
+            diags.extend(more.0);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let prepared = match &desc {
+        Some(desc) => {
+            let ctx = BuildContext {
+                seed: Seed(desc.image.seed.value.clone()),
+                source_date_epoch,
+            };
+            match prepare::prepare(desc, &ctx, staging, &diags) {
+                Ok(contents) => Some((contents, ctx)),
+                Err(prepare::Failure::Input(more)) => {
+                    diags.extend(more);
+                    None
+                }
+                Err(prepare::Failure::Build(e)) => return Err(Error::Build(e)),
+            }
+        }
+        None => None,
+    };
+    let (Some(desc), Some((contents, ctx)), true) = (desc, prepared, diags.is_empty()) else {
+        return Err(Error::Input(config::sorted(diags, &request.config)));
+    };
     tracing::debug!(
         "layers, in the order they were merged: {}",
         desc.layer_files
@@ -141,11 +183,6 @@ fn resolve(request: &Request, staging: &mut Staging) -> Result<Resolved, Error> 
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let ctx = BuildContext {
-        seed: Seed(desc.image.seed.value.clone()),
-        source_date_epoch: source_date_epoch()?,
-    };
-    let contents = prepare::prepare(&desc, &ctx, staging)?;
     let (disk, specs) = layout::specs(&desc, &contents, &ctx.seed).map_err(Diagnostics)?;
     let plan = crate::plan::allocate(&disk, &specs).map_err(Diagnostics)?;
     tracing::debug!(

@@ -9,6 +9,7 @@
 //! scratch file of the command's [`Staging`] area (removed when it ends).
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
+use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
@@ -17,7 +18,7 @@ use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::staging::Staging;
 use crate::output::window::Window;
-use crate::units::{align_up, human};
+use crate::units::{align_up, human, ByteSize};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -139,6 +140,8 @@ struct Preparer<'a> {
     artifacts: BTreeMap<String, Artifact>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
+    /// Artifacts whose preparation failed (reported once, at the artifact).
+    failed: Vec<String>,
     /// Trees already scanned, by source: A/B slots built from one rootfs
     /// scan it once.
     scanned: Vec<(PathBuf, Tree)>,
@@ -146,44 +149,106 @@ struct Preparer<'a> {
     session: Option<(Session, &'static str)>,
     euid: u32,
     ownership: Vec<(String, OwnerChoice)>,
+    /// Problems of the description found while preparing.
+    diags: Vec<Diagnostic>,
+}
+
+/// A content that cannot be prepared because of another problem, already
+/// reported (a failed artifact it holds, a reference the config rejected).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Skipped(String);
+
+/// Writing a scratch file failed: the build failed (exit 1), the
+/// description is not at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct ScratchFailed(anyhow::Error);
+
+/// Why preparing stopped: problems of the description (every one found,
+/// each at its place) or a failed write.
+pub enum Failure {
+    Input(Vec<Diagnostic>),
+    Build(anyhow::Error),
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
 /// used as files are written to scratch files of `staging`.
-pub fn prepare(desc: &Description, ctx: &BuildContext, staging: &mut Staging) -> Result<Contents> {
+///
+/// A problem with one content (an input that cannot be read, a rule that
+/// matches nothing, options the writer refuses) does not stop the others:
+/// each becomes a [`Diagnostic`] at the content's key, or at the value
+/// itself when it is known ([`Located`]), and all are returned together.
+/// `desc` may lack entries the config rejected; references to them are
+/// skipped, not reported again.
+///
+/// `known` are the problems the config found: a content with one of its
+/// own is not prepared (its problem is reported once, at its value).
+pub fn prepare(
+    desc: &Description,
+    ctx: &BuildContext,
+    staging: &mut Staging,
+    known: &[Diagnostic],
+) -> std::result::Result<Contents, Failure> {
     let mut p = Preparer {
         desc,
         ctx,
         staging,
         artifacts: BTreeMap::new(),
         busy: Vec::new(),
+        failed: Vec::new(),
         scanned: Vec::new(),
         session: detect_session(&|name| std::env::var_os(name)),
         euid: rustix::process::geteuid().as_raw(),
         ownership: Vec::new(),
+        diags: Vec::new(),
+    };
+    // By key path only: a content merged from a layer and the board has
+    // its problems in either file.
+    let has_problem = |content: &config::Spanned<Model>| {
+        known.iter().any(|d| {
+            d.key
+                .strip_prefix(content.key.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     };
     for artifact in &desc.artifacts {
-        p.artifact(&artifact.name.value)?;
+        if has_problem(&artifact.content) {
+            p.failed.push(artifact.name.value.clone());
+        } else if let Err(e) = p.artifact(&artifact.name.value) {
+            p.report(e, &artifact.content)?;
+        }
     }
     let mut own = Vec::new();
     let mut uses = Vec::new();
     for part in &desc.partitions {
         let using = match resolve(desc, &part.content.value) {
             Some(Model::Artifact(name)) => Use::Artifact(name.value.clone()),
-            Some(model) => {
-                let name = &part.name.value;
-                own.push(
-                    p.content(name, model)
-                        .with_context(|| format!("preparing partition '{name}'"))?,
-                );
+            Some(_) if has_problem(&part.content) => {
+                own.push(Prepared::Empty);
                 Use::Own(own.len() - 1)
             }
-            None => bail!(
-                "partition '{}' refers to itself through same-as",
-                part.name.value
-            ),
+            Some(model) => {
+                let name = &part.name.value;
+                match p.content(name, model) {
+                    Ok(prepared) => own.push(prepared),
+                    Err(e) => {
+                        p.report(e, &part.content)?;
+                        own.push(Prepared::Empty);
+                    }
+                }
+                Use::Own(own.len() - 1)
+            }
+            // A same-as to a partition the config rejected (reported there).
+            None => {
+                own.push(Prepared::Empty);
+                Use::Own(own.len() - 1)
+            }
         };
         uses.push(using);
+    }
+    if !p.diags.is_empty() {
+        return Err(Failure::Input(p.diags));
     }
     Ok(Contents {
         artifacts: p.artifacts,
@@ -192,6 +257,12 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, staging: &mut Staging) ->
         ownership: p.ownership,
     })
 }
+
+/// A problem at one value of the description, raised where that value is
+/// known, e.g. an owner rule that matches nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Located(pub Diagnostic);
 
 /// Follows `same-as` to the content that is really meant.
 pub fn resolve<'d>(desc: &'d Description, content: &'d Model) -> Option<&'d Model> {
@@ -206,27 +277,69 @@ pub fn resolve<'d>(desc: &'d Description, content: &'d Model) -> Option<&'d Mode
 }
 
 impl Preparer<'_> {
+    /// Records why `content` could not be prepared; a scratch write that
+    /// failed ends preparing as a failed build.
+    fn report(
+        &mut self,
+        e: anyhow::Error,
+        content: &config::Spanned<Model>,
+    ) -> std::result::Result<(), Failure> {
+        if let Some(ScratchFailed(e)) = e.downcast_ref::<ScratchFailed>() {
+            return Err(Failure::Build(anyhow::anyhow!("{e:#}")));
+        }
+        if e.downcast_ref::<Skipped>().is_some() {
+            return Ok(());
+        }
+        match e.downcast::<Located>() {
+            Ok(Located(d)) => self.diags.push(d),
+            Err(e) => self.diags.push(content.diag(format!("{e:#}")).help(
+                "fix the input or the option the message names; `image-composer validate` checks it without writing",
+            )),
+        }
+        Ok(())
+    }
+
     fn artifact(&mut self, name: &str) -> Result<()> {
         if self.artifacts.contains_key(name) {
             return Ok(());
+        }
+        if self.failed.iter().any(|f| f == name) {
+            return Err(Skipped(format!("artifact '{name}' failed")).into());
         }
         if self.busy.iter().any(|b| b == name) {
             bail!("artifact '{name}' contains itself");
         }
         let Some(model) = self.desc.artifact(name) else {
-            bail!("there is no artifact '{name}'");
+            return Err(Skipped(format!("there is no artifact '{name}'")).into());
         };
         self.busy.push(name.to_string());
-        let prepared = self
-            .content(name, &model.content.value)
-            .with_context(|| format!("preparing artifact '{name}'"))?;
+        let prepared = self.content(name, &model.content.value);
         self.busy.pop();
-        let size = sized(prepared.min_size(), &model.size.value)?;
+        let prepared = prepared.inspect_err(|_| self.failed.push(name.to_string()))?;
+        let min = prepared.min_size();
+        let size = sized(min, &model.size.value)?;
+        if size < min {
+            self.failed.push(name.to_string());
+            return Err(Located(
+                model
+                    .size
+                    .diag(format!(
+                        "{} is smaller than its content, which needs {}",
+                        ByteSize(size),
+                        ByteSize(min)
+                    ))
+                    .help(format!(
+                        "write a size of at least {}, or auto (the smallest that fits)",
+                        ByteSize(align_up(min, ARTIFACT_ALIGN).unwrap_or(min))
+                    )),
+            )
+            .into());
+        }
         tracing::debug!(
             "artifact({name}): {} (size {:?}), at least {}, standalone size {}",
             prepared.describe(),
             model.size.value,
-            human(prepared.min_size()),
+            human(min),
             human(size)
         );
         self.artifacts
@@ -279,11 +392,23 @@ impl Preparer<'_> {
             None => Tree::empty(self.ctx),
         };
         for table in &own.device_tables {
-            tree.apply_device_table(&table.path)?;
+            tree.apply_device_table(&table.path).map_err(|e| {
+                Located(
+                    Diagnostic::new(table.span.clone(), table.key.clone(), format!("{e:#}"))
+                        .help("fix the device table's line, or the tree it refers to"),
+                )
+            })?;
         }
-        let rules = owner_rules(own);
-        if !rules.is_empty() {
-            tree.apply_rules(&rules)?;
+        // One rule at a time, so that a problem is reported at its rule.
+        for (rule, model) in owner_rules(own).iter().zip(&own.rules) {
+            tree.apply_rules(std::slice::from_ref(rule)).map_err(|e| {
+                Located(
+                    model
+                        .path
+                        .diag(format!("{e:#}"))
+                        .help("write a glob that matches a path of the tree, or remove the rule"),
+                )
+            })?;
         }
         Ok(Some(tree))
     }
@@ -398,14 +523,18 @@ impl Preparer<'_> {
             Prepared::Raw(raw) => FileSource::Path(raw.path().to_path_buf()),
             other => {
                 // A filesystem as a file: written once to a scratch file.
-                let (file, path) = self.staging.create_scratch(name)?;
-                file.set_len(artifact.size)
-                    .with_context(|| format!("sizing '{}'", path.display()))?;
-                let mut window = Window::new(&file, 0, artifact.size);
-                other.write(&mut window, 0).with_context(|| {
-                    format!("writing artifact '{name}' to '{}'", path.display())
-                })?;
-                FileSource::Path(path)
+                let source = (|| {
+                    let (file, path) = self.staging.create_scratch(name)?;
+                    file.set_len(artifact.size)
+                        .with_context(|| format!("sizing '{}'", path.display()))?;
+                    let mut window = Window::new(&file, 0, artifact.size);
+                    other.write(&mut window, 0).with_context(|| {
+                        format!("writing artifact '{name}' to '{}'", path.display())
+                    })?;
+                    anyhow::Ok(FileSource::Path(path))
+                })()
+                .map_err(ScratchFailed)?;
+                source
             }
         })
     }

@@ -1423,6 +1423,19 @@ fn check_dest(cx: &mut Cx<'_>, dest: &Spanned<String>) -> bool {
     !bad
 }
 
+/// Every component of a FAT destination is a legal long name (the writer's
+/// own rule, [`crate::fs::vfat::names::validate`]).
+fn check_fat_names(cx: &mut Cx<'_>, dest: &Spanned<String>) {
+    for name in dest.value.split('/').filter(|c| !c.is_empty()) {
+        if let Err(e) = crate::fs::vfat::names::validate(name) {
+            cx.diags.push(
+                dest.diag(format!("\"{}\": the name \"{name}\" {e}", dest.value))
+                    .help("rename it for FAT, e.g. replace ':' with '-'"),
+            );
+        }
+    }
+}
+
 fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
     let f = cx.fields(node, &VFAT_KEYS, "write `fs: { type: vfat }`")?;
     let label =
@@ -1469,6 +1482,9 @@ fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
         .get("volume-id")
         .and_then(|n| cx.u32(n, "a volume id").map(|v| cx.spanned(n, v)));
     let files = decode_files(cx, &f);
+    for entry in &files {
+        check_fat_names(cx, &entry.dest);
+    }
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
     Some(Vfat {
         label,
@@ -1633,6 +1649,25 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
             features.push(cx.spanned(item, Feature { name, enabled }));
         }
     }
+    let block_size = f.get("block-size").and_then(|n| {
+        let s = cx.size(n)?;
+        if ![1024, 2048, 4096].contains(&s.0) {
+            cx.err(
+                n,
+                format!("\"{s}\" is not an ext4 block size"),
+                "use 1024, 2048 or 4096 (the Linux page size bounds it)",
+            );
+            return None;
+        }
+        u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
+    });
+    // The journal's smallest size is in blocks: it depends on the block size.
+    let journal_block = block_size
+        .as_ref()
+        .map_or(crate::fs::ext4::Ext4Options::default().block_size, |b| {
+            b.value
+        });
+    let journal_min = crate::fs::ext4::MIN_JOURNAL_BLOCKS * u64::from(journal_block);
     let journal = f.get("journal").and_then(|n| {
         match n.as_str().map(str::trim) {
             Some("true") => return Some(cx.spanned(n, Journal::Default)),
@@ -1640,7 +1675,21 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
             _ => {}
         }
         match n.as_str().map(|t| t.trim().parse::<ByteSize>()) {
-            Some(Ok(s)) if s.0 >= KIB => Some(cx.spanned(n, Journal::Size(s))),
+            Some(Ok(s)) if s.0 >= journal_min => Some(cx.spanned(n, Journal::Size(s))),
+            Some(Ok(s)) => {
+                cx.err(
+                    n,
+                    format!("\"{s}\" is below the smallest journal, {}", ByteSize(journal_min)),
+                    format!(
+                        "jbd2 needs at least {} blocks ({} with {}-byte blocks); write {} or more, or true for the default size",
+                        crate::fs::ext4::MIN_JOURNAL_BLOCKS,
+                        ByteSize(journal_min),
+                        journal_block,
+                        ByteSize(journal_min)
+                    ),
+                );
+                None
+            }
             _ => {
                 if !matches!(n.value, Value::Invalid) {
                     let found = n.as_str().unwrap_or(n.kind_name());
@@ -1667,18 +1716,6 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
         .map(|v| cx.spanned(n, v))
     });
     let journal_init = f.or_default("journal-init", journal_init, JournalInit::Zero);
-    let block_size = f.get("block-size").and_then(|n| {
-        let s = cx.size(n)?;
-        if ![1024, 2048, 4096].contains(&s.0) {
-            cx.err(
-                n,
-                format!("\"{s}\" is not an ext4 block size"),
-                "use 1024, 2048 or 4096 (the Linux page size bounds it)",
-            );
-            return None;
-        }
-        u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
-    });
     let inode_ratio = f.get("inode-ratio").and_then(|n| {
         let s = cx.size(n)?;
         if s.0 < INODE_RATIO_RANGE.0 || s.0 > INODE_RATIO_RANGE.1 {
@@ -1693,8 +1730,13 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     });
     let inodes = f.get("inodes").and_then(|n| {
         let v = cx.uint(n, u64::from(u32::MAX), "an inode count")?;
-        if v == 0 {
-            cx.err(n, "\"0\" inodes", "use a positive count, or leave it out");
+        let min = u64::from(crate::fs::ext4::MIN_INODES);
+        if v < min {
+            cx.err(
+                n,
+                format!("\"{v}\" inodes are fewer than ext4 reserves"),
+                format!("ext4 reserves inodes 1 to {min} (lost+found is {min}); use at least {min} plus one per file, or leave it out"),
+            );
             return None;
         }
         Some(cx.spanned(n, v))
@@ -1867,7 +1909,20 @@ fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {
                 }
             }
         }
-        Some(Modules { dir: dir?, load })
+        let dir = dir?;
+        // The writer reads the kernel's module index; without it no module
+        // can be found (the directory is not a lib/modules/<version>).
+        if dir.path.is_dir() && !dir.path.join("modules.dep").is_file() {
+            cx.diags.push(
+                Diagnostic::new(
+                    dir.span.clone(),
+                    dir.key.clone(),
+                    format!("\"{}\" has no modules.dep", dir.text),
+                )
+                .help("name the kernel's lib/modules/<version> directory (run depmod there if modules.dep is missing)"),
+            );
+        }
+        Some(Modules { dir, load })
     });
     let init = f.get("init").and_then(|n| match &n.value {
         Value::Map(_) => {

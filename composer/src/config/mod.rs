@@ -44,20 +44,41 @@ pub struct LoadOptions {
 
 /// Reads and validates the description at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Description, Diagnostics> {
-    match crate::input::read_text(path) {
-        Ok(text) => load_str(&text, path, opts),
-        Err(e) => Err(Diagnostics(vec![Diagnostic::new(
-            Span::new(Arc::new(path.to_path_buf()), 0, 0),
-            "",
-            format!("cannot read the description: {e}"),
-        )
-        .help("check the path and its permissions")])),
-    }
+    let (description, diags) = load_all(path, opts);
+    finish(description, diags, path)
 }
 
 /// Validates description `text` as if read from `path` (used in messages
 /// and as the base of relative paths).
 pub fn load_str(text: &str, path: &Path, opts: &LoadOptions) -> Result<Description, Diagnostics> {
+    let (description, diags) = load_str_all(text, path, opts);
+    finish(description, diags, path)
+}
+
+/// Reads the description at `path` and returns every problem found with
+/// what could be decoded: entries with a problem are left out, so later
+/// stages can still check the others in the same run (`None` when not
+/// even the image could be decoded).
+pub fn load_all(path: &Path, opts: &LoadOptions) -> (Option<Description>, Vec<Diagnostic>) {
+    match crate::input::read_text(path) {
+        Ok(text) => load_str_all(&text, path, opts),
+        Err(e) => (
+            None,
+            vec![Diagnostic::new(
+                Span::new(Arc::new(path.to_path_buf()), 0, 0),
+                "",
+                format!("cannot read the description: {e}"),
+            )
+            .help("check the path and its permissions")],
+        ),
+    }
+}
+
+fn load_str_all(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+) -> (Option<Description>, Vec<Diagnostic>) {
     let file = Arc::new(path.to_path_buf());
     let mut diags = Vec::new();
     let mut broken = std::collections::BTreeSet::new();
@@ -74,22 +95,35 @@ pub fn load_str(text: &str, path: &Path, opts: &LoadOptions) -> Result<Descripti
     if let Some(d) = &description {
         validate::validate(d, &broken, &mut diags);
     }
+    (description, diags)
+}
+
+/// The description when nothing is wrong, else every problem, in file
+/// order.
+fn finish(
+    description: Option<Description>,
+    diags: Vec<Diagnostic>,
+    path: &Path,
+) -> Result<Description, Diagnostics> {
     match description {
         Some(d) if diags.is_empty() => Ok(d),
-        _ => {
-            // Stable: problems keep their discovery order within one position.
-            diags.sort_by(|a, b| a.span.cmp(&b.span));
-            diags.dedup();
-            if diags.is_empty() {
-                diags.push(Diagnostic::new(
-                    Span::new(Arc::new(path.to_path_buf()), 0, 0),
-                    "",
-                    "the description could not be read",
-                ));
-            }
-            Err(Diagnostics(diags))
-        }
+        _ => Err(sorted(diags, path)),
     }
+}
+
+/// Problems in file order (stable: problems keep their discovery order
+/// within one position), each once; never empty.
+pub fn sorted(mut diags: Vec<Diagnostic>, path: &Path) -> Diagnostics {
+    diags.sort_by(|a, b| a.span.cmp(&b.span));
+    diags.dedup();
+    if diags.is_empty() {
+        diags.push(Diagnostic::new(
+            Span::new(Arc::new(path.to_path_buf()), 0, 0),
+            "",
+            "the description could not be read",
+        ));
+    }
+    Diagnostics(diags)
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ fn inputs() -> TempDir {
     fs::write(p.join("images/flash.bin"), b"blob").unwrap();
     fs::write(p.join("images/Image"), b"kernel").unwrap();
     fs::write(p.join("images/busybox"), b"bb").unwrap();
+    // `target` also stands for a lib/modules/<version> directory.
+    fs::write(p.join("target/modules.dep"), b"").unwrap();
     fs::write(p.join("device_table.txt"), b"/dev d 755 0 0 - - - - -\n").unwrap();
     dir
 }
@@ -1071,7 +1073,7 @@ fn more_diagnostics() {
         ),
         (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inodes: 0 } }\n",
-            "board.yaml:3:52: partitions[0].fs.inodes: \"0\" inodes\n  help: use a positive count, or leave it out",
+            "board.yaml:3:52: partitions[0].fs.inodes: \"0\" inodes are fewer than ext4 reserves\n  help: ext4 reserves inodes 1 to 11 (lost+found is 11); use at least 11 plus one per file, or leave it out",
         ),
         (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, features: [^has_journal], journal: 16MiB } }\n",
@@ -1167,7 +1169,7 @@ fn more_diagnostics() {
         ),
         (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, journal: 512 } }\n",
-            "board.yaml:3:53: partitions[0].fs.journal: \"512\" is not true, false or a journal size\n  help: write true (default size), false (no journal) or a size such as 16MiB",
+            "board.yaml:3:53: partitions[0].fs.journal: \"512\" is below the smallest journal, 4MiB\n  help: jbd2 needs at least 1024 blocks (4MiB with 4096-byte blocks); write 4MiB or more, or true for the default size",
         ),
         (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: ext4 }\n",

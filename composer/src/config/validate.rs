@@ -3,11 +3,13 @@
 //! MBR entries, empty partitions without a size, output file names that
 //! collide, `files:` destinations given twice (after `${VAR}` expansion, so
 //! a layer's `/${KERNEL}` and a board's `/bzImage` are caught here, with
-//! both places named). Per-value checks are in `decode.rs`; layout (overlaps, fitting)
+//! both places named), partition names and explicit UUIDs given twice (also
+//! after expansion: layers merge partitions by the name as written). Per-value checks are in `decode.rs`; layout (overlaps, fitting)
 //! is the planner's.
 
 use super::model::*;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Span};
+use crate::ids::Uuid;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A hybrid MBR keeps its first entry for the 0xEE protective partition,
@@ -26,6 +28,8 @@ pub fn validate(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diag
     check_sizes(d, diags);
     check_outputs(d, diags);
     check_file_dests(d, diags);
+    check_unique_names(d, diags);
+    check_unique_uuids(d, diags);
 }
 
 /// Every `{ artifact: name }` a content refers to, directly or from its files.
@@ -277,38 +281,122 @@ fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Two `files:` entries of one filesystem or archive with the same
+/// Two `files:` entries of one filesystem, or two paths an initramfs
+/// declares (`dirs`, `symlinks`, `nodes`, `files`, `init`), with the same
 /// destination (FAT compares names case-insensitively). Layers merge
 /// `files:` by key as written, so the clash may only appear once variables
 /// are expanded.
 fn check_file_dests(d: &Description, diags: &mut Vec<Diagnostic>) {
     for content in contents(d) {
-        let (files, fold): (&[FileEntry], bool) = match content {
-            Content::Fs(Filesystem::Vfat(v)) => (&v.files, true),
-            Content::Initramfs(i) => (&i.files, false),
+        // Every path an entry declares, in the archive's or the FAT's terms.
+        let (declared, fold): (Vec<(&str, &Span, &str)>, bool) = match content {
+            Content::Fs(Filesystem::Vfat(v)) => (
+                v.files
+                    .iter()
+                    .map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str()))
+                    .collect(),
+                true,
+            ),
+            Content::Initramfs(i) => (initramfs_paths(i), false),
             _ => continue,
         };
-        let mut seen: BTreeMap<String, &Spanned<String>> = BTreeMap::new();
-        for f in files {
-            let trimmed = f.dest.value.trim_end_matches('/');
-            let key = if fold {
-                trimmed.to_uppercase()
-            } else {
-                trimmed.to_string()
-            };
-            match seen.get(&key) {
-                Some(first) => diags.push(
-                    f.dest
-                        .diag(format!(
-                            "\"{}\" is given twice (first as \"{}\" at {})",
-                            f.dest.value, first.value, first.span
-                        ))
-                        .help("keep one of the two entries; where a layer and a board both set it, write the destination the same way in both so the board's entry replaces the layer's"),
+        let mut seen: BTreeMap<String, (&str, &Span)> = BTreeMap::new();
+        for (path, span, key) in declared {
+            let normal: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+            let normal = normal.join("/");
+            let normal = if fold { normal.to_uppercase() } else { normal };
+            match seen.get(&normal) {
+                Some((first, first_span)) => diags.push(
+                    Diagnostic::new(
+                        span.clone(),
+                        key,
+                        format!("\"{path}\" is given twice (first as \"{first}\" at {first_span})"),
+                    )
+                    .help("keep one of the two entries; where a layer and a board both set it, write the destination the same way in both so the board's entry replaces the layer's"),
                 ),
                 None => {
-                    seen.insert(key, &f.dest);
+                    seen.insert(normal, (path, span));
                 }
             }
+        }
+    }
+}
+
+/// The paths an initramfs declares explicitly, in the order the writer
+/// adds them: `dirs`, `symlinks`, `nodes`, `files`, then `init` as `/init`.
+fn initramfs_paths(i: &Initramfs) -> Vec<(&str, &Span, &str)> {
+    let mut out: Vec<(&str, &Span, &str)> = Vec::new();
+    out.extend(
+        i.dirs
+            .iter()
+            .map(|d| (d.value.as_str(), &d.span, d.key.as_str())),
+    );
+    out.extend(
+        i.symlinks
+            .iter()
+            .map(|l| (l.link.value.as_str(), &l.link.span, l.link.key.as_str())),
+    );
+    out.extend(
+        i.nodes
+            .iter()
+            .map(|n| (n.path.value.as_str(), &n.path.span, n.path.key.as_str())),
+    );
+    out.extend(
+        i.files
+            .iter()
+            .map(|f| (f.dest.value.as_str(), &f.dest.span, f.dest.key.as_str())),
+    );
+    match &i.init {
+        Some(Init::File(p)) => out.push(("/init", &p.span, p.key.as_str())),
+        Some(Init::Script(t)) => out.push(("/init", &t.span, t.key.as_str())),
+        None => {}
+    }
+    // In file order: the later one is the second.
+    out.sort_by(|a, b| a.1.cmp(b.1));
+    out
+}
+
+/// Two partitions with one name after `${VAR}` expansion (`name: ${A}` and
+/// `name: ${B}` with A = B): layers merged them by the names as written, so
+/// both survived, and their derived UUIDs would be the same too.
+fn check_unique_names(d: &Description, diags: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<&str, &Spanned<String>> = BTreeMap::new();
+    for p in &d.partitions {
+        match seen.get(p.name.value.as_str()) {
+            Some(first) => diags.push(
+                p.name
+                    .diag(format!(
+                        "a second partition named \"{}\" (the first is at {})",
+                        p.name.value, first.span
+                    ))
+                    .help("rename one: partition names are unique once variables are expanded"),
+            ),
+            None => {
+                seen.insert(&p.name.value, &p.name);
+            }
+        }
+    }
+}
+
+/// GPT requires every GUID of a disk to be unique: the disk's own and each
+/// partition's explicit `uuid:` (derived ones come from unique names).
+fn check_unique_uuids(d: &Description, diags: &mut Vec<Diagnostic>) {
+    let uuids = d
+        .image
+        .disk_uuid
+        .iter()
+        .chain(d.partitions.iter().filter_map(|p| p.uuid.as_ref()));
+    let mut seen: Vec<&Spanned<Uuid>> = Vec::new();
+    for u in uuids {
+        match seen.iter().find(|s| s.value == u.value) {
+            Some(first) => diags.push(
+                u.diag(format!(
+                    "\"{}\" is given twice (first as {} at {})",
+                    u.value, first.key, first.span
+                ))
+                .help("every UUID of a disk must be unique; change one, or leave uuid out to derive it from the seed"),
+            ),
+            None => seen.push(u),
         }
     }
 }

@@ -38,6 +38,10 @@ mod ondisk;
 mod write;
 mod xattr;
 
+pub use layout::MIN_JOURNAL_BLOCKS;
+/// The fewest inodes an ext4 has: the reserved ones, `/lost+found` (inode
+/// 11) included; the description's `inodes:` cannot go below it.
+pub const MIN_INODES: u32 = ondisk::FIRST_INO;
 pub use layout::profile_inode_ratio;
 
 use crate::fs::tree::{Node, NodeId, NodeKind, Timestamp, Tree, ROOT};

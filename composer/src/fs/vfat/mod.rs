@@ -42,7 +42,7 @@
 //! through user space, not reproducible by default).
 
 mod geometry;
-mod names;
+pub mod names;
 mod ondisk;
 
 pub use geometry::Geometry;
