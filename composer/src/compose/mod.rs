@@ -8,6 +8,7 @@
 //! are final for the bmap (`output::bmap::Hasher`). Tables come from
 //! `ptable`. Nothing is renamed to its final name before it is complete.
 
+pub mod bundle;
 pub mod layout;
 pub mod prepare;
 pub mod write;

@@ -360,14 +360,8 @@ fn write_artifacts(
             continue;
         };
         let path = out_dir.join(&output.value);
-        // A filesystem is written at the artifact's size; an archive or a
-        // raw image is its own bytes, not padded.
         let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
-        let len = if filesystem {
-            artifact.size
-        } else {
-            artifact.prepared.min_size()
-        };
+        let len = artifact.file_size();
         let file =
             PartialFile::create(&path).with_context(|| format!("creating '{}'", path.display()))?;
         file.file().set_len(len)?;
