@@ -234,7 +234,7 @@ pub struct ReadWrite<'d> {
 
 impl Drop for ReadWrite<'_> {
     fn drop(&mut self) {
-        let _ = rustix::fs::sync();
+        rustix::fs::sync();
         if let Err(e) = run(Command::new(&self.device.mount).args(["-o", "remount,ro"]).arg(self.dir)) {
             eprintln!("ab-install: warning: {e}");
         }

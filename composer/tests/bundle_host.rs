@@ -20,10 +20,10 @@ partitions:
   - name: rootB
     same-as: rootA
   - name: os
-    size: 16MiB
+    size: 32MiB
     fs: { type: vfat, files: { /rootfs-A.img: { artifact: rootfs } } }
 artifacts:
-  rootfs: { fs: { type: ext4, from: tree }, size: 4MiB }
+  rootfs: { fs: { type: ext4, from: tree }, size: 8MiB }
 update:
   compatible: test-board
   version: 1.0.0
@@ -132,7 +132,7 @@ fn artifact_bundle_names_an_image_file() {
     ok(&["bundle", s(&d.join("board.yaml")), "-o", s(d), "--key", s(&d.join("bundle.key")), "--version", "2.0+x"]);
     let info = ok(&["bundle-info", s(&d.join("dev-2.0+x.bundle"))]);
     assert!(info.contains("slot=file\nslot-file=rootfs-2.0+x.img\n"), "{info}");
-    assert!(info.contains(&format!("slot-size={}\n", 4 << 20)), "{info}");
+    assert!(info.contains(&format!("slot-size={}\n", 8 << 20)), "{info}");
     assert!(info.contains("signature not checked"), "{info}");
 }
 
