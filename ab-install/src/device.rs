@@ -109,7 +109,8 @@ impl Device {
             ));
         }
         let target = if running == 'A' { 'B' } else { 'A' };
-        let state = std::fs::read_to_string(self.path(CONFIG_DIR).join("ab/state")).unwrap_or_default();
+        let state =
+            std::fs::read_to_string(self.path(CONFIG_DIR).join("ab/state")).unwrap_or_default();
         let pending_trial_of_target = state.lines().any(|l| l == format!("trial={target}"));
         let cmdline = self
             .read("/proc/cmdline")?
@@ -128,7 +129,14 @@ impl Device {
     /// Where the slot contents of `manifest` go on this device; refuses a
     /// target that is mounted, too small or of the other slot kind.
     pub fn target(&self, slots: &Slots, manifest: &Manifest) -> Result<Slot, String> {
-        let arg = |k: &str| slots.cmdline.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let arg = |k: &str| {
+            slots
+                .cmdline
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         let images = arg("rootos").is_some();
         match (&manifest.slot, images) {
             (SlotKind::Partition, false) => {
@@ -150,9 +158,17 @@ impl Device {
             (SlotKind::File { .. }, true) => {
                 let dir = self.path(OS_DIR);
                 let versions = read_versions(&dir)?;
-                let line = |s: char| versions.iter().find(|(k, _)| *k == s).map(|(_, v)| v.clone());
+                let line = |s: char| {
+                    versions
+                        .iter()
+                        .find(|(k, _)| *k == s)
+                        .map(|(_, v)| v.clone())
+                };
                 let running = line(slots.running).ok_or_else(|| {
-                    format!("versions.conf names no file for the running slot {}", slots.running)
+                    format!(
+                        "versions.conf names no file for the running slot {}",
+                        slots.running
+                    )
                 })?;
                 let name = file_name(slots.target, &manifest.slot).unwrap_or_default();
                 if name == running {
@@ -161,9 +177,9 @@ impl Device {
                 let old = line(slots.target).filter(|o| *o != running && *o != name);
                 Ok(Slot::File { dir, name, old })
             }
-            (SlotKind::Partition, true) => Err(
-                "the bundle holds a partition, this device boots image files (rootos=)".into(),
-            ),
+            (SlotKind::Partition, true) => {
+                Err("the bundle holds a partition, this device boots image files (rootos=)".into())
+            }
             (SlotKind::File { .. }, false) => Err(
                 "the bundle holds an image file, this device boots partitions (no rootos=)".into(),
             ),
@@ -176,10 +192,13 @@ impl Device {
             return Ok(self.path(spec));
         }
         let Some(label) = spec.strip_prefix("PARTLABEL=") else {
-            return Err(format!("cannot resolve the slot device '{spec}': use a /dev path or PARTLABEL="));
+            return Err(format!(
+                "cannot resolve the slot device '{spec}': use a /dev path or PARTLABEL="
+            ));
         };
         let sys = self.path("/sys/class/block");
-        let entries = std::fs::read_dir(&sys).map_err(|e| format!("reading {}: {e}", sys.display()))?;
+        let entries =
+            std::fs::read_dir(&sys).map_err(|e| format!("reading {}: {e}", sys.display()))?;
         for e in entries.flatten() {
             let uevent = std::fs::read_to_string(e.path().join("uevent")).unwrap_or_default();
             if uevent.lines().any(|l| l == format!("PARTNAME={label}")) {
@@ -188,7 +207,10 @@ impl Device {
                 }
             }
         }
-        Err(format!("no partition labelled '{label}' in {}", sys.display()))
+        Err(format!(
+            "no partition labelled '{label}' in {}",
+            sys.display()
+        ))
     }
 
     /// Refuses a block device that is mounted anywhere (the running root's
@@ -202,8 +224,14 @@ impl Device {
         let rdev = meta.rdev();
         let id = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
         let mounts = self.read("/proc/self/mountinfo")?;
-        if mounts.lines().any(|l| l.split(' ').nth(2) == Some(id.as_str())) {
-            return Err(format!("{} ({id}) is mounted: it is in use, not an inactive slot", dev.display()));
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(2) == Some(id.as_str()))
+        {
+            return Err(format!(
+                "{} ({id}) is mounted: it is in use, not an inactive slot",
+                dev.display()
+            ));
         }
         Ok(())
     }
@@ -211,7 +239,8 @@ impl Device {
     fn device_size(&self, dev: &Path) -> Result<u64, String> {
         let f = std::fs::File::open(dev).map_err(|e| format!("opening {}: {e}", dev.display()))?;
         let mut f = f;
-        std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(|e| format!("sizing {}: {e}", dev.display()))
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))
+            .map_err(|e| format!("sizing {}: {e}", dev.display()))
     }
 
     /// Runs `ab-switch ARG`.
@@ -221,7 +250,9 @@ impl Device {
 
     /// Remounts `dir` read-write until the guard is dropped.
     pub fn remount_rw<'d>(&'d self, dir: &'d Path) -> Result<ReadWrite<'d>, String> {
-        run(Command::new(&self.mount).args(["-o", "remount,rw"]).arg(dir))?;
+        run(Command::new(&self.mount)
+            .args(["-o", "remount,rw"])
+            .arg(dir))?;
         Ok(ReadWrite { device: self, dir })
     }
 }
@@ -235,7 +266,10 @@ pub struct ReadWrite<'d> {
 impl Drop for ReadWrite<'_> {
     fn drop(&mut self) {
         rustix::fs::sync();
-        if let Err(e) = run(Command::new(&self.device.mount).args(["-o", "remount,ro"]).arg(self.dir)) {
+        if let Err(e) = run(Command::new(&self.device.mount)
+            .args(["-o", "remount,ro"])
+            .arg(self.dir))
+        {
             eprintln!("ab-install: warning: {e}");
         }
     }
@@ -253,7 +287,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 /// `versions.conf`: `A=file` / `B=file` lines.
 fn read_versions(dir: &Path) -> Result<Vec<(char, String)>, String> {
     let path = dir.join("versions.conf");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| {
@@ -274,7 +309,8 @@ pub fn remove_leftovers(dir: &Path, old: Option<&str>) -> Result<(), String> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(PARTIAL_SUFFIX) || Some(name.as_str()) == old {
-            std::fs::remove_file(e.path()).map_err(|err| format!("removing {}: {err}", e.path().display()))?;
+            std::fs::remove_file(e.path())
+                .map_err(|err| format!("removing {}: {err}", e.path().display()))?;
         }
     }
     sync_dir(dir)
@@ -290,7 +326,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), String> {
 /// renamed over the old one, directory synced. Other lines are kept.
 pub fn point_slot(dir: &Path, slot: char, name: &str) -> Result<(), String> {
     let path = dir.join("versions.conf");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let prefix = format!("{slot}=");
     let mut lines: Vec<String> = text
         .lines()

@@ -96,7 +96,8 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
     let mut input = if source == "-" {
         Source::Stdin(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(source).map_err(|e| Refused(format!("cannot open {source}: {e}")))?;
+        let f = std::fs::File::open(source)
+            .map_err(|e| Refused(format!("cannot open {source}: {e}")))?;
         Source::File(BufReader::with_capacity(BUF_BYTES, f))
     };
     let signed = bundle::read_signed(&mut input).map_err(|e| Refused(e.to_string()))?;
@@ -114,7 +115,9 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
     if let Source::File(f) = &mut input {
         // A bundle file is checked whole before the first write, so that a
         // bad chunk anywhere refuses with nothing written.
-        let start = f.stream_position().map_err(|e| Refused(format!("reading {source}: {e}")))?;
+        let start = f
+            .stream_position()
+            .map_err(|e| Refused(format!("reading {source}: {e}")))?;
         bundle::PayloadReader::new(&mut *f, &manifest)
             .finish()
             .map_err(|e| Refused(e.to_string()))?;
@@ -122,9 +125,11 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
             .map_err(|e| Refused(format!("reading {source}: {e}")))?;
     }
     if slots.pending_trial_of_target {
-        device
-            .switch("none")
-            .map_err(|e| Refused(format!("cannot cancel the pending trial of slot {target}: {e}")))?;
+        device.switch("none").map_err(|e| {
+            Refused(format!(
+                "cannot cancel the pending trial of slot {target}: {e}"
+            ))
+        })?;
     }
     eprintln!(
         "ab-install: writing {} {} ({} bytes) to slot {target}: {}",
@@ -150,9 +155,11 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
             device::point_slot(dir, target, name).map_err(Failed)?;
         }
     }
-    device
-        .switch(&target.to_string())
-        .map_err(|e| Failed(format!("slot {target} is written but the trial could not be scheduled: {e}")))?;
+    device.switch(&target.to_string()).map_err(|e| {
+        Failed(format!(
+            "slot {target} is written but the trial could not be scheduled: {e}"
+        ))
+    })?;
     Ok(format!(
         "installed {} {} into slot {target} in {:.1} s; reboot to try it (ab-mark-good confirms it)",
         manifest.image,
@@ -170,7 +177,8 @@ fn write_and_check(
     manifest: &Manifest,
     create: bool,
 ) -> Result<(), Failure> {
-    let failed = |what: &str, e: &dyn std::fmt::Display| Failed(format!("{what} {}: {e}", path.display()));
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| Failed(format!("{what} {}: {e}", path.display()));
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(create)
@@ -186,7 +194,8 @@ fn write_and_check(
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n]).map_err(|e| failed("writing", &e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| failed("writing", &e))?;
     }
     out.sync_all().map_err(|e| failed("syncing", &e))?;
     drop(out);

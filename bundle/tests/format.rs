@@ -1,6 +1,7 @@
 //! The bundle stream end to end: sealed by the writer's steps, read back by
 //! the installer's; every refusal names its reason, and no change of any
 //! byte or truncation gets through or panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bundle::{
     key_from_seed, read_signed, seal, slot_reader, Error, Manifest, SlotKind, HEADER_BYTES,

@@ -131,7 +131,14 @@ mod tests {
     fn help_fits_in_80_columns() {
         let mut cmd = Cli::command();
         let mut texts = vec![cmd.render_long_help().to_string()];
-        for sub in ["build", "validate", "plan", "bundle", "keygen", "bundle-info"] {
+        for sub in [
+            "build",
+            "validate",
+            "plan",
+            "bundle",
+            "keygen",
+            "bundle-info",
+        ] {
             let sub = cmd.find_subcommand_mut(sub).unwrap();
             texts.push(sub.render_long_help().to_string());
         }

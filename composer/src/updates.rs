@@ -46,7 +46,8 @@ pub fn write_bundle(
     key: &bundle::SigningKey,
     path: &Path,
 ) -> Result<Manifest> {
-    let out = PartialFile::create(path).with_context(|| format!("creating '{}'", path.display()))?;
+    let out =
+        PartialFile::create(path).with_context(|| format!("creating '{}'", path.display()))?;
     // The manifest (chunk hashes) precedes the payload: compress into a
     // scratch file first, then write header and payload behind it.
     let payload_path = path.with_extension("payload");
@@ -67,7 +68,8 @@ pub fn write_bundle(
                 break;
             }
             slot_hash.update(&buf[..n]);
-            enc.write_all(&buf[..n]).context("compressing the slot contents")?;
+            enc.write_all(&buf[..n])
+                .context("compressing the slot contents")?;
         }
         enc.finish().context("compressing the slot contents")?;
     }
@@ -83,7 +85,8 @@ pub fn write_bundle(
         chunk_size: CHUNK_BYTES,
         chunks,
     };
-    let head = bundle::seal(&manifest, key).map_err(|e| anyhow::anyhow!("sealing the manifest: {e}"))?;
+    let head =
+        bundle::seal(&manifest, key).map_err(|e| anyhow::anyhow!("sealing the manifest: {e}"))?;
     let mut w = std::io::BufWriter::new(out.file());
     w.write_all(&head)?;
     let mut from = std::fs::File::open(payload.partial_path())?;
@@ -132,7 +135,8 @@ impl Write for Chunker<'_> {
         self.in_chunk += n as u32;
         self.total += n as u64;
         if self.in_chunk == CHUNK_BYTES {
-            self.chunks.push(std::mem::take(&mut self.hasher).finalize().into());
+            self.chunks
+                .push(std::mem::take(&mut self.hasher).finalize().into());
             self.in_chunk = 0;
         }
         Ok(n)
@@ -156,20 +160,40 @@ fn file_problem(path: &Path, key: &str, message: impl Into<String>, help: &str) 
 /// Reads the secret key at `path` (`--key`).
 pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(path, "--key", format!("cannot read the key: {e}"), "make one with `image-composer keygen -o DIR`")
+        file_problem(
+            path,
+            "--key",
+            format!("cannot read the key: {e}"),
+            "make one with `image-composer keygen -o DIR`",
+        )
     })?;
     bundle::decode_secret_key(&text).map_err(|e| {
-        file_problem(path, "--key", e.to_string(), "pass the `.key` file `image-composer keygen` wrote (not the `.pub`)")
+        file_problem(
+            path,
+            "--key",
+            e.to_string(),
+            "pass the `.key` file `image-composer keygen` wrote (not the `.pub`)",
+        )
     })
 }
 
 /// Reads the public key at `path` (`--key` of `bundle-info`).
 pub fn read_public_key(path: &Path) -> Result<bundle::VerifyingKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(path, "--key", format!("cannot read the key: {e}"), "pass the `.pub` file `image-composer keygen` wrote")
+        file_problem(
+            path,
+            "--key",
+            format!("cannot read the key: {e}"),
+            "pass the `.pub` file `image-composer keygen` wrote",
+        )
     })?;
     bundle::decode_public_key(&text).map_err(|e| {
-        file_problem(path, "--key", e.to_string(), "pass the `.pub` file `image-composer keygen` wrote")
+        file_problem(
+            path,
+            "--key",
+            e.to_string(),
+            "pass the `.pub` file `image-composer keygen` wrote",
+        )
     })
 }
 
@@ -221,8 +245,8 @@ pub fn info(path: &Path, key: Option<&Path>) -> Result<(), crate::compose::Error
             "rebuild the bundle with `image-composer bundle`, or pass the right --key",
         ))
     };
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening '{}'", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening '{}'", path.display()))?;
     let mut r = std::io::BufReader::new(file);
     let signed = bundle::read_signed(&mut r).map_err(refused)?;
     print!("{}", signed.manifest_text());

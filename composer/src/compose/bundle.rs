@@ -65,7 +65,10 @@ pub fn bundle(
                 .find(|(_, p)| &p.name == name)
                 .with_context(|| format!("finding partition '{name}' in the plan"))?;
             let prepared = contents.get(&contents.uses[planned.spec]);
-            scratch.file().set_len(planned.size).context("sizing the scratch file")?;
+            scratch
+                .file()
+                .set_len(planned.size)
+                .context("sizing the scratch file")?;
             let mut w = Window::new(scratch.file(), 0, planned.size);
             prepared
                 .write(&mut w, planned.start / u64::from(plan.sector_size))
@@ -78,7 +81,10 @@ pub fn bundle(
                 .get(name)
                 .with_context(|| format!("finding artifact '{name}'"))?;
             let len = artifact.file_size();
-            scratch.file().set_len(len).context("sizing the scratch file")?;
+            scratch
+                .file()
+                .set_len(len)
+                .context("sizing the scratch file")?;
             let mut w = Window::new(scratch.file(), 0, len);
             artifact
                 .prepared
@@ -110,8 +116,7 @@ pub fn bundle(
 fn check_version(v: &str) -> Result<String, Error> {
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
     if ok {
         Ok(v.to_string())

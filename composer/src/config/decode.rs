@@ -754,8 +754,7 @@ fn decode_update(cx: &mut Cx<'_>, node: &Node, image: &Image) -> Option<Update> 
             return Some(None);
         };
         let s = cx.spanned_text(n)?;
-        let ok = s.value.len() <= 128
-            && is_name(&s.value.replace('+', "_"));
+        let ok = s.value.len() <= 128 && is_name(&s.value.replace('+', "_"));
         if !ok {
             cx.err(
                 n,
