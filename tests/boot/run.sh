@@ -90,7 +90,7 @@ AB_INSTALL_BIN=
 if want install; then
 	if (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/static" \
 		cargo build -q --release -p ab-install --target x86_64-unknown-linux-gnu) &&
-		! ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" >/dev/null 2>&1; then
+		ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" 2>&1 | grep -qE "statically linked|not a dynamic"; then
 		AB_INSTALL_BIN=$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install
 		rm -rf "$WORK/keys"
 		"$IMAGE_COMPOSER" -q keygen -o "$WORK/keys" && "$IMAGE_COMPOSER" -q keygen -o "$WORK/keys" --name other
