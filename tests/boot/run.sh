@@ -403,7 +403,7 @@ if want install && [ -n "$AB_INSTALL_BIN" ]; then
 	INSTALL_CUT_ROUNDS=${INSTALL_CUT_ROUNDS:-5}
 	RELEASE=2 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
 		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs2" /bin/busybox
-	install_cases part "$EXAMPLE/image.yaml" "$DISK" "$INITRD" "" 'rorootfs: slot B$'
+	install_cases part "$EXAMPLE/image.yaml" "$DISK" "$INITRD" "" 'rorootfs: root: /dev/vda3 \(read-only\)'
 	[ -n "$have_os" ] && install_cases os "$EXAMPLE/image-os.yaml" "$WORK/out-os/qemu-ab-os.img" \
 		"$WORK/out-os/initramfs-os.img" "rootos=PARTLABEL=os" 'root: /media/rfs/os/B-rootfs-2.img \(loop, read-only\)'
 fi
