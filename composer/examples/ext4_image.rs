@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use composer::fs::ext4::{prepare, Ext4Options};
-use composer::fs::tree::{scan, Owners, TreeOptions};
+use composer::fs::tree::{scan, OwnerChoice, TreeOptions};
 use composer::fs::{BuildContext, Content};
 use composer::ids::Seed;
 use composer::output::window::Window;
@@ -23,11 +23,9 @@ fn main() -> anyhow::Result<()> {
         source_date_epoch: Some(1_700_000_000),
     };
     let t0 = Instant::now();
-    let opts = TreeOptions {
-        owners: Owners::Root,
-        xattrs: true,
-    };
-    let tree = scan(tree.as_ref(), &opts, &ctx)?;
+    let mut tree = scan(tree.as_ref(), &TreeOptions::default(), &ctx)?;
+    // The default choice: everything root.
+    tree.apply_owners(&OwnerChoice::default(), "ext4_image");
     let t1 = Instant::now();
     let fs_opts = Ext4Options {
         reserved_percent: 0.0,

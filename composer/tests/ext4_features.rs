@@ -5,7 +5,9 @@
 mod ext4_support;
 
 use composer::fs::ext4::{prepare, Ext4Options, Features, Journal, JournalInit};
-use composer::fs::tree::{scan, Node, NodeKind, OwnerRule, Owners, Timestamp, Tree, TreeOptions};
+use composer::fs::tree::{
+    scan, Node, NodeKind, OwnerChoice, OwnerRule, Timestamp, Tree, TreeOptions,
+};
 use composer::fs::{Content, FileSource};
 use composer::ids::Uuid;
 use ext4_support::*;
@@ -193,15 +195,8 @@ fn owners_modes_links_specials_xattrs_and_times_match() {
     )
     .unwrap();
 
-    let mut tree = scan(
-        &src,
-        &TreeOptions {
-            owners: Owners::Root,
-            xattrs: true,
-        },
-        &ctx(),
-    )
-    .unwrap();
+    let mut tree = scan(&src, &TreeOptions { xattrs: true }, &ctx()).unwrap();
+    tree.apply_owners(&OwnerChoice::default(), "test");
     tree.apply_device_table_str(
         "/dev d 755 0 0 - - - - -\n\
          /dev/console c 600 0 5 5 1 - - -\n\

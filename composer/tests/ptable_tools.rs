@@ -44,7 +44,13 @@ fn seeded_disk(table: TableKind, size: u64, sector_size: u32) -> DiskSpec {
         size: Some(size),
         sector_size,
         disk_guid: seed.uuid(&["disk"]),
-        mbr_signature: seed.u32(&["mbr"]),
+        // A protective MBR's signature is 0 unless set (UEFI), as the
+        // description's default.
+        mbr_signature: if table == TableKind::Gpt {
+            0
+        } else {
+            seed.u32(&["mbr"])
+        },
         ..DiskSpec::new(table)
     }
 }
@@ -104,7 +110,7 @@ fn check_sfdisk_gpt(plan: &Plan, json: &Value) {
         assert_eq!(got["size"], p.size / ss, "{}", p.name);
         assert_eq!(
             got["type"].as_str().unwrap().to_lowercase(),
-            p.part_type.gpt.to_string()
+            p.part_type.gpt.unwrap().to_string()
         );
         assert_eq!(
             got["uuid"].as_str().unwrap().to_lowercase(),
@@ -268,7 +274,8 @@ fn mbr_with_logical_partitions_is_read_back_by_sfdisk_and_fdisk() {
         for (got, p) in listed.iter().filter(|g| g["type"] != "f").zip(ours) {
             assert_eq!(got["start"], p.start / 512, "{}", p.name);
             assert_eq!(got["size"], p.size / 512, "{}", p.name);
-            assert_eq!(got["type"], format!("{:x}", p.part_type.mbr), "{}", p.name);
+            let byte = p.part_type.mbr.unwrap();
+            assert_eq!(got["type"], format!("{byte:x}"), "{}", p.name);
             let node = got["node"].as_str().unwrap();
             assert!(node.ends_with(&p.number.unwrap().to_string()), "{node}");
             assert_eq!(got["bootable"].as_bool().unwrap_or(false), p.bootable);
@@ -291,39 +298,100 @@ fn mbr_with_logical_partitions_is_read_back_by_sfdisk_and_fdisk() {
     }
 }
 
-#[test]
-fn hybrid_mbr_mirrors_marked_partitions_and_sgdisk_accepts_it() {
+/// A hybrid table mirroring boot and config, its MBR as sfdisk lists it.
+fn hybrid_mbr(protective_first: bool) -> (Plan, Vec<Value>, tempfile::TempDir) {
     let mut parts = gpt_parts();
     parts[1].in_mbr = true; // boot
     parts[3].in_mbr = true; // config
-    let plan = allocate(&seeded_disk(TableKind::Hybrid, 64 * MIB, 512), &parts).unwrap();
+    let disk = DiskSpec {
+        protective_first,
+        ..seeded_disk(TableKind::Hybrid, 64 * MIB, 512)
+    };
+    let plan = allocate(&disk, &parts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hybrid.img");
     write_tables(&plan, &path);
     let img = path.to_str().unwrap();
-    if have("sfdisk") {
-        let json: Value = serde_json::from_str(&run(&["sfdisk", "--json", img])).unwrap();
-        check_sfdisk_gpt(&plan, &json);
-        // The MBR side, read as a DOS table.
-        let json: Value =
-            serde_json::from_str(&run(&["sfdisk", "--json", "--label-nested", "dos", img]))
-                .unwrap();
-        let listed = json["partitiontable"]["partitions"].as_array().unwrap();
-        assert_eq!(listed.len(), 3, "{json:#}");
-        assert_eq!(listed[0]["type"], "ee");
-        assert_eq!(listed[0]["start"], 1);
-        let boot = &plan.partitions[1];
-        assert_eq!(listed[1]["start"], boot.start / 512);
-        assert_eq!(listed[1]["size"], boot.size / 512);
-        assert_eq!(listed[1]["type"], "ef");
-        assert_eq!(listed[1]["bootable"], true);
-        assert_eq!(listed[2]["start"], plan.partitions[3].start / 512);
-        assert_eq!(listed[2]["type"], "83");
-    }
+    let json: Value = serde_json::from_str(&run(&["sfdisk", "--json", img])).unwrap();
+    check_sfdisk_gpt(&plan, &json);
+    // The MBR side, read as a DOS table.
+    let json: Value =
+        serde_json::from_str(&run(&["sfdisk", "--json", "--label-nested", "dos", img])).unwrap();
+    let listed = json["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{json:#}");
     if have("sgdisk") {
         let out = run(&["sgdisk", "-v", img]);
         assert!(out.contains("No problems found"), "{out}");
     }
+    (plan, listed.clone(), dir)
+}
+
+fn assert_mirrors(plan: &Plan, listed: &[Value]) {
+    let boot = &plan.partitions[1];
+    assert_eq!(listed[0]["start"], boot.start / 512);
+    assert_eq!(listed[0]["size"], boot.size / 512);
+    assert_eq!(listed[0]["type"], "ef");
+    assert_eq!(listed[0]["bootable"], true);
+    assert_eq!(listed[1]["start"], plan.partitions[3].start / 512);
+    assert_eq!(listed[1]["type"], "83");
+}
+
+#[test]
+fn hybrid_mbr_lists_the_mirrors_first_and_0xee_last_as_genimage_does() {
+    if !have("sfdisk") {
+        return;
+    }
+    // Firmware that loads MBR partition 1 (Raspberry Pi, SoC boot ROMs)
+    // finds the boot partition there.
+    let (plan, listed, _dir) = hybrid_mbr(false);
+    assert_mirrors(&plan, &listed);
+    assert!(listed[0]["node"].as_str().unwrap().ends_with("hybrid.img1"));
+    assert_eq!(listed[2]["type"], "ee");
+    assert_eq!(listed[2]["start"], 1);
+    assert_eq!(listed[2]["size"], 33, "LBA 1 to the end of the GPT array");
+    assert!(listed[2]["node"].as_str().unwrap().ends_with("hybrid.img3"));
+}
+
+#[test]
+fn hybrid_mbr_with_protective_entry_first_is_sgdisks_order() {
+    if !have("sfdisk") {
+        return;
+    }
+    let (plan, listed, _dir) = hybrid_mbr(true);
+    assert_eq!(listed[0]["type"], "ee");
+    assert_eq!(listed[0]["start"], 1);
+    assert_mirrors(&plan, &listed[1..]);
+}
+
+#[test]
+fn gpt_without_backup_and_with_a_protective_signature_reads_back() {
+    if !have("sfdisk") {
+        return;
+    }
+    let disk = DiskSpec {
+        gpt_backup: false,
+        mbr_signature: 0x5eed_0001,
+        ..seeded_disk(TableKind::Gpt, 64 * MIB, 512)
+    };
+    let plan = allocate(&disk, &gpt_parts()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nobackup.img");
+    write_tables(&plan, &path);
+    let img = path.to_str().unwrap();
+    let json: Value = serde_json::from_str(&run(&["sfdisk", "--json", img])).unwrap();
+    check_sfdisk_gpt(&plan, &json);
+    // Nothing at the end of the disk; the primary names itself as alternate.
+    let file = File::open(&path).unwrap();
+    let mut tail = vec![0u8; 33 * 512];
+    file.read_exact_at(&mut tail, plan.disk_size - 33 * 512)
+        .unwrap();
+    assert!(tail.iter().all(|&b| b == 0));
+    let mut header = [0u8; 92];
+    file.read_exact_at(&mut header, 512).unwrap();
+    assert_eq!(u64::from_le_bytes(header[32..40].try_into().unwrap()), 1);
+    let json: Value =
+        serde_json::from_str(&run(&["sfdisk", "--json", "--label-nested", "dos", img])).unwrap();
+    assert_eq!(json["partitiontable"]["id"], "0x5eed0001");
 }
 
 /// An sfdisk script for the same layout as `plan` (512-byte sectors).
@@ -354,7 +422,9 @@ fn sfdisk_script(plan: &Plan) -> String {
         if plan.gpt.is_some() {
             line.push_str(&format!(
                 ", type={}, uuid={}, name=\"{}\"",
-                p.part_type.gpt, p.uuid, p.name
+                p.part_type.gpt.unwrap(),
+                p.uuid,
+                p.name
             ));
             let attrs: Vec<String> = (0..64)
                 .filter(|b| p.gpt_attrs & (1 << b) != 0)
@@ -367,7 +437,7 @@ fn sfdisk_script(plan: &Plan) -> String {
                 line.push_str(&format!(", attrs=\"{}\"", attrs.join(" ")));
             }
         } else {
-            line.push_str(&format!(", type={:x}", p.part_type.mbr));
+            line.push_str(&format!(", type={:x}", p.part_type.mbr.unwrap()));
             if p.bootable {
                 line.push_str(", bootable");
             }

@@ -46,10 +46,15 @@ pub fn specs(
         .disk_uuid
         .as_ref()
         .map_or_else(|| seed.uuid(&["disk"]), |u| u.value);
-    disk.mbr_signature = image
-        .mbr_signature
-        .as_ref()
-        .map_or_else(|| seed.u32(&["mbr-signature"]), |s| s.value);
+    disk.mbr_signature = match (&image.mbr_signature, image.table.value) {
+        (Some(s), _) => s.value,
+        // UEFI 2.10 table 5.3: a protective MBR's signature is zero.
+        (None, Table::Gpt) => 0,
+        (None, _) => seed.u32(&["mbr-signature"]),
+    };
+    disk.gpt_backup = !image.gpt_no_backup.as_ref().is_some_and(|b| b.value);
+    disk.protective_first = image.protective_first.as_ref().is_some_and(|b| b.value);
+    disk.extended_entry = image.extended_partition.as_ref().map(|e| e.value);
     disk.gpt_array_offset = image.gpt_location.as_ref().map(|l| l.value.bytes());
     if let Some(entries) = &image.gpt_entries {
         disk.gpt_entries = entries.value;
@@ -66,23 +71,20 @@ pub fn specs(
                 Ok(pt) => pt,
                 Err(e) => {
                     problems.push(t.diag(format!("\"{}\" {e}", t.value)).help(format!(
-                        "use a GUID, an MBR byte like \"0x83\", or one of: {}",
-                        types::names().join(", ")
+                        "use a GUID, an MBR byte like \"0x83\", or a shorthand such as {} (all in docs/config.md)",
+                        types::COMMON.join(", ")
                     )));
                     continue;
                 }
             },
-            None => types::lookup("linux").unwrap_or(types::PartType {
-                gpt: crate::ids::Uuid::default(),
-                mbr: 0x83,
-            }),
+            None => types::PartType::linux(),
         };
         let mut part_type = part_type;
         if let Some(mbr) = &part.mbr_type {
-            part_type.mbr = mbr.value;
+            part_type.mbr = Some(mbr.value);
         }
         let flags = &part.flags;
-        let mut attrs = 0;
+        let mut attrs = flags.attributes.as_ref().map_or(0, |a| a.value);
         for (on, bit) in [
             (flags.required.value, ATTR_REQUIRED),
             (flags.legacy_bios_bootable.value, ATTR_LEGACY_BIOS_BOOTABLE),
@@ -106,6 +108,7 @@ pub fn specs(
             align: part.align.as_ref().map(|a| a.value.bytes()),
             in_table: part.in_table.value,
             part_type,
+            type_span: typed(desc, part).part_type.as_ref().map(|t| t.span.clone()),
             bootable: part.bootable.value,
             gpt_attrs: attrs,
             uuid: part
@@ -118,6 +121,7 @@ pub fn specs(
                 .map(|h| (h.value.offset.bytes(), h.value.size.bytes()))
                 .collect(),
             in_mbr: part.hybrid.value,
+            forced_primary: part.forced_primary.value,
             content: match using {
                 Use::Artifact(a) => format!("{} (artifact '{a}')", prepared.describe()),
                 Use::Own(_) => prepared.describe(),

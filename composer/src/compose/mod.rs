@@ -66,16 +66,37 @@ pub fn validate(request: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-/// Prints the resolved layout as a table, or as JSON.
+/// Prints the resolved layout as a table, or as JSON, with the owners
+/// chosen for each `from:` tree and why.
 pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
     let scratch = prepare::temp_scratch_dir();
-    let (_, _, plan, specs) = resolve(request, &scratch)?;
+    let (_, contents, plan, specs) = resolve(request, &scratch)?;
     if json {
-        let value = crate::plan::render_json(&plan, &specs);
+        let mut value = crate::plan::render_json(&plan, &specs);
+        if let Some(top) = value.as_object_mut() {
+            let owners = contents
+                .ownership
+                .iter()
+                .map(|(name, c)| {
+                    serde_json::json!({
+                        "content": name,
+                        "owners": c.owners.name(),
+                        "reason": c.reason,
+                    })
+                })
+                .collect();
+            top.insert("owners".into(), serde_json::Value::Array(owners));
+        }
         let text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         println!("{text}");
     } else {
         print!("{}", crate::plan::render_text(&plan, &specs));
+        if !contents.ownership.is_empty() {
+            println!("\nowners of the source trees:");
+            for (name, c) in &contents.ownership {
+                println!("  {name}: {}: {}", c.owners.name(), c.reason);
+            }
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::config::{self, Content as Model, Description, FileRef, Filesystem, Si
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
-use crate::fs::tree::{self, OwnerRule, Tree, TreeOptions};
+use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::atomic::PartialFile;
@@ -20,6 +20,7 @@ use crate::output::window::Window;
 use crate::units::align_up;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -125,6 +126,9 @@ pub struct Contents {
     /// Per partition, in description order.
     pub uses: Vec<Use>,
     own: Vec<Prepared>,
+    /// The owners chosen for each content made from a `from:` tree, by
+    /// content name (`plan` shows them).
+    pub ownership: Vec<(String, OwnerChoice)>,
     /// Scratch files of filesystems placed as files; removed on drop.
     _scratch: Vec<PartialFile>,
 }
@@ -149,9 +153,13 @@ struct Preparer<'a> {
     scratch: Vec<PartialFile>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
-    /// Trees already scanned, by source and options: A/B slots built from
-    /// one rootfs scan it once.
-    scanned: Vec<((PathBuf, tree::Owners), Tree)>,
+    /// Trees already scanned, by source: A/B slots built from one rootfs
+    /// scan it once.
+    scanned: Vec<(PathBuf, Tree)>,
+    /// The fakeroot-like session of this process and its effective uid.
+    session: Option<(Session, &'static str)>,
+    euid: u32,
+    ownership: Vec<(String, OwnerChoice)>,
 }
 
 /// Prepares every artifact and partition content of `desc`. Filesystems
@@ -165,6 +173,9 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         scratch: Vec::new(),
         busy: Vec::new(),
         scanned: Vec::new(),
+        session: detect_session(&|name| std::env::var_os(name)),
+        euid: rustix::process::geteuid().as_raw(),
+        ownership: Vec::new(),
     };
     for artifact in &desc.artifacts {
         p.artifact(&artifact.name.value)?;
@@ -193,6 +204,7 @@ pub fn prepare(desc: &Description, ctx: &BuildContext, scratch_dir: &Path) -> Re
         artifacts: p.artifacts,
         uses,
         own,
+        ownership: p.ownership,
         _scratch: p.scratch,
     })
 }
@@ -242,7 +254,7 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.ext4_tree(e)?;
+                let tree = self.ext4_tree(name, e)?;
                 Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
             }
             Model::Initramfs(i) => {
@@ -256,23 +268,21 @@ impl Preparer<'_> {
 
     /// The source tree of an ext4 filesystem with ownership overrides
     /// applied; `None` for an empty filesystem without overrides.
-    fn ext4_tree(&mut self, e: &config::Ext4) -> Result<Option<Tree>> {
+    fn ext4_tree(&mut self, name: &str, e: &config::Ext4) -> Result<Option<Tree>> {
         let own = &e.ownership;
         let mut tree = match &e.from {
             Some(from) => {
-                let key = (from.path.clone(), owners(own));
-                match self.scanned.iter().find(|(k, _)| *k == key) {
+                let mut tree = match self.scanned.iter().find(|(k, _)| *k == from.path) {
                     Some((_, tree)) => tree.clone(),
                     None => {
-                        let opts = TreeOptions {
-                            owners: key.1,
-                            ..TreeOptions::default()
-                        };
-                        let tree = tree::scan(&from.path, &opts, self.ctx)?;
-                        self.scanned.push((key, tree.clone()));
+                        let tree = tree::scan(&from.path, &TreeOptions::default(), self.ctx)?;
+                        self.scanned.push((from.path.clone(), tree.clone()));
                         tree
                     }
-                }
+                };
+                let choice = self.owners(name, own);
+                tree.apply_owners(&choice, &format!("ext4({name})"));
+                tree
             }
             None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
             None => Tree::empty(self.ctx),
@@ -311,7 +321,10 @@ impl Preparer<'_> {
         let own = &i.ownership;
         let mut opts = InitramfsOptions {
             name: name.to_string(),
-            owners: owners(own),
+            owners: match &i.from {
+                Some(_) => self.owners(name, own),
+                None => OwnerChoice::default(),
+            },
             device_tables: own.device_tables.iter().map(|t| t.path.clone()).collect(),
             rules: owner_rules(own),
             from: i.from.as_ref().map(|f| f.path.clone()),
@@ -413,10 +426,89 @@ impl Preparer<'_> {
     }
 }
 
-fn owners(own: &config::Ownership) -> tree::Owners {
-    match own.owners.value {
-        config::Owners::Root => tree::Owners::Root,
-        config::Owners::Source => tree::Owners::Source,
+impl Preparer<'_> {
+    /// The owners of the content `name`'s `from:` tree, recorded for `plan`;
+    /// the default's notice is logged once per content.
+    fn owners(&mut self, name: &str, own: &config::Ownership) -> OwnerChoice {
+        let choice = choose_owners(own, self.session, self.euid);
+        if !choice.explicit && choice.owners == Owners::Root {
+            tracing::info!(
+                "{name}: every file root:root, {}; set `owners: source` to keep the tree's owners",
+                choice.reason
+            );
+        }
+        if !self.ownership.iter().any(|(n, _)| n == name) {
+            self.ownership.push((name.to_string(), choice.clone()));
+        }
+        choice
+    }
+}
+
+/// The fakeroot or pseudo session this process runs in, detected from the
+/// environment they set, with the evidence: fakeroot sets `FAKEROOTKEY`;
+/// pseudo puts `libpseudo` in `LD_PRELOAD` and is off when
+/// `PSEUDO_DISABLED=1` or `PSEUDO_UNLOAD` is set (bitbake's tasks outside
+/// its fakeroot keep `LD_PRELOAD` but set one of these).
+pub fn detect_session(env: &dyn Fn(&str) -> Option<OsString>) -> Option<(Session, &'static str)> {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    if set("FAKEROOTKEY") {
+        return Some((Session::Fakeroot, "FAKEROOTKEY is set"));
+    }
+    let preload = env("LD_PRELOAD").unwrap_or_default();
+    let pseudo_preloaded = preload.to_string_lossy().contains("libpseudo");
+    let pseudo_off = env("PSEUDO_DISABLED").is_some_and(|v| v == "1") || set("PSEUDO_UNLOAD");
+    if pseudo_preloaded && !pseudo_off {
+        return Some((Session::Pseudo, "LD_PRELOAD has libpseudo"));
+    }
+    None
+}
+
+/// The owners a `from:` tree keeps: as written in the description, else
+/// what the user means: inside fakeroot or pseudo, the tree's owners as the
+/// session reports them; outside, as root, the tree's owners; outside, not
+/// root, root:root.
+pub fn choose_owners(
+    own: &config::Ownership,
+    session: Option<(Session, &'static str)>,
+    euid: u32,
+) -> OwnerChoice {
+    let (owners, explicit, reason) = match (&own.owners, session) {
+        (Some(o), _) => {
+            let owners = match o.value {
+                config::Owners::Root => Owners::Root,
+                config::Owners::Source => Owners::Source,
+            };
+            (
+                owners,
+                true,
+                format!("`{}: {}` at {}", o.key, owners.name(), o.span),
+            )
+        }
+        (None, Some((s, why))) => (
+            Owners::Source,
+            false,
+            format!(
+                "the tree's, as the {} session reports them ({why})",
+                s.name()
+            ),
+        ),
+        (None, None) if euid == 0 => (
+            Owners::Source,
+            false,
+            "the tree's: running as root, outside fakeroot and pseudo".to_string(),
+        ),
+        (None, None) => (
+            Owners::Root,
+            false,
+            format!("as the build runs as uid {euid}, outside fakeroot and pseudo"),
+        ),
+    };
+    OwnerChoice {
+        owners,
+        reason,
+        explicit,
+        session: session.map(|(s, _)| s),
+        euid,
     }
 }
 
@@ -512,4 +604,73 @@ pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
 /// The path of a scratch directory for commands that write no outputs.
 pub fn temp_scratch_dir() -> PathBuf {
     std::env::temp_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Spanned;
+    use crate::diag::Span;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn sessions_are_detected_from_their_environment() {
+        let fakeroot = [
+            ("FAKEROOTKEY", "1374054347"),
+            ("LD_PRELOAD", "libfakeroot-sysv.so"),
+        ];
+        assert_eq!(
+            detect_session(&env(&fakeroot)),
+            Some((Session::Fakeroot, "FAKEROOTKEY is set"))
+        );
+        let pseudo = [("LD_PRELOAD", "libpseudo.so"), ("PSEUDO_PREFIX", "/usr")];
+        assert_eq!(
+            detect_session(&env(&pseudo)).map(|s| s.0),
+            Some(Session::Pseudo)
+        );
+        // bitbake's tasks outside its fakeroot keep pseudo loaded but off.
+        for off in [("PSEUDO_UNLOAD", "1"), ("PSEUDO_DISABLED", "1")] {
+            let vars = [("LD_PRELOAD", "libpseudo.so"), off];
+            assert_eq!(detect_session(&env(&vars)), None);
+        }
+        assert_eq!(detect_session(&env(&[("PSEUDO_PREFIX", "/usr")])), None);
+        assert_eq!(detect_session(&env(&[])), None);
+    }
+
+    #[test]
+    fn owners_default_to_what_the_user_means() {
+        let none = config::Ownership {
+            owners: None,
+            device_tables: Vec::new(),
+            rules: Vec::new(),
+        };
+        let fakeroot = Some((Session::Fakeroot, "FAKEROOTKEY is set"));
+        let c = choose_owners(&none, fakeroot, 0);
+        assert_eq!((c.owners, c.explicit), (Owners::Source, false));
+        assert!(c.reason.contains("fakeroot session"), "{}", c.reason);
+        let c = choose_owners(&none, None, 0);
+        assert_eq!(c.owners, Owners::Source);
+        assert!(c.reason.contains("running as root"), "{}", c.reason);
+        let c = choose_owners(&none, None, 1000);
+        assert_eq!(c.owners, Owners::Root);
+        assert!(c.reason.contains("uid 1000"), "{}", c.reason);
+        let root = config::Ownership {
+            owners: Some(Spanned::new(
+                config::Owners::Root,
+                Span::new(Arc::new(PathBuf::from("b.yaml")), 3, 7),
+                "partitions[0].fs.owners",
+            )),
+            ..none
+        };
+        let c = choose_owners(&root, Some((Session::Pseudo, "x")), 0);
+        assert_eq!((c.owners, c.explicit), (Owners::Root, true));
+        assert_eq!(c.reason, "`partitions[0].fs.owners: root` at b.yaml:3:7");
+    }
 }

@@ -27,7 +27,7 @@ const TOP_KEYS: [&str; 6] = [
     "update",
 ];
 const UPDATE_KEYS: [&str; 4] = ["version", "compatible", "slot", "slot-artifact"];
-const IMAGE_KEYS: [&str; 10] = [
+const IMAGE_KEYS: [&str; 13] = [
     "name",
     "table",
     "size",
@@ -38,8 +38,11 @@ const IMAGE_KEYS: [&str; 10] = [
     "mbr-signature",
     "gpt-entries",
     "gpt-location",
+    "gpt-no-backup",
+    "protective-entry",
+    "extended-partition",
 ];
-const PARTITION_KEYS: [&str; 23] = [
+const PARTITION_KEYS: [&str; 25] = [
     "name",
     "type",
     "size",
@@ -50,6 +53,8 @@ const PARTITION_KEYS: [&str; 23] = [
     "no-automount",
     "required",
     "legacy-bios-bootable",
+    "gpt-attributes",
+    "forced-primary",
     "uuid",
     "align",
     "mbr-type",
@@ -932,7 +937,37 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         }
         Some(cx.spanned(n, a))
     });
+    let gpt_no_backup = f
+        .get("gpt-no-backup")
+        .and_then(|n| cx.boolean(n).map(|b| cx.spanned(n, b)));
+    let protective_first = f.get("protective-entry").and_then(|n| {
+        cx.choice(
+            n,
+            "a protective entry position",
+            &[("last", false), ("first", true)],
+        )
+        .map(|v| cx.spanned(n, v))
+    });
+    let extended_partition = f.get("extended-partition").and_then(|n| {
+        let v = cx.uint(n, 4, "an MBR entry number")?;
+        if v == 0 {
+            cx.err(
+                n,
+                "\"0\" is not an MBR entry",
+                "use 1 to 4, or remove it (entry 4 when more than four partitions are in the table)",
+            );
+            return None;
+        }
+        u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+    });
     let table_kind = table.value;
+    check_table_keys(
+        cx,
+        table_kind,
+        gpt_no_backup.as_ref().map(|d| d.diag("")),
+        protective_first.as_ref().map(|d| d.diag("")),
+        extended_partition.as_ref().map(|d| d.diag("")),
+    );
     if let Some(d) = &disk_uuid {
         if matches!(table_kind, TableKind::Mbr | TableKind::None) {
             cx.diags.push(d.diag("a disk UUID needs a GPT").help(
@@ -954,11 +989,10 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         }
     }
     if let Some(d) = &mbr_signature {
-        if matches!(table_kind, TableKind::Gpt | TableKind::None) {
-            cx.diags.push(
-                d.diag("an MBR signature needs an MBR")
-                    .help("remove mbr-signature, or use `table: mbr` or `table: hybrid`"),
-            );
+        if table_kind == TableKind::None {
+            cx.diags.push(d.diag("an MBR signature needs an MBR").help(
+                "remove mbr-signature, or use a table (on `table: gpt` it is the protective MBR's)",
+            ));
         }
     }
     let name = name?;
@@ -974,7 +1008,47 @@ fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         mbr_signature,
         gpt_entries,
         gpt_location,
+        gpt_no_backup,
+        protective_first,
+        extended_partition,
     })
+}
+
+/// `gpt-no-backup`, `protective-entry` and `extended-partition` (given as
+/// the diagnostics to report at them) apply to one kind of table each.
+fn check_table_keys(
+    cx: &mut Cx<'_>,
+    table: TableKind,
+    gpt_no_backup: Option<Diagnostic>,
+    protective_entry: Option<Diagnostic>,
+    extended_partition: Option<Diagnostic>,
+) {
+    let checks = [
+        (
+            gpt_no_backup,
+            matches!(table, TableKind::Gpt | TableKind::Hybrid),
+            "gpt-no-backup needs a GPT",
+            "remove gpt-no-backup, or use `table: gpt` or `table: hybrid`",
+        ),
+        (
+            protective_entry,
+            table == TableKind::Hybrid,
+            "protective-entry is the place of the 0xEE entry in a hybrid MBR",
+            "remove protective-entry, or use `table: hybrid`",
+        ),
+        (
+            extended_partition,
+            table == TableKind::Mbr,
+            "extended-partition needs `table: mbr` (logical partitions are an MBR's)",
+            "remove extended-partition, or use `table: mbr`",
+        ),
+    ];
+    for (at, fits, message, help) in checks {
+        if let (Some(at), false) = (at, fits) {
+            cx.diags
+                .push(Diagnostic::new(at.span, at.key, message).help(help));
+        }
+    }
 }
 
 fn check_align(cx: &mut Cx<'_>, n: &Node, a: ByteSize, sector: u32) -> Option<()> {
@@ -1120,8 +1194,8 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
                             .map(|b| format!("did you mean '{b}'? "))
                             .unwrap_or_default();
                         format!(
-                            "{guess}write a GUID, an MBR byte such as 0x83, or one of: {}",
-                            types::names().join(", ")
+                            "{guess}write a GUID, an MBR byte such as 0x83, or a shorthand such as {} (all in docs/config.md)",
+                            types::COMMON.join(", ")
                         )
                     }
                     TypeError::NilGuid | TypeError::Reserved(_) => {
@@ -1159,7 +1233,11 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
         no_automount: f.flag(cx, "no-automount", false),
         required: f.flag(cx, "required", false),
         legacy_bios_bootable: f.flag(cx, "legacy-bios-bootable", false),
+        attributes: f
+            .get("gpt-attributes")
+            .and_then(|n| decode_gpt_attributes(cx, n)),
     };
+    let forced_primary = f.flag(cx, "forced-primary", false);
     let uuid = f
         .get("uuid")
         .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
@@ -1264,9 +1342,62 @@ fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Opti
         uuid,
         align,
         hybrid,
+        forced_primary,
         holes,
         content: content?,
     })
+}
+
+/// GPT attribute bits by name, with their bit number (UEFI 2.10 table 5.8;
+/// 59–63 from the Discoverable Partitions Specification).
+const GPT_ATTRIBUTE_NAMES: [(&str, u32); 7] = [
+    ("required", 0),
+    ("no-block-io", 1),
+    ("legacy-bios-bootable", 2),
+    ("growfs", 59),
+    ("read-only", 60),
+    ("hidden", 62),
+    ("no-automount", 63),
+];
+/// Bits 3–47 are reserved by UEFI for future use and must be zero.
+const GPT_ATTRIBUTES_RESERVED: u64 = ((1u64 << 48) - 1) & !0b111;
+
+/// `gpt-attributes:` as the 64-bit field: an integer (the field itself) or
+/// a list of bit numbers and names.
+fn decode_gpt_attributes(cx: &mut Cx<'_>, n: &Node) -> Option<Spanned<u64>> {
+    let names: Vec<&str> = GPT_ATTRIBUTE_NAMES.iter().map(|(name, _)| *name).collect();
+    let bits = match &n.value {
+        Value::Seq(items) => {
+            let mut bits = 0u64;
+            for item in items {
+                let text = cx.scalar_text(item, "a GPT attribute bit")?;
+                let bit = GPT_ATTRIBUTE_NAMES
+                    .iter()
+                    .find(|(name, _)| *name == text)
+                    .map(|&(_, bit)| bit)
+                    .or_else(|| text.parse::<u32>().ok().filter(|&b| b < 64));
+                match bit {
+                    Some(b) => bits |= 1u64 << b,
+                    None => cx.err(
+                        item,
+                        format!("\"{text}\" is not a GPT attribute bit"),
+                        format!("write a bit number 0-63 or one of: {}", names.join(", ")),
+                    ),
+                }
+            }
+            bits
+        }
+        _ => cx.uint(n, u64::MAX, "GPT attribute bits")?,
+    };
+    if bits & GPT_ATTRIBUTES_RESERVED != 0 {
+        cx.err(
+            n,
+            format!("{bits:#x} sets GPT attribute bits 3-47, which UEFI reserves"),
+            "use bits 0-2 and the type-specific bits 48-63",
+        );
+        return None;
+    }
+    Some(cx.spanned(n, bits))
 }
 
 fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
@@ -1430,7 +1561,6 @@ fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
         )
         .map(|o| cx.spanned(n, o))
     });
-    let owners = f.or_default("owners", owners, Owners::Root);
     let mut device_tables = Vec::new();
     if let Some(n) = f.get("device-table") {
         let items: Vec<&Node> = match &n.value {
@@ -1522,25 +1652,24 @@ fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
     }
 }
 
-/// `cap_a,cap_b+eip` clauses separated by spaces (the `cap_from_text` grammar, loosely).
+/// `cap_a,cap_b+eip` clauses separated by spaces (the `cap_from_text`
+/// grammar, loosely); empty text removes the capabilities.
 fn caps_look_valid(text: &str) -> bool {
-    let clauses: Vec<&str> = text.split_whitespace().collect();
-    !clauses.is_empty()
-        && clauses.iter().all(|clause| {
-            let Some(op) = clause.find(['+', '-', '=']) else {
-                return false;
-            };
-            let (names, flags) = clause.split_at(op);
-            let names_ok = names.is_empty()
-                || names.split(',').all(|n| {
-                    n == "all"
-                        || (n.starts_with("cap_")
-                            && n.len() > 4
-                            && n.chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-                });
-            names_ok && flags.chars().all(|c| "+-=eip".contains(c))
-        })
+    text.split_whitespace().all(|clause| {
+        let Some(op) = clause.find(['+', '-', '=']) else {
+            return false;
+        };
+        let (names, flags) = clause.split_at(op);
+        let names_ok = names.is_empty()
+            || names.split(',').all(|n| {
+                n == "all"
+                    || (n.starts_with("cap_")
+                        && n.len() > 4
+                        && n.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            });
+        names_ok && flags.chars().all(|c| "+-=eip".contains(c))
+    })
 }
 
 fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {

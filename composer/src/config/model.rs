@@ -96,6 +96,13 @@ pub struct Image {
     /// `gpt-location`), to keep it clear of boot ROM blobs; default right
     /// after the GPT header.
     pub gpt_location: Option<Spanned<ByteSize>>,
+    /// `gpt-no-backup: true`: no backup GPT (genimage's `gpt-no-backup`).
+    pub gpt_no_backup: Option<Spanned<bool>>,
+    /// `protective-entry`: true for `first` (sgdisk's hybrid order), false
+    /// for `last` (genimage's, the default).
+    pub protective_first: Option<Spanned<bool>>,
+    /// `extended-partition`: the MBR entry (1–4) of the extended partition.
+    pub extended_partition: Option<Spanned<u32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,6 +181,8 @@ pub struct Partition {
     pub align: Option<Spanned<ByteSize>>,
     /// Also listed in the MBR of a `hybrid` table.
     pub hybrid: Spanned<bool>,
+    /// `forced-primary`: a primary MBR partition after the logical ones.
+    pub forced_primary: Spanned<bool>,
     /// Ranges of a raw blob allowed to overlap table areas (genimage `holes`).
     pub holes: Vec<Spanned<Hole>>,
     pub content: Spanned<Content>,
@@ -186,6 +195,8 @@ pub struct PartitionFlags {
     pub no_automount: Spanned<bool>,
     pub required: Spanned<bool>,
     pub legacy_bios_bootable: Spanned<bool>,
+    /// `gpt-attributes`: more bits, OR-ed with the flags above.
+    pub attributes: Option<Spanned<u64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,9 +274,10 @@ pub struct Vfat {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owners {
-    /// Every file owned by root:root (Buildroot's TARGET_DIR belongs to the building user).
+    /// Every file owned by root:root (a tree that belongs to the building user).
     Root,
-    /// Owners taken from the source tree.
+    /// Owners as the source tree reports them (inside fakeroot or pseudo:
+    /// as the session recorded them).
     Source,
 }
 
@@ -285,8 +297,9 @@ pub struct Rule {
 /// Ownership settings shared by ext4 and initramfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ownership {
-    /// Default `root`.
-    pub owners: Spanned<Owners>,
+    /// `None`: chosen at build time from the session (see
+    /// `compose::prepare::choose_owners`).
+    pub owners: Option<Spanned<Owners>>,
     /// Buildroot makedevs device tables, applied in order.
     pub device_tables: Vec<InputPath>,
     /// Applied in order after the device tables; later rules win.

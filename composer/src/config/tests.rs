@@ -264,7 +264,7 @@ fn not_a_size() {
 fn unknown_keys_suggest_and_list() {
     assert_eq!(
         one_error("image: { name: sd, sector_size: 512 }\n"),
-        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries, gpt-location"
+        "board.yaml:1:20: image.sector_size: unknown key 'sector_size'\n  help: did you mean 'sector-size'? valid keys: name, table, size, sector-size, align, seed, disk-uuid, mbr-signature, gpt-entries, gpt-location, gpt-no-backup, protective-entry, extended-partition"
     );
 }
 
@@ -418,7 +418,7 @@ fn partition_types() {
         "image: { name: sd }\npartitions:\n  - { name: a, size: 1G, type: root-x86_64 }\n",
     );
     assert!(
-        e.starts_with("board.yaml:3:32: partitions[0].type: \"root-x86_64\" is not a partition type\n  help: did you mean 'root-x86-64'? write a GUID, an MBR byte such as 0x83, or one of: linux, "),
+        e.starts_with("board.yaml:3:32: partitions[0].type: \"root-x86_64\" is not a partition type\n  help: did you mean 'root-x86-64'? write a GUID, an MBR byte such as 0x83, or a shorthand such as linux, "),
         "{e}"
     );
     assert_eq!(
@@ -1198,4 +1198,76 @@ fn more_diagnostics() {
     for (text, expected) in cases {
         assert_eq!(load_in(&dir, text).unwrap_err(), *expected, "{text}");
     }
+}
+
+#[test]
+fn table_keys_from_genimage() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd, table: mbr, extended-partition: 2 }\npartitions:\n  - { name: a, size: 1G }\n  - { name: b, size: 1G, forced-primary: true }\n",
+    )
+    .unwrap();
+    assert_eq!(d.image.extended_partition.as_ref().unwrap().value, 2);
+    assert!(d.partitions[1].forced_primary.value);
+    let d = load_in(
+        &dir,
+        "image: { name: sd, table: hybrid, protective-entry: first }\n",
+    )
+    .unwrap();
+    assert!(d.image.protective_first.as_ref().unwrap().value);
+    let d = load_in(
+        &dir,
+        "image: { name: sd, gpt-no-backup: true, mbr-signature: 0x5eed0001 }\npartitions:\n  - { name: a, size: 1G, gpt-attributes: [required, no-block-io, 48, 63] }\n  - { name: b, size: 1G, gpt-attributes: 0x1000000000000004 }\n",
+    )
+    .unwrap();
+    assert!(d.image.gpt_no_backup.as_ref().unwrap().value);
+    assert_eq!(d.image.mbr_signature.as_ref().unwrap().value, 0x5eed_0001);
+    let bits = |i: usize| d.partitions[i].flags.attributes.as_ref().unwrap().value;
+    assert_eq!(bits(0), 0b11 | 1 << 48 | 1 << 63);
+    assert_eq!(bits(1), 1 << 60 | 1 << 2);
+}
+
+#[test]
+fn table_keys_in_the_wrong_table_and_bad_attribute_bits() {
+    assert_eq!(
+        one_error("image: { name: sd, table: gpt, extended-partition: 2 }\n"),
+        "board.yaml:1:52: image.extended-partition: extended-partition needs `table: mbr` (logical partitions are an MBR's)\n  help: remove extended-partition, or use `table: mbr`"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, extended-partition: 0 }\n"),
+        "board.yaml:1:52: image.extended-partition: \"0\" is not an MBR entry\n  help: use 1 to 4, or remove it (entry 4 when more than four partitions are in the table)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: gpt, protective-entry: first }\n"),
+        "board.yaml:1:50: image.protective-entry: protective-entry is the place of the 0xEE entry in a hybrid MBR\n  help: remove protective-entry, or use `table: hybrid`"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, table: mbr, gpt-no-backup: true }\n"),
+        "board.yaml:1:47: image.gpt-no-backup: gpt-no-backup needs a GPT\n  help: remove gpt-no-backup, or use `table: gpt` or `table: hybrid`"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, gpt-attributes: [required, sticky] }\n"),
+        "board.yaml:3:53: partitions[0].gpt-attributes[1]: \"sticky\" is not a GPT attribute bit\n  help: write a bit number 0-63 or one of: required, no-block-io, legacy-bios-bootable, growfs, read-only, hidden, no-automount"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - { name: a, size: 1G, gpt-attributes: [3] }\n"),
+        "board.yaml:3:42: partitions[0].gpt-attributes: 0x8 sets GPT attribute bits 3-47, which UEFI reserves\n  help: use bits 0-2 and the type-specific bits 48-63"
+    );
+}
+
+#[test]
+fn an_empty_caps_removes_capabilities_and_owners_default_to_the_session() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, rules: [{ path: /bin/ping, caps: \"\" }] } }\n",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Ext4(e)) = &d.partitions[0].content.value else {
+        panic!("not ext4");
+    };
+    assert_eq!(e.ownership.rules[0].caps.as_ref().unwrap().value, "");
+    // No `owners:` is no choice: the build decides from its session.
+    assert!(e.ownership.owners.is_none());
 }

@@ -13,6 +13,7 @@
 //! All arithmetic on sizes and offsets is checked: an overflow is a
 //! diagnostic, never a panic or a wrapped value.
 
+use super::roles::{assign_roles, check_type_forms, Role};
 use super::{DiskSpec, GptLayout, Plan, PlannedPartition, Region, RegionKind, SizeReq, TableKind};
 use super::{Headroom, PartSpec};
 use crate::diag::{Diagnostic, Span};
@@ -34,56 +35,9 @@ const GPT_MIN_ENTRIES: u32 = 128;
 const GPT_MAX_ENTRIES: u32 = 16384;
 /// GPT partition names are 36 UTF-16 code units (72 bytes).
 pub(crate) const GPT_NAME_UNITS: usize = 36;
-/// An MBR has four entries; with logical partitions the fourth holds the
-/// extended partition.
-const MBR_ENTRIES: usize = 4;
-/// A hybrid MBR's first entry is the protective 0xEE one; three are left.
-const HYBRID_MIRRORS: usize = 3;
 /// MBR start and length fields are 32-bit sector counts, so nothing an MBR
 /// describes may end beyond sector 2^32.
 const MBR_SECTOR_LIMIT: u64 = 1 << 32;
-/// The first logical partition is number 5 whatever the number of primaries.
-const FIRST_LOGICAL: u32 = 5;
-
-/// A partition's place in the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// `in_table: false`: a raw byte range outside any table.
-    Blob,
-    /// A partition of a `table: none` disk: a range with no entry.
-    Untabled,
-    /// A GPT entry (plain or hybrid), with its MBR entry number when mirrored.
-    Gpt {
-        number: u32,
-        mbr: Option<u32>,
-    },
-    Primary(u32),
-    Logical(u32),
-}
-
-impl Role {
-    fn number(self) -> Option<u32> {
-        match self {
-            Role::Gpt { number, .. } | Role::Primary(number) | Role::Logical(number) => {
-                Some(number)
-            }
-            Role::Blob | Role::Untabled => None,
-        }
-    }
-
-    fn mbr_number(self) -> Option<u32> {
-        match self {
-            Role::Gpt { mbr, .. } => mbr,
-            Role::Primary(n) | Role::Logical(n) => Some(n),
-            Role::Blob | Role::Untabled => None,
-        }
-    }
-
-    /// True when an MBR entry describes the partition (32-bit limits apply).
-    fn in_mbr(self) -> bool {
-        self.mbr_number().is_some()
-    }
-}
 
 /// Checked disk parameters.
 struct Geometry {
@@ -105,7 +59,9 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
     let Some(geo) = check_disk(disk, &mut diags) else {
         return Err(diags);
     };
-    let roles = assign_roles(disk, parts, &mut diags);
+    let numbering = assign_roles(disk, parts, &mut diags);
+    let roles = numbering.roles;
+    check_type_forms(disk, parts, &roles, &mut diags);
 
     // Table regions at the start of the disk.
     let mut tables = Vec::new();
@@ -232,9 +188,18 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
                     end = end.max(start.saturating_add(size));
                 }
             }
+            // A GPT disk also ends on a 4 KiB boundary, as genimage makes
+            // it whatever the alignment (4Kn media, loop devices with
+            // 4 KiB logical blocks).
+            let rounding = if geo.gpt_array.is_some() {
+                GPT_DISK_ROUNDING
+            } else {
+                geo.ss
+            };
             match end
                 .checked_add(geo.backup)
                 .and_then(|total| align_up(total, geo.align))
+                .and_then(|total| align_up(total, rounding))
             {
                 Some(size) => size,
                 None => {
@@ -292,17 +257,25 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
             last_usable_lba: (backup_array_offset / geo.ss).saturating_sub(1),
             backup_array_offset,
             backup_header_offset,
+            backup: disk.gpt_backup,
         }
     });
     if let Some(g) = &gpt {
+        // Without a backup its room stays reserved (genimage's last usable
+        // LBA), so a tool can add the backup on the device later.
+        let unwritten = if g.backup {
+            ""
+        } else {
+            " (reserved, not written)"
+        };
         tables.push(table_region(
-            "backup GPT array",
+            &format!("backup GPT array{unwritten}"),
             RegionKind::BackupGptArray,
             g.backup_array_offset,
             g.array_size,
         ));
         tables.push(table_region(
-            "backup GPT header",
+            &format!("backup GPT header{unwritten}"),
             RegionKind::BackupGptHeader,
             g.backup_header_offset,
             geo.ss,
@@ -507,10 +480,15 @@ pub fn allocate(disk: &DiskSpec, parts: &[PartSpec]) -> Result<Plan, Vec<Diagnos
         mbr_signature: disk.mbr_signature,
         gpt,
         extended,
+        extended_entry: numbering.extended_entry.unwrap_or(0),
+        protective_entry: numbering.protective_entry,
         regions,
         partitions,
     })
 }
+
+/// An auto-sized GPT disk ends on a multiple of 4 KiB, as genimage's does.
+const GPT_DISK_ROUNDING: u64 = 4096;
 
 /// GPT attribute bit 2, "legacy BIOS bootable" (UEFI 2.10 table 5.8): what
 /// `bootable` means on GPT, and what U-Boot's distro boot and syslinux look for.
@@ -526,7 +504,7 @@ fn table_region(name: &str, kind: RegionKind, start: u64, size: u64) -> Region {
 }
 
 /// A diagnostic about one field of a partition (`field` empty: the whole entry).
-fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnostic {
+pub(super) fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnostic {
     let key = match (part.key.is_empty(), field.is_empty()) {
         (true, _) => String::new(),
         (false, true) => part.key.clone(),
@@ -536,7 +514,7 @@ fn diag(part: &PartSpec, span: &Span, field: &str, message: String) -> Diagnosti
 }
 
 /// A diagnostic about one field of the `image:` section.
-fn disk_diag(disk: &DiskSpec, field: &str, message: String) -> Diagnostic {
+pub(super) fn disk_diag(disk: &DiskSpec, field: &str, message: String) -> Diagnostic {
     let span = match field {
         "size" => disk.size_span.clone().unwrap_or_else(|| disk.span.clone()),
         _ => disk.span.clone(),
@@ -685,86 +663,6 @@ fn check_disk(disk: &DiskSpec, diags: &mut Vec<Diagnostic>) -> Option<Geometry> 
         first_usable,
         backup,
     })
-}
-
-/// Gives every partition its role and number, reporting what a table
-/// format cannot hold.
-fn assign_roles(disk: &DiskSpec, parts: &[PartSpec], diags: &mut Vec<Diagnostic>) -> Vec<Role> {
-    let in_table = parts.iter().filter(|p| p.in_table).count();
-    let mut roles = Vec::with_capacity(parts.len());
-    let mut number = 0u32;
-    let mut mirrored: Vec<&str> = Vec::new();
-    for part in parts {
-        if part.in_mbr && (!part.in_table || disk.table != TableKind::Hybrid) {
-            diags.push(
-                diag(part, &part.span, "in-mbr", format!(
-                    "'{}' is marked to be mirrored in the MBR, which only a partition in a hybrid table can be",
-                    part.name
-                ))
-                .help("remove in-mbr, or use table: hybrid"),
-            );
-        }
-        if !part.in_table {
-            roles.push(Role::Blob);
-            continue;
-        }
-        number = number.saturating_add(1);
-        let role = match disk.table {
-            TableKind::None => Role::Untabled,
-            TableKind::Gpt => Role::Gpt { number, mbr: None },
-            TableKind::Hybrid => {
-                let mut mbr = None;
-                if part.in_mbr {
-                    if mirrored.len() == HYBRID_MIRRORS {
-                        diags.push(
-                            diag(part, &part.span, "in-mbr", format!(
-                                "'{}' cannot be mirrored in the hybrid MBR: '{}' already fill its {HYBRID_MIRRORS} free entries",
-                                part.name,
-                                mirrored.join("', '")
-                            ))
-                            .help("mirror at most three partitions in the MBR"),
-                        );
-                    } else {
-                        mirrored.push(&part.name);
-                        // Entry 1 is the protective 0xEE entry.
-                        mbr = u32::try_from(mirrored.len() + 1).ok();
-                    }
-                }
-                Role::Gpt { number, mbr }
-            }
-            TableKind::Mbr if in_table <= MBR_ENTRIES => Role::Primary(number),
-            TableKind::Mbr if number < MBR_ENTRIES as u32 => Role::Primary(number),
-            // Entry 4 is the extended partition; logical ones count from 5.
-            TableKind::Mbr => Role::Logical(number - MBR_ENTRIES as u32 + FIRST_LOGICAL),
-        };
-        if disk.table.has_gpt() {
-            let units = part.name.encode_utf16().count();
-            if units > GPT_NAME_UNITS {
-                diags.push(
-                    diag(part, &part.span, "name", format!(
-                        "'{}' is {units} UTF-16 code units long; a GPT partition name holds at most {GPT_NAME_UNITS}",
-                        part.name
-                    ))
-                    .help("shorten the name"),
-                );
-            }
-        }
-        roles.push(role);
-    }
-    if disk.table.has_gpt() && in_table > disk.gpt_entries as usize {
-        diags.push(
-            disk_diag(
-                disk,
-                "gpt-entries",
-                format!(
-                    "{in_table} partitions do not fit in {} GPT entries",
-                    disk.gpt_entries
-                ),
-            )
-            .help(format!("set gpt-entries to at least {in_table}")),
-        );
-    }
-    roles
 }
 
 /// The size a partition gets (`None` for `fill`, settled later, or on error).
@@ -1163,33 +1061,77 @@ fn overlap_diag(
         help.push_str(", or omit offset to let image-composer place it");
     }
     if !part.in_table && other.kind.is_table() {
-        // The blob may simply leave the table's bytes alone (a boot ROM
-        // image with room for the MBR): suggest holes covering every table
-        // region it overlaps, merged where they touch.
-        let mut holes: Vec<(u64, u64)> = Vec::new();
-        for r in regions.iter().filter(|r| r.kind.is_table()) {
-            let (lo, hi) = (r.start.max(mover.start), r.end().min(mover.end()));
-            if lo >= hi {
-                continue;
-            }
-            match holes.last_mut() {
-                Some((_, end)) if *end == lo => *end = hi,
-                _ => holes.push((lo, hi)),
-            }
-        }
-        let list: Vec<String> = holes
-            .iter()
-            .map(|(lo, hi)| format!("offset {:#x} size {}", lo - mover.start, hi - lo))
-            .collect();
-        help.push_str(&format!(
-            "; if '{}' leaves the table's bytes unused, declare {} in it: {}",
-            mover.name,
-            if list.len() == 1 { "a hole" } else { "holes" },
-            list.join(", ")
-        ));
+        help = blob_over_table_help(mover, other, part, regions, geo, help);
     }
     d = d.help(help);
     d
+}
+
+/// The fix for a raw blob over a table region, first the one that fits:
+/// for the primary GPT array, moving it with `image.gpt-location` (boot ROM
+/// blobs at fixed offsets, Allwinner's SPL at 8 KiB); for the MBR, a hole
+/// over bytes 440..512 (boot code such as GRUB's boot.img or a 440-byte
+/// mbr.bin, which takes a whole sector here). Holes covering every table
+/// region the blob overlaps are offered in the syntax to paste, merged where
+/// they touch; `moving` (start it elsewhere) comes last.
+fn blob_over_table_help(
+    blob: &Region,
+    table: &Region,
+    part: &PartSpec,
+    regions: &[Region],
+    geo: &Geometry,
+    moving: String,
+) -> String {
+    let mut holes: Vec<(u64, u64)> = Vec::new();
+    for r in regions.iter().filter(|r| r.kind.is_table()) {
+        let (lo, hi) = (r.start.max(blob.start), r.end().min(blob.end()));
+        if lo >= hi {
+            continue;
+        }
+        match holes.last_mut() {
+            Some((_, end)) if *end == lo => *end = hi,
+            _ => holes.push((lo, hi)),
+        }
+    }
+    let list: Vec<String> = holes
+        .iter()
+        .map(|(lo, hi)| format!("{{ offset: {}, size: {} }}", lo - blob.start, hi - lo))
+        .collect();
+    let holes = format!("holes: [{}]", list.join(", "));
+    let over_header = regions
+        .iter()
+        .any(|r| r.kind == RegionKind::GptHeader && r.start < blob.end() && blob.start < r.end());
+    if table.kind == RegionKind::GptArray && !over_header {
+        let after = align_up(blob.end(), geo.ss).unwrap_or(blob.end());
+        return format!(
+            "move the GPT array past '{}' with image.gpt-location: {} (genimage's gpt-location); or, if '{}' leaves those bytes unused, declare them a hole in it: {holes}; or {moving}",
+            part.name,
+            ByteSize(after),
+            part.name
+        );
+    }
+    let only_mbr = table.kind == RegionKind::Mbr
+        && table.end() >= blob.end().min(MBR_BYTES)
+        && blob.end() <= MBR_BYTES;
+    let what = if only_mbr {
+        if (1..=MBR_TABLE_START).contains(&part.content_min) {
+            format!(
+                "'{}' holds {} bytes of boot code, which end before the MBR's table at byte {MBR_TABLE_START}, but a blob takes whole sectors",
+                part.name, part.content_min
+            )
+        } else {
+            format!(
+                "if '{}' is boot code that leaves bytes {MBR_TABLE_START}..{MBR_BYTES} for the MBR's table (GRUB's boot.img, a boot ROM header)",
+                part.name
+            )
+        }
+    } else {
+        format!("if '{}' leaves the table's bytes unused", part.name)
+    };
+    if only_mbr && (1..=MBR_TABLE_START).contains(&part.content_min) {
+        return format!("{what}: declare the rest of that sector a hole in it: {holes}");
+    }
+    format!("{what}: declare them a hole in it: {holes}; or {moving}")
 }
 
 /// Everything an MBR entry or EBR describes must end within 2^32 sectors.
@@ -1271,7 +1213,7 @@ fn extended_partition(
                 size_text(end - start),
                 logicals.join("', '")
             ))
-            .help("in an MBR table with more than four partitions the first three are primary: place them before the others"),
+            .help("the primary partitions before the extended one come first and forced-primary ones last: place them so, or list them in that order"),
         );
     }
     Some((start, end - start))

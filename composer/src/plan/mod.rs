@@ -29,9 +29,13 @@
 //! given. MBR numbers up to four as primaries 1–4; with more than four, the
 //! first three are primaries 1–3, entry 4 is an extended partition (type
 //! 0x0f) and the rest are logical partitions 5, 6, … each preceded by a
-//! one-sector EBR that the plan reserves as a region. A hybrid table is a GPT
-//! whose MBR holds the protective 0xEE entry (entry 1, as `sgdisk -h` does)
-//! plus up to three partitions marked `in_mbr` (entries 2–4).
+//! one-sector EBR that the plan reserves as a region; `extended_entry` moves
+//! the extended partition to another entry and `forced_primary` makes
+//! partitions after the logical ones primaries again (genimage's rules). A
+//! hybrid table is a GPT whose MBR holds up to three partitions marked
+//! `in_mbr` (entries 1, 2, …) and then the protective 0xEE entry, as
+//! genimage writes it; with `protective_first` the 0xEE entry is entry 1
+//! and the mirrors follow, as `sgdisk -h` writes it.
 //!
 //! Rejected designs: placing auto partitions in the first gap that fits
 //! (first-fit reorders the disk behind the user's back; the overlap error
@@ -41,6 +45,7 @@
 
 mod allocate;
 mod render;
+mod roles;
 
 pub use allocate::allocate;
 pub use render::{render_json, render_text};
@@ -99,6 +104,16 @@ pub struct DiskSpec {
     /// out of the way of boot ROM blobs at fixed offsets (Allwinner's SPL
     /// at 8 KiB).
     pub gpt_array_offset: Option<u64>,
+    /// Write the backup GPT at the end of the disk (genimage's
+    /// `gpt-no-backup` turns it off; its room stays reserved).
+    pub gpt_backup: bool,
+    /// Hybrid tables: the 0xEE entry in MBR entry 1 and the mirrors after it
+    /// (sgdisk's order) instead of the mirrors first (genimage's).
+    pub protective_first: bool,
+    /// MBR tables: the entry (1–4) of the extended partition; `None` = entry
+    /// 4 when more than four partitions are in the table (genimage's
+    /// `extended-partition`).
+    pub extended_entry: Option<u32>,
     /// The `image:` section, for diagnostics about the disk as a whole.
     pub span: Span,
     /// The `image.size` value, when written.
@@ -118,6 +133,9 @@ impl DiskSpec {
             mbr_signature: 0,
             gpt_entries: 128,
             gpt_array_offset: None,
+            gpt_backup: true,
+            protective_first: false,
+            extended_entry: None,
             span: Span::default(),
             size_span: None,
         }
@@ -166,6 +184,9 @@ pub struct PartSpec {
     /// False for raw blobs written outside the table (bootloaders at fixed offsets).
     pub in_table: bool,
     pub part_type: PartType,
+    /// The `type:` value, when written: where a type without a form in
+    /// this table format is reported.
+    pub type_span: Option<Span>,
     /// GPT: attribute bit 2 (legacy BIOS bootable); MBR: status 0x80.
     pub bootable: bool,
     /// GPT attribute bits (0 required, 1 no-block-io, 2 legacy-bios-bootable,
@@ -179,6 +200,9 @@ pub struct PartSpec {
     pub holes: Vec<(u64, u64)>,
     /// Hybrid tables only: also describe this partition in the MBR.
     pub in_mbr: bool,
+    /// MBR tables: a primary partition after the logical ones (genimage's
+    /// `forced-primary`).
+    pub forced_primary: bool,
     /// A short description for the plan table, e.g. `ext4 'rootfs' from /x/target`.
     pub content: String,
 }
@@ -198,15 +222,14 @@ impl PartSpec {
             offset_span: None,
             align: None,
             in_table: true,
-            part_type: crate::ptable::types::lookup("linux").unwrap_or(PartType {
-                gpt: Uuid::default(),
-                mbr: 0x83,
-            }),
+            part_type: PartType::linux(),
+            type_span: None,
             bootable: false,
             gpt_attrs: 0,
             uuid: Uuid::default(),
             holes: Vec::new(),
             in_mbr: false,
+            forced_primary: false,
             content: String::new(),
         }
     }
@@ -313,6 +336,9 @@ pub struct GptLayout {
     pub backup_array_offset: u64,
     /// Byte offset of the backup header (the last sector of the disk).
     pub backup_header_offset: u64,
+    /// False with `gpt-no-backup`: the backup's room is reserved but not
+    /// written, and the primary header names itself as its alternate.
+    pub backup: bool,
 }
 
 /// The whole disk, every byte range named.
@@ -328,6 +354,10 @@ pub struct Plan {
     /// MBR tables with logical partitions: the extended partition `(start,
     /// size)` in bytes, from the first EBR to the end of the last logical one.
     pub extended: Option<(u64, u64)>,
+    /// The MBR entry (1–4) of the extended partition, when there is one.
+    pub extended_entry: u32,
+    /// GPT and hybrid tables: the MBR entry (1–4) of the 0xEE entry.
+    pub protective_entry: u32,
     /// Every region, sorted by start.
     pub regions: Vec<Region>,
     /// One per `PartSpec`, in the same order.

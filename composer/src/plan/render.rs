@@ -29,17 +29,14 @@ const JSON_VERSION: u32 = 1;
 /// How a partition type reads in the plan: the shorthand when one matches,
 /// else the GUID (GPT) or the byte (MBR).
 fn type_text(table: TableKind, t: PartType) -> String {
-    if table == TableKind::Mbr {
-        match SHORTHANDS.iter().find(|(_, _, mbr)| *mbr == t.mbr) {
-            Some((name, _, _)) => format!("0x{:02x} ({name})", t.mbr),
-            None => format!("0x{:02x}", t.mbr),
+    match (table, t.mbr) {
+        (TableKind::Mbr, Some(byte)) => {
+            match SHORTHANDS.iter().find(|(_, _, mbr)| *mbr == Some(byte)) {
+                Some((name, _, _)) => format!("0x{byte:02x} ({name})"),
+                None => format!("0x{byte:02x}"),
+            }
         }
-    } else {
-        let guid = t.gpt.to_string();
-        match SHORTHANDS.iter().find(|(_, g, _)| *g == guid) {
-            Some((name, _, _)) => (*name).to_string(),
-            None => guid,
-        }
+        _ => t.describe(),
     }
 }
 
@@ -365,7 +362,7 @@ pub fn render_json(plan: &Plan, parts: &[PartSpec]) -> Value {
                 "sectors": p.size / ss,
                 "type": {
                     "name": type_text(plan.table, p.part_type),
-                    "gpt": p.part_type.gpt.to_string(),
+                    "gpt": p.part_type.gpt.map(|g| g.to_string()),
                     "mbr": p.part_type.mbr,
                 },
                 "uuid": p.uuid.to_string(),

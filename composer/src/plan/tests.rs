@@ -338,7 +338,105 @@ fn bad_descriptions() -> Vec<(DiskSpec, Vec<PartSpec>)> {
                 ..part("boot", exact(1), 10)
             }],
         ),
+        // A GUID of the user's own (no MBR byte) in an MBR; an MBR byte no
+        // shorthand has in a GPT; a GPT-only type mirrored in a hybrid MBR.
+        (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![PartSpec {
+                part_type: custom_guid_type(),
+                type_span: Some(at(11, 11)),
+                ..part("fip", exact(1), 10)
+            }],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                part_type: mbr_only_type(),
+                type_span: Some(at(11, 11)),
+                ..part("data", exact(1), 10)
+            }],
+        ),
+        (
+            disk(TableKind::Hybrid, Some(64 * MIB)),
+            vec![PartSpec {
+                part_type: custom_guid_type(),
+                type_span: Some(at(11, 11)),
+                in_mbr: true,
+                ..part("fip", exact(1), 10)
+            }],
+        ),
+        // Allwinner's SPL at 8 KiB over the GPT array: the fix is
+        // gpt-location; 440 bytes of boot code at 0 take a sector, over the
+        // MBR's table: the fix is a hole.
+        (
+            d.clone(),
+            vec![PartSpec {
+                in_table: false,
+                offset: Some(8 * KIB),
+                ..part("spl", auto(24 * KIB), 10)
+            }],
+        ),
+        (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![PartSpec {
+                in_table: false,
+                offset: Some(0),
+                content_min: 440,
+                ..part("bootcode", auto(440), 10)
+            }],
+        ),
+        // forced-primary before the extended partition, a logical partition
+        // after a forced primary, more primaries than entries, forced-primary
+        // in a GPT.
+        (
+            DiskSpec {
+                extended_entry: Some(2),
+                ..disk(TableKind::Mbr, Some(64 * MIB))
+            },
+            vec![
+                PartSpec {
+                    forced_primary: true,
+                    ..part("a", exact(1), 10)
+                },
+                part("b", exact(1), 20),
+                PartSpec {
+                    forced_primary: true,
+                    ..part("c", exact(1), 30)
+                },
+                part("d", exact(1), 40),
+            ],
+        ),
+        (
+            disk(TableKind::Mbr, Some(64 * MIB)),
+            vec![
+                part("a", exact(1), 10),
+                part("b", exact(1), 20),
+                part("c", exact(1), 30),
+                part("d", exact(1), 40),
+                PartSpec {
+                    forced_primary: true,
+                    ..part("e", exact(1), 50)
+                },
+            ],
+        ),
+        (
+            d.clone(),
+            vec![PartSpec {
+                forced_primary: true,
+                ..part("a", exact(1), 10)
+            }],
+        ),
     ]
+}
+
+/// A GPT type GUID no shorthand has: no MBR form.
+fn custom_guid_type() -> crate::ptable::types::PartType {
+    crate::ptable::types::check("19d5df83-11b0-457b-be2c-7559c13142a5").unwrap()
+}
+
+/// An MBR byte no shorthand has: no GPT form.
+fn mbr_only_type() -> crate::ptable::types::PartType {
+    crate::ptable::types::check("0xda").unwrap()
 }
 
 /// Every diagnostic's text, asserted once: the rendered messages of
@@ -504,9 +602,8 @@ fn mbr_numbers_primaries_then_logical_partitions_after_their_ebr() {
     assert_eq!(ebrs, [("EBR 5", 4 * MIB, 512), ("EBR 6", 6 * MIB, 512)]);
 }
 
-#[test]
-fn hybrid_mirrors_up_to_three_partitions_after_the_protective_entry() {
-    let parts = [
+fn hybrid_parts() -> [PartSpec; 3] {
+    [
         PartSpec {
             in_mbr: true,
             ..part("boot", exact(1), 10)
@@ -516,17 +613,123 @@ fn hybrid_mirrors_up_to_three_partitions_after_the_protective_entry() {
             in_mbr: true,
             ..part("data", exact(1), 30)
         },
-    ];
-    let plan = allocate(&disk(TableKind::Hybrid, Some(64 * MIB)), &parts).unwrap();
-    let got: Vec<_> = plan
-        .partitions
+    ]
+}
+
+fn numbers(plan: &Plan) -> Vec<(Option<u32>, Option<u32>)> {
+    plan.partitions
         .iter()
         .map(|p| (p.number, p.mbr_number))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn hybrid_mirrors_come_first_and_the_protective_entry_last_as_genimage_writes_them() {
+    let plan = allocate(&disk(TableKind::Hybrid, Some(64 * MIB)), &hybrid_parts()).unwrap();
     assert_eq!(
-        got,
+        numbers(&plan),
+        [(Some(1), Some(1)), (Some(2), None), (Some(3), Some(2))]
+    );
+    assert_eq!(plan.protective_entry, 3);
+}
+
+#[test]
+fn hybrid_protective_entry_first_puts_the_mirrors_after_it_as_sgdisk_does() {
+    let d = DiskSpec {
+        protective_first: true,
+        ..disk(TableKind::Hybrid, Some(64 * MIB))
+    };
+    let plan = allocate(&d, &hybrid_parts()).unwrap();
+    assert_eq!(
+        numbers(&plan),
         [(Some(1), Some(2)), (Some(2), None), (Some(3), Some(3))]
     );
+    assert_eq!(plan.protective_entry, 1);
+}
+
+#[test]
+fn extended_partition_entry_and_forced_primary_follow_genimage() {
+    // genimage: extended-partition = 2, the last one forced-primary.
+    let d = DiskSpec {
+        extended_entry: Some(2),
+        ..disk(TableKind::Mbr, Some(64 * MIB))
+    };
+    let parts = [
+        part("boot", exact(1), 10),
+        part("root-a", exact(1), 20),
+        part("root-b", exact(1), 30),
+        PartSpec {
+            forced_primary: true,
+            ..part("recovery", exact(1), 40)
+        },
+    ];
+    let plan = allocate(&d, &parts).unwrap();
+    assert_eq!(
+        numbers(&plan),
+        [
+            (Some(1), Some(1)),
+            (Some(5), Some(5)),
+            (Some(6), Some(6)),
+            (Some(3), Some(3))
+        ]
+    );
+    assert_eq!(plan.extended_entry, 2);
+    let (start, size) = plan.extended.unwrap();
+    assert_eq!(start, 2 * MIB, "from the first EBR");
+    assert_eq!(start + size, plan.partitions[2].end());
+    assert!(plan.partitions[3].start >= start + size);
+}
+
+#[test]
+fn a_gpt_disk_with_a_small_alignment_ends_on_4_kib_like_genimage() {
+    let d = DiskSpec {
+        align: 512,
+        ..disk(TableKind::Gpt, None)
+    };
+    let plan = allocate(&d, &[part("a", SizeReq::Exact(1000 * 512), 10)]).unwrap();
+    let end = plan.partitions[0].end() + 33 * 512;
+    assert_eq!(plan.disk_size, end.div_ceil(4096) * 4096);
+    assert_ne!(
+        plan.disk_size, end,
+        "the last partition end alone is not 4 KiB aligned"
+    );
+    // An MBR disk ends with its last partition, as genimage's does.
+    let d = DiskSpec {
+        align: 512,
+        ..disk(TableKind::Mbr, None)
+    };
+    let plan = allocate(&d, &[part("a", SizeReq::Exact(1000 * 512), 10)]).unwrap();
+    assert_eq!(plan.disk_size, plan.partitions[0].end());
+}
+
+#[test]
+fn types_without_a_form_in_their_table_are_refused_unless_overridden() {
+    let ok = allocate(
+        &disk(TableKind::Gpt, Some(64 * MIB)),
+        &[PartSpec {
+            part_type: custom_guid_type(),
+            ..part("fip", exact(1), 10)
+        }],
+    );
+    assert!(ok.is_ok(), "a GUID in a GPT");
+    let mut with_byte = custom_guid_type();
+    with_byte.mbr = Some(0x83);
+    let ok = allocate(
+        &disk(TableKind::Mbr, Some(64 * MIB)),
+        &[PartSpec {
+            part_type: with_byte,
+            ..part("fip", exact(1), 10)
+        }],
+    );
+    assert!(ok.is_ok(), "a GUID with mbr-type in an MBR");
+    let ok = allocate(
+        &disk(TableKind::Hybrid, Some(64 * MIB)),
+        &[PartSpec {
+            part_type: custom_guid_type(),
+            ..part("fip", exact(1), 10)
+        }],
+    );
+    assert!(ok.is_ok(), "a GUID in a hybrid table, not mirrored");
 }
 
 #[test]

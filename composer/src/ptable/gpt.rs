@@ -101,7 +101,8 @@ fn entry_array(plan: &Plan, layout: &GptLayout) -> Vec<u8> {
             *unit = U16::new(c);
         }
         let entry = GptEntry {
-            type_guid: p.part_type.gpt.to_gpt_bytes(),
+            // The plan refused a GPT entry without a GUID.
+            type_guid: p.part_type.gpt.unwrap_or_default().to_gpt_bytes(),
             unique_guid: p.uuid.to_gpt_bytes(),
             first_lba: U64::new(p.start / ss),
             last_lba: U64::new((p.end() / ss).saturating_sub(1)),
@@ -119,7 +120,15 @@ fn entry_array(plan: &Plan, layout: &GptLayout) -> Vec<u8> {
 /// One header sector: the header, its CRC, zeros to the end of the sector.
 fn header_sector(plan: &Plan, layout: &GptLayout, primary: bool, entries_crc32: u32) -> Vec<u8> {
     let ss = u64::from(plan.sector_size);
-    let (primary_lba, backup_lba) = (1, layout.backup_header_offset / ss);
+    // Without a backup the primary names itself as its alternate, as
+    // genimage's gpt-no-backup does: Linux then finds a valid "alternate"
+    // and reads the table without complaint.
+    let backup_lba = if layout.backup {
+        layout.backup_header_offset / ss
+    } else {
+        1
+    };
+    let primary_lba = 1;
     let (my_lba, alternate_lba, array_lba) = if primary {
         (primary_lba, backup_lba, layout.array_offset / ss)
     } else {
@@ -148,7 +157,7 @@ fn header_sector(plan: &Plan, layout: &GptLayout, primary: bool, entries_crc32: 
 }
 
 /// The four GPT regions: primary header, primary array, backup array,
-/// backup header, each at its byte offset.
+/// backup header, each at its byte offset (the last two only with a backup).
 pub fn encode(plan: &Plan, layout: &GptLayout) -> Vec<(u64, Vec<u8>)> {
     let ss = u64::from(plan.sector_size);
     let array = entry_array(plan, layout);
@@ -156,13 +165,16 @@ pub fn encode(plan: &Plan, layout: &GptLayout) -> Vec<(u64, Vec<u8>)> {
         .saturating_mul(std::mem::size_of::<GptEntry>())
         .min(array.len());
     let crc = crc32fast::hash(&array[..used]);
-    vec![
+    let mut out = vec![
         (ss, header_sector(plan, layout, true, crc)),
         (layout.array_offset, array.clone()),
-        (layout.backup_array_offset, array),
-        (
+    ];
+    if layout.backup {
+        out.push((layout.backup_array_offset, array));
+        out.push((
             layout.backup_header_offset,
             header_sector(plan, layout, false, crc),
-        ),
-    ]
+        ));
+    }
+    out
 }

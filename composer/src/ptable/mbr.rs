@@ -12,7 +12,9 @@
 //!
 //! CHS fields are filled as sfdisk fills them for a disk image: geometry 255
 //! heads × 63 sectors, and 1023/254/63 (bytes `fe ff ff`) when beyond
-//! cylinder 1023. The protective entry follows UEFI 2.10 §5.2.3: type 0xEE,
+//! cylinder 1023. A hybrid MBR lists the mirrored partitions and the 0xEE
+//! entry in the order the plan numbered them (genimage's: mirrors first).
+//! The protective entry follows UEFI 2.10 §5.2.3: type 0xEE,
 //! start LBA 1, start CHS 0/0/2, end CHS `ff ff ff`, size the whole disk
 //! (capped at 2^32-1). The MBR, EBRs and GPT we write for a plan are
 //! byte-identical to what `sfdisk` writes for the same layout (tested).
@@ -129,22 +131,26 @@ pub fn encode(plan: &Plan) -> Vec<(u64, Vec<u8>)> {
     let ss = u64::from(plan.sector_size);
     let mut out = Vec::new();
     let mut entries = [MbrEntry::default(); 4];
-    let signature = match plan.table {
+    // The plan holds 0 for a protective MBR unless the user set one (UEFI
+    // 2.10 table 5.3 asks for zero; some boot loaders find their disk by it).
+    let signature = plan.mbr_signature;
+    let protective_slot = (plan.protective_entry as usize).saturating_sub(1);
+    match plan.table {
         TableKind::None => return out,
         TableKind::Gpt => {
             entries[0] = protective(plan.sectors().saturating_sub(1));
-            // UEFI 2.10 table 5.3: unused in a protective MBR, set to zero.
-            0
         }
         TableKind::Hybrid => {
             // The protective entry covers the primary GPT (LBA 1 up to the
-            // first usable LBA); the mirrored partitions follow.
+            // first usable LBA), in the entry the plan gave it: after the
+            // mirrored partitions (genimage) or before them (sgdisk).
             let covered = plan.gpt.map_or(1, |g| g.first_usable_lba.saturating_sub(1));
-            entries[0] = protective(covered);
-            plan.mbr_signature
+            if let Some(e) = entries.get_mut(protective_slot) {
+                *e = protective(covered);
+            }
         }
-        TableKind::Mbr => plan.mbr_signature,
-    };
+        TableKind::Mbr => {}
+    }
     for p in &plan.partitions {
         let Some(n) = p.mbr_number.filter(|_| p.ebr.is_none()) else {
             continue;
@@ -154,9 +160,10 @@ pub fn encode(plan: &Plan) -> Vec<(u64, Vec<u8>)> {
             continue;
         };
         let status = if p.bootable { ACTIVE } else { 0 };
+        // The plan refused an MBR entry without a type byte.
         *e = entry(
             status,
-            p.part_type.mbr,
+            p.part_type.mbr.unwrap_or_default(),
             p.start / ss,
             p.size / ss,
             p.start / ss,
@@ -164,7 +171,10 @@ pub fn encode(plan: &Plan) -> Vec<(u64, Vec<u8>)> {
     }
     if let Some((ext_start, ext_size)) = plan.extended {
         let first = ext_start / ss;
-        entries[3] = entry(0, TYPE_EXTENDED_LBA, first, ext_size / ss, first);
+        let slot = (plan.extended_entry as usize).saturating_sub(1);
+        if let Some(e) = entries.get_mut(slot) {
+            *e = entry(0, TYPE_EXTENDED_LBA, first, ext_size / ss, first);
+        }
         out.extend(ebrs(plan, first));
     }
     out.insert(
@@ -196,7 +206,8 @@ fn ebrs(plan: &Plan, ext_first: u64) -> Vec<(u64, Vec<u8>)> {
         let mut entries = [MbrEntry::default(); 4];
         let status = if p.bootable { ACTIVE } else { 0 };
         let first = p.start / ss;
-        entries[0] = entry(status, p.part_type.mbr, first, p.size / ss, first - ebr_lba);
+        let os_type = p.part_type.mbr.unwrap_or_default();
+        entries[0] = entry(status, os_type, first, p.size / ss, first - ebr_lba);
         if let Some(next) = logical.get(k + 1) {
             if let Some(next_ebr) = next.ebr {
                 let next_lba = next_ebr / ss;

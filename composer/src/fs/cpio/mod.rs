@@ -11,8 +11,9 @@
 //!
 //! Layering, lowest first; a higher layer replaces a lower one's entry at
 //! the same path:
-//! 1. `from:` tree, scanned by [`crate::fs::tree`] (owners root unless
-//!    asked otherwise; extended attributes are dropped: newc has none);
+//! 1. `from:` tree, scanned by [`crate::fs::tree`] (owners as
+//!    `compose::prepare` chose them; extended attributes are dropped: newc
+//!    has none);
 //! 2. busybox as `/bin/busybox` and one symlink `/bin/<applet>` → `busybox`
 //!    per applet (a link is skipped where the tree already has that path);
 //! 3. kernel modules at `/lib/modules/<version>/<path>.ko` (decompressed),
@@ -44,7 +45,7 @@ pub mod newc;
 pub use compress::Compression;
 
 use crate::fs::tree::{
-    self, Node, NodeKind as TreeKind, OwnerRule, Owners, Timestamp, Tree, TreeOptions,
+    self, Node, NodeKind as TreeKind, OwnerChoice, OwnerRule, Timestamp, Tree, TreeOptions,
 };
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::window::Window;
@@ -131,7 +132,7 @@ pub struct Modules {
 }
 
 /// Everything an initramfs is made of.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct InitramfsOptions {
     /// The artifact's name, for messages.
     pub name: String,
@@ -148,32 +149,12 @@ pub struct InitramfsOptions {
     pub applets: Option<Vec<String>>,
     pub modules: Option<Modules>,
     pub compression: Compression,
-    /// Owners of the `from:` tree's members: `Root` (default) or as found.
-    pub owners: Owners,
+    /// Owners of the `from:` tree's members: root (default) or as found.
+    pub owners: OwnerChoice,
     /// Buildroot makedevs tables applied to the whole archive, in order.
     pub device_tables: Vec<PathBuf>,
     /// Ownership/mode rules applied after the device tables.
     pub rules: Vec<OwnerRule>,
-}
-
-impl Default for InitramfsOptions {
-    fn default() -> Self {
-        InitramfsOptions {
-            name: String::new(),
-            files: Vec::new(),
-            dirs: Vec::new(),
-            symlinks: Vec::new(),
-            nodes: Vec::new(),
-            from: None,
-            busybox: None,
-            applets: None,
-            modules: None,
-            compression: Compression::default(),
-            owners: Owners::Root,
-            device_tables: Vec::new(),
-            rules: Vec::new(),
-        }
-    }
 }
 
 /// Builds the tree of the archive: `from:`, busybox, modules, explicit
@@ -405,11 +386,12 @@ fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
     let tree = match &opts.from {
         Some(root) => {
             let topts = TreeOptions {
-                owners: opts.owners,
                 // newc has no extended attributes.
                 xattrs: false,
             };
-            tree::scan(root, &topts, ctx)?
+            let mut tree = tree::scan(root, &topts, ctx)?;
+            tree.apply_owners(&opts.owners, &format!("initramfs({})", opts.name));
+            tree
         }
         None => Tree::empty(ctx),
     };

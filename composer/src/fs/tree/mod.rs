@@ -8,22 +8,26 @@
 //! nanoseconds clamped to `SOURCE_DATE_EPOCH`, extended attributes read with
 //! `llistxattr`/`lgetxattr`. Nothing here knows about any filesystem format.
 //!
-//! Scope: [`scan`] reads a directory with `lstat` only: a symlink is stored
+//! Scope: [`scan`] reads a directory with `lstat` only, through the C
+//! library so that fakeroot and pseudo sessions see it: a symlink is stored
 //! as a symlink and never followed, special files (devices, FIFOs, sockets)
 //! are recorded from their metadata and never opened, regular files are not
 //! opened either (writers read them later through [`FileSource::Path`]).
-//! Overrides are applied in memory: Buildroot `makedevs` device/permission
-//! tables ([`Tree::apply_device_table`], semantics of Buildroot's
+//! The owners the tree keeps ([`OwnerChoice`], decided by
+//! `compose::prepare`) are applied by [`Tree::apply_owners`]. Overrides are
+//! applied in memory: Buildroot `makedevs` device/permission tables
+//! ([`Tree::apply_device_table`], semantics of Buildroot's
 //! `package/makedevs/makedevs.c`: types `f F d r c b p`, `start inc count`
-//! series, user and group names looked up in the tree's own `/etc/passwd`
-//! and `/etc/group`, `|xattr` lines carrying libcap capability text), and
-//! glob rules ([`Tree::apply_rules`]). Entries that are not on disk are added
+//! series, paths through symlinked directories ([`Tree::resolve`]), user
+//! and group names looked up in the tree's own `/etc/passwd` and
+//! `/etc/group`, `|xattr` lines carrying libcap capability text), and glob
+//! rules ([`Tree::apply_rules`]). Entries that are not on disk are added
 //! with [`Tree::insert`].
 //!
-//! Rejected designs: fakeroot/pseudo databases (need an LD_PRELOAD process
-//! around the build, not available to a library) and changing the source
-//! tree in place (it belongs to the user; the build must stay read-only on
-//! its inputs).
+//! Rejected designs: reading fakeroot's or pseudo's databases directly
+//! (private formats; running inside the session through the C library gets
+//! the same answers) and changing the source tree in place (it belongs to
+//! the user; the build must stay read-only on its inputs).
 
 mod overrides;
 mod scan;
@@ -36,7 +40,6 @@ use anyhow::{anyhow, bail, Context};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -190,28 +193,69 @@ impl Node {
 /// Whose ownership the scanned tree keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Owners {
-    /// uid and gid as found in the source tree.
-    #[default]
+    /// uid and gid as the source tree reports them (inside fakeroot or
+    /// pseudo: as the session recorded them).
     Source,
-    /// Everything owned by root (what Buildroot's fakeroot step does to a
-    /// `TARGET_DIR` that belongs to the building user).
+    /// Everything owned by root (a tree that belongs to the building user).
+    #[default]
     Root,
+}
+
+impl Owners {
+    /// As written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Owners::Source => "source",
+            Owners::Root => "root",
+        }
+    }
+}
+
+/// An LD_PRELOAD session that fakes root for file metadata: what its
+/// processes see of a tree (owners, modes, device nodes, xattrs) is what it
+/// recorded, not what the disk holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Session {
+    Fakeroot,
+    /// Yocto's pseudo.
+    Pseudo,
+}
+
+impl Session {
+    pub fn name(self) -> &'static str {
+        match self {
+            Session::Fakeroot => "fakeroot",
+            Session::Pseudo => "pseudo",
+        }
+    }
+}
+
+/// The owners a tree keeps and why, decided once per content by
+/// `compose::prepare` from the description and the session, shown by `plan`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerChoice {
+    pub owners: Owners,
+    /// Why, for `plan`: `set in the description`, `fakeroot session
+    /// (FAKEROOTKEY is set)`, …
+    pub reason: String,
+    /// Written as `owners:` in the description (not the default).
+    pub explicit: bool,
+    /// The session the build runs in, if any.
+    pub session: Option<Session>,
+    /// The effective uid of the build (as the session reports it).
+    pub euid: u32,
 }
 
 /// How [`scan`] reads the source.
 #[derive(Clone, Debug)]
 pub struct TreeOptions {
-    pub owners: Owners,
     /// Read extended attributes from the source (default true).
     pub xattrs: bool,
 }
 
 impl Default for TreeOptions {
     fn default() -> Self {
-        TreeOptions {
-            owners: Owners::Source,
-            xattrs: true,
-        }
+        TreeOptions { xattrs: true }
     }
 }
 
@@ -421,6 +465,82 @@ impl Tree {
         Ok(id)
     }
 
+    /// The node `path` leads to, following symlinks in every component but
+    /// the last (and in the last too with `follow_last`), as a path lookup
+    /// chrooted into the tree does: an absolute target starts from the
+    /// tree's root, `..` stops at it. With `mkdirs`, missing directories
+    /// are created (mode 0755, root-owned, like `mkdir -p`). `None`: only
+    /// the last component is missing.
+    pub fn resolve(
+        &mut self,
+        path: &str,
+        follow_last: bool,
+        mkdirs: bool,
+    ) -> anyhow::Result<Option<NodeId>> {
+        /// Symlinks followed in one lookup before giving up (`MAXSYMLINKS`).
+        const MAX_SYMLINKS: u32 = 40;
+        let mut todo: Vec<Vec<u8>> = components(path)?
+            .into_iter()
+            .rev()
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut stack = vec![ROOT];
+        let mut followed = 0;
+        while let Some(part) = todo.pop() {
+            let dir = *stack.last().unwrap_or(&ROOT);
+            match part.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let last = todo.is_empty();
+            let child = match self.child(dir, &part) {
+                Some(c) => c,
+                None if mkdirs => {
+                    let new = self.nodes.len();
+                    self.nodes.push(Node::new(
+                        NodeKind::Dir {
+                            entries: BTreeMap::new(),
+                        },
+                        0o755,
+                        self.time,
+                    ));
+                    self.set_entry(dir, &part, new);
+                    new
+                }
+                None if last => return Ok(None),
+                None => bail!(
+                    "'{path}': '{}' does not exist in the tree",
+                    String::from_utf8_lossy(&part)
+                ),
+            };
+            match &self.nodes[child].kind {
+                NodeKind::Symlink { target } if !last || follow_last => {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        bail!("'{path}': too many levels of symbolic links");
+                    }
+                    if target.first() == Some(&b'/') {
+                        stack.truncate(1);
+                    }
+                    todo.extend(target.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
+                }
+                NodeKind::Dir { .. } => stack.push(child),
+                _ if last => return Ok(Some(child)),
+                _ => bail!(
+                    "'{path}': '{}' is not a directory",
+                    String::from_utf8_lossy(&part)
+                ),
+            }
+        }
+        Ok(stack.last().copied())
+    }
+
     fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
         match &self.nodes[dir].kind {
             NodeKind::Dir { entries } => entries.get(name).copied(),
@@ -496,6 +616,52 @@ impl Tree {
         }
         counts
     }
+    /// Gives the scanned tree the owners of `choice`, and warns (naming one
+    /// path) when an explicit choice contradicts the session: `root` inside
+    /// fakeroot or pseudo on a tree with other owners, `source` outside
+    /// any session on a tree the building user owns. `what` names the
+    /// content in the warning.
+    pub fn apply_owners(&mut self, choice: &OwnerChoice, what: &str) {
+        let paths = self.walk();
+        let path_of = |want: &dyn Fn(&Node) -> bool| {
+            paths
+                .iter()
+                .find(|(_, id)| want(&self.nodes[*id]))
+                .map(|(p, id)| (String::from_utf8_lossy(p).into_owned(), *id))
+        };
+        match (choice.owners, choice.session) {
+            (Owners::Root, Some(session)) if choice.explicit => {
+                if let Some((path, id)) = path_of(&|n| n.uid != 0 || n.gid != 0) {
+                    let n = &self.nodes[id];
+                    tracing::warn!(
+                        "{what}: `owners: root` makes every file root:root, but the {} session \
+                         reports other owners, e.g. '{path}' {}:{}; remove `owners:` to keep them",
+                        session.name(),
+                        n.uid,
+                        n.gid
+                    );
+                }
+            }
+            (Owners::Source, None) if choice.explicit && choice.euid != 0 => {
+                if let Some((path, _)) = path_of(&|n| n.uid == choice.euid) {
+                    tracing::warn!(
+                        "{what}: `owners: source` outside fakeroot or pseudo keeps the building \
+                         user's uid {}, e.g. on '{path}'; build inside the session that made the \
+                         tree, or remove `owners:` for root:root",
+                        choice.euid
+                    );
+                }
+            }
+            _ => {}
+        }
+        if choice.owners == Owners::Root {
+            for node in &mut self.nodes {
+                node.uid = 0;
+                node.gid = 0;
+            }
+        }
+    }
+
     /// Reads the content of a regular file node (for small files such as
     /// `/etc/passwd`).
     pub fn read_file(&self, id: NodeId) -> anyhow::Result<Arc<Vec<u8>>> {
@@ -619,6 +785,226 @@ mod tests {
         .unwrap();
         assert_eq!(t.node(id).uid, 7);
         assert!(t.node(id).xattrs.is_empty());
+    }
+
+    fn file(mode: u32) -> Node {
+        Node::new(
+            NodeKind::File {
+                source: FileSource::Bytes(Arc::new(b"x".to_vec())),
+                size: 1,
+                sparse: false,
+            },
+            mode,
+            Timestamp::default(),
+        )
+    }
+
+    fn symlink(target: &str) -> Node {
+        Node::new(
+            NodeKind::Symlink {
+                target: target.as_bytes().to_vec(),
+            },
+            0o777,
+            Timestamp::default(),
+        )
+    }
+
+    /// A merged-/usr tree: `/bin`, `/lib` and `/sbin` link into `/usr`.
+    fn merged_usr() -> Tree {
+        let mut t = Tree::empty(&ctx());
+        t.mkdir_all("/usr/bin").unwrap();
+        t.mkdir_all("/usr/lib").unwrap();
+        t.mkdir_all("/etc").unwrap();
+        t.insert("/usr/bin/su", file(0o755)).unwrap();
+        t.insert("/usr/bin/busybox", file(0o755)).unwrap();
+        t.insert("/usr/bin/sh", symlink("busybox")).unwrap();
+        t.insert("/bin", symlink("usr/bin")).unwrap();
+        t.insert("/lib", symlink("/usr/lib")).unwrap();
+        t.insert("/sbin", symlink("usr/../bin")).unwrap();
+        t
+    }
+
+    #[test]
+    fn device_table_lines_with_leading_blanks_are_read() {
+        let mut t = Tree::empty(&ctx());
+        t.apply_device_table_str(
+            "  /dev d 755 0 0 - - - - -\n\t/dev/console c 600 0 5 5 1 - - -\n   # comment\n \n",
+            "t",
+        )
+        .unwrap();
+        let c = t.lookup("/dev/console").unwrap().unwrap();
+        assert!(matches!(
+            t.node(c).kind,
+            NodeKind::CharDev { major: 5, minor: 1 }
+        ));
+    }
+
+    #[test]
+    fn device_table_paths_follow_symlinked_directories() {
+        let mut t = merged_usr();
+        t.apply_device_table_str(
+            "/bin/su f 4755 0 0 - - - - -\n\
+             /sbin/su F 4750 0 0 - - - - -\n\
+             /lib/firmware d 700 0 0 - - - - -\n\
+             /bin/console c 600 0 0 5 1 - - -\n",
+            "t",
+        )
+        .unwrap();
+        let su = t.lookup("/usr/bin/su").unwrap().unwrap();
+        assert_eq!(t.node(su).mode, 0o4750);
+        let fw = t.lookup("/usr/lib/firmware").unwrap().unwrap();
+        assert_eq!(t.node(fw).mode, 0o700);
+        assert!(t.lookup("/usr/bin/console").unwrap().is_some());
+        // The last component is followed for `f` (makedevs' chmod does)...
+        t.apply_device_table_str("/bin/sh f 4755 0 0 - - - - -\n", "t")
+            .unwrap();
+        let bb = t.lookup("/usr/bin/busybox").unwrap().unwrap();
+        assert_eq!(t.node(bb).mode, 0o4755);
+        // ...and not for `r` (nftw with FTW_PHYS): the link keeps its mode.
+        t.apply_device_table_str("/usr/bin/sh r 700 5 5 - - - - -\n", "t")
+            .unwrap();
+        let sh = t.lookup("/usr/bin/sh").unwrap().unwrap();
+        assert_eq!((t.node(sh).uid, t.node(sh).mode), (5, 0o777));
+        assert_eq!(t.node(bb).uid, 0);
+        let mut loops = Tree::empty(&ctx());
+        loops.insert("/a", symlink("b")).unwrap();
+        loops.insert("/b", symlink("a")).unwrap();
+        let err = loops
+            .apply_device_table_str("/a/x f 755 0 0 - - - - -\n", "t")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("too many levels"), "{err:#}");
+    }
+
+    #[test]
+    fn device_table_names_resolve_like_makedevs() {
+        let mut t = merged_usr();
+        t.mkdir_all("/usr/share/defaults").unwrap();
+        let passwd = b"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/:/bin/false\nwww:x:99:99::/:/x\n";
+        let mut p = file(0o644);
+        p.kind = NodeKind::File {
+            source: FileSource::Bytes(Arc::new(passwd.to_vec())),
+            size: passwd.len() as u64,
+            sparse: false,
+        };
+        t.insert("/usr/share/defaults/passwd", p).unwrap();
+        t.insert("/etc/passwd", symlink("../usr/share/defaults/passwd"))
+            .unwrap();
+        let mut g = file(0o644);
+        g.kind = NodeKind::File {
+            source: FileSource::Bytes(Arc::new(b"bad line\nwww:x:34:\n".to_vec())),
+            size: 18,
+            sparse: false,
+        };
+        t.insert("/etc/group", g).unwrap();
+        t.apply_device_table_str("/usr/bin/su f 755 www www - - - - -\n", "t")
+            .unwrap();
+        let su = t.lookup("/usr/bin/su").unwrap().unwrap();
+        // The first entry of a name wins, as with fgetpwent.
+        assert_eq!((t.node(su).uid, t.node(su).gid), (33, 34));
+        let err = t
+            .apply_device_table_str("/usr/bin/su f 755 nobody 0 - - - - -\n", "tab")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("tab:1"), "{err:#}");
+    }
+
+    #[test]
+    fn device_table_dash_ends_the_numbers() {
+        let mut t = Tree::empty(&ctx());
+        t.apply_device_table_str("/null c 666 0 0 1 - 7 1 4\n", "t")
+            .unwrap();
+        let n = t.lookup("/null").unwrap().unwrap();
+        assert!(matches!(
+            t.node(n).kind,
+            NodeKind::CharDev { major: 1, minor: 0 }
+        ));
+        assert!(t.lookup("/null7").unwrap().is_none());
+    }
+
+    #[test]
+    fn users_tables_are_refused_with_the_buildroot_route() {
+        let mut t = Tree::empty(&ctx());
+        let err = t
+            .apply_device_table_str(
+                "# users\nfoo -1 foo -1 =pass /home/foo /bin/sh - Foo user\n",
+                "users.txt",
+            )
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with("users.txt:2: this is a users table"),
+            "{text}"
+        );
+        assert!(text.contains("BR2_TARGET_ROOTFS_IMAGE_COMPOSER"), "{text}");
+    }
+
+    #[test]
+    fn capabilities_only_land_on_regular_files() {
+        let mut t = merged_usr();
+        for (rule, what) in [("/usr/bin/sh", "symlink"), ("/usr/lib", "directory")] {
+            let err = t
+                .apply_rules(&[OwnerRule {
+                    glob: rule.into(),
+                    caps: Some("cap_net_raw+ep".into()),
+                    ..Default::default()
+                }])
+                .unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(rule) && text.contains(what), "{text}");
+        }
+        let err = t
+            .apply_device_table_str("/usr/lib d 755 0 0 - - - - -\n|xattr cap_chown+ep\n", "t")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("t:2"), "{err:#}");
+        // Removing capabilities is no exception (setcap -r refuses too).
+        assert!(t
+            .apply_rules(&[OwnerRule {
+                glob: "/usr/lib".into(),
+                caps: Some(String::new()),
+                ..Default::default()
+            }])
+            .is_err());
+    }
+
+    #[test]
+    fn mode_rules_leave_symlinks_alone() {
+        let mut t = merged_usr();
+        t.apply_rules(&[OwnerRule {
+            glob: "/usr/bin/*".into(),
+            mode: Some(0o700),
+            uid: Some(3),
+            ..Default::default()
+        }])
+        .unwrap();
+        let sh = t.lookup("/usr/bin/sh").unwrap().unwrap();
+        assert_eq!((t.node(sh).mode, t.node(sh).uid), (0o777, 3));
+        let su = t.lookup("/usr/bin/su").unwrap().unwrap();
+        assert_eq!(t.node(su).mode, 0o700);
+    }
+
+    #[test]
+    fn root_owners_flatten_the_tree() {
+        let mut t = merged_usr();
+        let su = t.lookup("/usr/bin/su").unwrap().unwrap();
+        (t.node_mut(su).uid, t.node_mut(su).gid) = (1234, 5678);
+        let mut kept = t.clone();
+        kept.apply_owners(
+            &OwnerChoice {
+                owners: Owners::Source,
+                ..Default::default()
+            },
+            "t",
+        );
+        assert_eq!(kept.node(su).uid, 1234);
+        t.apply_owners(
+            &OwnerChoice {
+                owners: Owners::Root,
+                explicit: true,
+                session: Some(Session::Pseudo),
+                ..Default::default()
+            },
+            "t",
+        );
+        assert_eq!((t.node(su).uid, t.node(su).gid), (0, 0));
     }
 
     #[test]

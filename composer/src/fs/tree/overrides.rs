@@ -13,6 +13,16 @@ impl Tree {
     }
 
     /// Applies a device table given as text; `origin` names it in errors.
+    ///
+    /// Read as Buildroot's `makedevs` reads it (`package/makedevs/makedevs.c`):
+    /// fields are separated by blanks, leading blanks included; a line
+    /// whose first field starts with `#`, or a blank line, is skipped; a
+    /// `-` ends the numeric fields (the rest count as 0, as `sscanf` stops
+    /// there); paths are looked up through symlinks, `f`/`F`/`d` lines
+    /// following a symlink in the last component too (makedevs' `stat`,
+    /// `chown` and `chmod` do), `r` lines not (`nftw` with `FTW_PHYS`);
+    /// names in the uid and gid fields are looked up in the tree's own
+    /// `/etc/passwd` and `/etc/group`, the first entry of a name winning.
     pub fn apply_device_table_str(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
         let mut last: Vec<NodeId> = Vec::new();
         let mut users: Option<IdMap> = None;
@@ -36,13 +46,21 @@ impl Tree {
                 }
                 continue;
             }
-            if trimmed.is_empty()
-                || trimmed.starts_with('#')
-                || line.starts_with(char::is_whitespace)
-            {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.first().is_none_or(|f| f.starts_with('#')) {
                 continue;
             }
-            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1).is_some_and(|t| t.parse::<i64>().is_ok()) {
+                bail!(
+                    "{}: this is a users table (Buildroot's mkusers format: 'name uid group gid \
+                     password home shell groups comment'), not a device table; image-composer \
+                     does not create users: build inside Buildroot with the Buildroot rootfs type \
+                     `image-composer` (BR2_TARGET_ROOTFS_IMAGE_COMPOSER), which runs after \
+                     mkusers (see docs/buildroot.md), or add the users to the tree's \
+                     /etc/passwd and /etc/group",
+                    at()
+                );
+            }
             if fields.len() < 5 {
                 bail!(
                     "{}: expected 'name type mode uid gid major minor start inc count', got '{line}'",
@@ -55,35 +73,42 @@ impl Tree {
                 .map_err(|_| anyhow!("{}: mode '{}' is not an octal number", at(), fields[2]))?;
             let uid = resolve_id(fields[3], &mut users, self, "etc/passwd").with_context(at)?;
             let gid = resolve_id(fields[4], &mut groups, self, "etc/group").with_context(at)?;
-            let num = |idx: usize| -> anyhow::Result<u32> {
-                match fields.get(idx) {
-                    None | Some(&"-") => Ok(0),
-                    Some(v) => v
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|&n| n <= 0xfffff)
-                        .ok_or_else(|| anyhow!("{}: '{v}' is not a number up to 1048575", at())),
+            // major minor start inc count; `-` (or the end) stops the scan.
+            let mut nums = [0u32; 5];
+            for (k, field) in fields.iter().skip(5).take(5).enumerate() {
+                if *field == "-" {
+                    break;
                 }
-            };
-            let (major, minor, start, inc, count) = (num(5)?, num(6)?, num(7)?, num(8)?, num(9)?);
+                nums[k] = field
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= 0xfffff)
+                    .ok_or_else(|| anyhow!("{}: '{field}' is not a number up to 1048575", at()))?;
+            }
+            let [major, minor, start, inc, count] = nums;
             last.clear();
             match kind {
                 "d" => {
-                    let id = self.mkdir_all(name).with_context(at)?;
+                    let id = self.resolve(name, true, true).with_context(at)?;
+                    let id = id.ok_or_else(|| anyhow!("{}: cannot create '{name}'", at()))?;
+                    if !self.nodes[id].is_dir() {
+                        bail!("{}: '{name}' exists and is not a directory", at());
+                    }
                     set_owner_mode(&mut self.nodes[id], uid, gid, mode);
                     last.push(id);
                 }
-                "f" | "F" => match self.lookup(name).with_context(at)? {
-                    Some(id) if matches!(self.nodes[id].kind, NodeKind::File { .. }) => {
+                "f" | "F" => match self.resolve(name, true, false) {
+                    Ok(Some(id)) if matches!(self.nodes[id].kind, NodeKind::File { .. }) => {
                         set_owner_mode(&mut self.nodes[id], uid, gid, mode);
                         last.push(id);
                     }
                     _ if kind == "F" => {}
+                    Err(e) => return Err(e).with_context(at),
                     _ => bail!("{}: regular file '{name}' does not exist in the tree", at()),
                 },
                 "r" => {
                     let id = self
-                        .lookup(name)
+                        .resolve(name, false, false)
                         .with_context(at)?
                         .ok_or_else(|| anyhow!("{}: '{name}' does not exist in the tree", at()))?;
                     for sub in self.subtree(id) {
@@ -98,12 +123,23 @@ impl Tree {
                     last.push(id);
                 }
                 "c" | "b" | "p" => {
+                    let (parent_path, base) = name.rsplit_once('/').unwrap_or(("", name));
+                    let parent = self
+                        .resolve(parent_path, true, false)
+                        .with_context(at)?
+                        .filter(|&p| self.nodes[p].is_dir())
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "{}: the parent directory of '{name}' does not exist in the tree",
+                                at()
+                            )
+                        })?;
                     let count = count.saturating_sub(1);
                     for n in start..=start.saturating_add(count) {
-                        let path = if count > 0 {
-                            format!("{name}{n}")
+                        let entry = if count > 0 {
+                            format!("{base}{n}")
                         } else {
-                            name.to_string()
+                            base.to_string()
                         };
                         let minor = minor.wrapping_add((n - start).wrapping_mul(inc));
                         let node_kind = match kind {
@@ -114,7 +150,9 @@ impl Tree {
                         let mut node = Node::new(node_kind, mode, self.time);
                         node.uid = uid;
                         node.gid = gid;
-                        let id = self.insert(&path, node).with_context(at)?;
+                        let id = self
+                            .insert_child(parent, entry.as_bytes(), node)
+                            .with_context(|| format!("{}: creating '{name}'", at()))?;
                         last.push(id);
                     }
                 }
@@ -143,7 +181,11 @@ impl Tree {
     }
 
     /// Applies glob rules in order (a later rule wins); a rule that matches
-    /// nothing is an error (it is most likely a typo).
+    /// nothing is an error (it is most likely a typo). As with `chmod -h`
+    /// where Linux has none, a mode never changes a symlink (its mode is
+    /// always 0777 and unused); a mode rule that matches only symlinks
+    /// warns. Capabilities (`caps`, `""` included) on anything but a
+    /// regular file are an error, as `setcap` refuses them.
     pub fn apply_rules(&mut self, rules: &[OwnerRule]) -> anyhow::Result<()> {
         if rules.is_empty() {
             return Ok(());
@@ -156,6 +198,8 @@ impl Tree {
                 format!("/{}", rule.glob)
             };
             let mut matched = false;
+            let mut mode_changed = false;
+            let mut skipped_link = None;
             for (path, id) in &paths {
                 if !glob_match(pattern.as_bytes(), path) {
                     continue;
@@ -169,14 +213,26 @@ impl Tree {
                     node.gid = gid;
                 }
                 if let Some(mode) = rule.mode {
-                    node.mode = mode & MODE_BITS;
+                    if matches!(node.kind, NodeKind::Symlink { .. }) {
+                        skipped_link.get_or_insert(path);
+                    } else {
+                        node.mode = mode & MODE_BITS;
+                        mode_changed = true;
+                    }
                 }
                 if let Some(caps) = &rule.caps {
+                    let at = || {
+                        format!(
+                            "applying rule '{}' to '{}'",
+                            rule.glob,
+                            String::from_utf8_lossy(path)
+                        )
+                    };
                     if caps.trim().is_empty() {
+                        check_caps_target(node).with_context(at)?;
                         node.xattrs.remove(CAPABILITY_XATTR);
                     } else {
-                        apply_caps(node, caps)
-                            .with_context(|| format!("applying rule '{}'", rule.glob))?;
+                        apply_caps(node, caps).with_context(at)?;
                     }
                 }
             }
@@ -184,6 +240,14 @@ impl Tree {
                 bail!(
                     "owner rule '{}' matches no path in the tree; check the glob (paths look like '/usr/bin/ping')",
                     rule.glob
+                );
+            }
+            if let (Some(link), false) = (skipped_link, mode_changed) {
+                tracing::warn!(
+                    "rule '{}': the mode of a symlink is not changed ('{}'); \
+                     write the path of its target to change the target's",
+                    rule.glob,
+                    String::from_utf8_lossy(link)
                 );
             }
         }
@@ -203,7 +267,7 @@ type IdMap = HashMap<String, u32>;
 fn resolve_id(
     field: &str,
     cache: &mut Option<IdMap>,
-    tree: &Tree,
+    tree: &mut Tree,
     file: &str,
 ) -> anyhow::Result<u32> {
     if let Ok(n) = field.parse::<u32>() {
@@ -211,14 +275,16 @@ fn resolve_id(
     }
     if cache.is_none() {
         let mut map = IdMap::new();
-        if let Some(id) = tree.lookup(file)? {
+        // fopen follows symlinks (`etc/passwd` -> `../usr/share/...`).
+        if let Some(id) = tree.resolve(file, true, false)? {
             let text = tree.read_file(id)?;
             for line in String::from_utf8_lossy(&text).lines() {
                 let mut parts = line.split(':');
                 if let (Some(name), Some(_), Some(id)) = (parts.next(), parts.next(), parts.next())
                 {
                     if let Ok(id) = id.parse::<u32>() {
-                        map.insert(name.to_string(), id);
+                        // fgetpwent/fgetgrent stop at the first match.
+                        map.entry(name.to_string()).or_insert(id);
                     }
                 }
             }
@@ -442,8 +508,24 @@ impl Caps {
     }
 }
 
+/// Capabilities belong to regular files only: libcap's `cap_set_file`
+/// (setcap) refuses directories, symlinks and special files.
+fn check_caps_target(node: &Node) -> anyhow::Result<()> {
+    let what = match node.kind {
+        NodeKind::File { .. } => return Ok(()),
+        NodeKind::Dir { .. } => "a directory",
+        NodeKind::Symlink { .. } => "a symlink",
+        _ => "a special file",
+    };
+    bail!(
+        "capabilities can only be set on regular files, and this is {what} \
+         (setcap refuses it too); name the file itself"
+    )
+}
+
 /// Adds libcap capability text to a node's `security.capability`.
 fn apply_caps(node: &mut Node, text: &str) -> anyhow::Result<()> {
+    check_caps_target(node)?;
     let mut caps = node
         .xattrs
         .get(CAPABILITY_XATTR)

@@ -1,7 +1,16 @@
 //! Scanning a source directory into a [`Tree`]: `lstat` only, symlinks never
 //! followed, special files recorded from their metadata, xattrs read per entry.
+//!
+//! Everything learnt about an entry comes from the C library's functions:
+//! `lstat`, `readlink`, `llistxattr`, `lgetxattr` (rustix built with
+//! `use-libc`). An LD_PRELOAD fakeroot and Yocto's pseudo replace exactly
+//! these, so a tree read inside their session shows the owners, modes,
+//! device nodes and xattrs the session recorded. Rejected: rustix's raw
+//! syscalls (invisible to LD_PRELOAD) and std's `symlink_metadata`, which
+//! calls `statx`, a function fakeroot 1.31 does not wrap.
 
 use super::*;
+use rustix::fs::Stat;
 
 /// Scans the directory `root` into a tree. `root` itself may be a
 /// symbolic link to a directory (followed, like every filesystem kind's
@@ -10,9 +19,8 @@ pub fn scan(root: &Path, opts: &TreeOptions, ctx: &BuildContext) -> anyhow::Resu
     let root = &root
         .canonicalize()
         .with_context(|| format!("reading source tree '{}'", root.display()))?;
-    let meta = std::fs::symlink_metadata(root)
-        .with_context(|| format!("reading source tree '{}'", root.display()))?;
-    if !meta.is_dir() {
+    let meta = lstat(root).with_context(|| format!("reading source tree '{}'", root.display()))?;
+    if meta.st_mode & S_IFMT != S_IFDIR {
         bail!("source tree '{}' is not a directory", root.display());
     }
     let mut scanner = Scanner {
@@ -50,18 +58,19 @@ impl Scanner<'_> {
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            let meta = std::fs::symlink_metadata(&path)
+            let meta = lstat(&path)
                 .with_context(|| format!("reading metadata of '{}'", path.display()))?;
-            let key = (meta.dev(), meta.ino());
+            let is_dir = meta.st_mode & S_IFMT == S_IFDIR;
+            let key = (meta.st_dev, meta.st_ino);
             let child = match self.links.get(&key) {
-                Some(&existing) if !meta.is_dir() => existing,
+                Some(&existing) if !is_dir => existing,
                 _ => {
                     let node = self.node_from(&path, &meta)?;
                     let child = self.tree.nodes.len();
                     self.tree.nodes.push(node);
-                    if meta.is_dir() {
+                    if is_dir {
                         self.scan_dir(&path, child)?;
-                    } else if meta.nlink() > 1 {
+                    } else if meta.st_nlink > 1 {
                         self.links.insert(key, child);
                     }
                     child
@@ -74,32 +83,33 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    fn node_from(&self, path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<Node> {
-        let ft = meta.file_type();
-        let mode = meta.mode();
-        let rdev = meta.rdev();
-        let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    fn node_from(&self, path: &Path, meta: &Stat) -> anyhow::Result<Node> {
+        let mode = meta.st_mode;
+        let (major, minor) = (
+            rustix::fs::major(meta.st_rdev),
+            rustix::fs::minor(meta.st_rdev),
+        );
+        let size = u64::try_from(meta.st_size).unwrap_or(0);
+        let blocks = u64::try_from(meta.st_blocks).unwrap_or(0);
         let kind = match mode & S_IFMT {
             S_IFDIR => NodeKind::Dir {
                 entries: BTreeMap::new(),
             },
             S_IFREG => NodeKind::File {
                 source: FileSource::Path(path.to_path_buf()),
-                size: meta.len(),
-                sparse: meta.blocks() * 512 < meta.len(),
+                size,
+                sparse: blocks.saturating_mul(512) < size,
             },
             S_IFLNK => NodeKind::Symlink {
-                target: std::fs::read_link(path)
+                target: rustix::fs::readlink(path, Vec::new())
                     .with_context(|| format!("reading symlink '{}'", path.display()))?
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
+                    .into_bytes(),
             },
             S_IFCHR => NodeKind::CharDev { major, minor },
             S_IFBLK => NodeKind::BlockDev { major, minor },
             S_IFIFO => NodeKind::Fifo,
             S_IFSOCK => NodeKind::Socket,
-            _ => bail!("'{}' has an unknown file type {ft:?}", path.display()),
+            other => bail!("'{}' has an unknown file type {other:#o}", path.display()),
         };
         let time = |sec: i64, nsec: i64| {
             Timestamp {
@@ -107,10 +117,6 @@ impl Scanner<'_> {
                 nsec: u32::try_from(nsec).unwrap_or(0),
             }
             .clamped(self.ctx)
-        };
-        let (uid, gid) = match self.opts.owners {
-            Owners::Source => (meta.uid(), meta.gid()),
-            Owners::Root => (0, 0),
         };
         let xattrs = if self.opts.xattrs {
             read_xattrs(path)?
@@ -120,14 +126,19 @@ impl Scanner<'_> {
         Ok(Node {
             kind,
             mode: mode & MODE_BITS,
-            uid,
-            gid,
-            atime: time(meta.atime(), meta.atime_nsec()),
-            mtime: time(meta.mtime(), meta.mtime_nsec()),
-            ctime: time(meta.ctime(), meta.ctime_nsec()),
+            uid: meta.st_uid,
+            gid: meta.st_gid,
+            atime: time(meta.st_atime, meta.st_atime_nsec),
+            mtime: time(meta.st_mtime, meta.st_mtime_nsec),
+            ctime: time(meta.st_ctime, meta.st_ctime_nsec),
             xattrs,
         })
     }
+}
+
+/// `lstat(2)` through the C library (see the module documentation).
+fn lstat(path: &Path) -> std::io::Result<Stat> {
+    rustix::fs::lstat(path).map_err(std::io::Error::from)
 }
 
 /// The extended attributes of `path` itself (never of a symlink's target).
