@@ -49,6 +49,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a signed update bundle of the slot contents (docs/updates.md)
+    Bundle {
+        #[command(flatten)]
+        input: InputArgs,
+
+        /// Directory the bundle is written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+
+        /// The secret key to sign with (from `keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+
+        /// The bundle's version (default: `update.version`)
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+    },
+    /// Make an Ed25519 key pair for bundles: NAME.key and NAME.pub
+    Keygen {
+        /// Directory the keys are written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+
+        /// File name stem of the keys
+        #[arg(long, value_name = "NAME", default_value = "bundle")]
+        name: String,
+    },
+    /// Print a bundle's manifest and check its payload (and signature)
+    BundleInfo {
+        /// The bundle file
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+
+        /// Check the signature with this public key (`.pub`)
+        #[arg(long, value_name = "PUB")]
+        key: Option<PathBuf>,
+    },
 }
 
 /// What every subcommand reads.
@@ -94,7 +131,14 @@ mod tests {
     fn help_fits_in_80_columns() {
         let mut cmd = Cli::command();
         let mut texts = vec![cmd.render_long_help().to_string()];
-        for sub in ["build", "validate", "plan"] {
+        for sub in [
+            "build",
+            "validate",
+            "plan",
+            "bundle",
+            "keygen",
+            "bundle-info",
+        ] {
             let sub = cmd.find_subcommand_mut(sub).unwrap();
             texts.push(sub.render_long_help().to_string());
         }

@@ -17,6 +17,7 @@ pub mod output;
 pub mod plan;
 pub mod ptable;
 pub mod units;
+pub mod updates;
 
 /// Logs to stderr, one line per step, no timestamps; colours only on a
 /// terminal. `quiet` keeps warnings and errors; each `verbose` adds a level.

@@ -16,6 +16,21 @@ fn main() -> ExitCode {
         }
         cli::Command::Validate { input } => compose::validate(&request(input)),
         cli::Command::Plan { input, json } => compose::print_plan(&request(input), json),
+        cli::Command::Bundle {
+            input,
+            output_dir,
+            key,
+            version,
+        } => {
+            let version = version.as_deref();
+            compose::bundle::bundle(&request(input), &output_dir, &key, version).map(|_| ())
+        }
+        cli::Command::Keygen { output_dir, name } => composer::updates::keygen(&output_dir, &name)
+            .map(|_| ())
+            .map_err(Error::Build),
+        cli::Command::BundleInfo { bundle, key } => {
+            composer::updates::info(&bundle, key.as_deref())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,5 +26,13 @@ cp -R "$layers/ab-slots/rootfs/." .
 cp -R "$here/rootfs/." .
 chmod 755 etc/init.d/* usr/sbin/*
 echo qemu-ab >etc/hostname
+# Field updates (docs/updates.md): the compatible string of image.yaml's
+# `update:`, the release the probe reports, and, when given, the installer
+# binary (AB_INSTALL) and the trusted public key (BUNDLE_PUB).
+mkdir -p etc/image-composer/keys
+echo qemu-x86_64-ab >etc/image-composer/compatible
+echo "${RELEASE:-1}" >etc/release
+[ -z "${AB_INSTALL:-}" ] || install -m 755 "$AB_INSTALL" usr/sbin/ab-install
+[ -z "${BUNDLE_PUB:-}" ] || cp "$BUNDLE_PUB" etc/image-composer/keys/
 printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\n' >etc/group

@@ -28,6 +28,13 @@ COMPOSER_CONFIG_PATH = "${@composer_search(d.getVar('COMPOSER_CONFIGS').split(),
 
 # Extra "${KEY}"s for the YAML, as "KEY=VALUE KEY2=VALUE2".
 COMPOSER_VARS ??= ""
+# The secret key (image-composer keygen) of the signed update bundle
+# (docs/updates.md); empty: no bundle. Keep the key out of the layer: set
+# it in local.conf or the CI's environment. The bundle lands in IMGDEPLOYDIR
+# as ${IMAGE_NAME}.<image>-<version>.bundle.
+COMPOSER_BUNDLE_KEY ??= ""
+# The bundle's version; empty: the description's update.version.
+COMPOSER_BUNDLE_VERSION ??= ""
 # Extra directories searched for layers (before the installed ones).
 COMPOSER_LAYER_DIRS ??= ""
 # The description's image.name: which <name>.img is the disk, when artifacts
@@ -105,7 +112,7 @@ IMAGE_CMD:composer () {
 		set -- "$@" --layer-dir "$dir"
 	done
 
-	image-composer build "$cfg" -o "$out" \
+	set -- "$@" \
 		--input-dir "${IMGDEPLOYDIR}" \
 		--input-dir "${DEPLOY_DIR_IMAGE}" \
 		--var "IMAGE_ROOTFS=${IMAGE_ROOTFS}" \
@@ -116,8 +123,16 @@ IMAGE_CMD:composer () {
 		--var "IMAGE_BASENAME=${IMAGE_BASENAME}" \
 		--var "MACHINE=${MACHINE}" \
 		--var "KERNEL_IMAGETYPE=${KERNEL_IMAGETYPE}" \
-		--var "INITRAMFS_FSTYPES=${INITRAMFS_FSTYPES}" \
-		"$@" ${COMPOSER_EXTRA_ARGS}
+		--var "INITRAMFS_FSTYPES=${INITRAMFS_FSTYPES}"
+	image-composer build "$cfg" -o "$out" "$@" ${COMPOSER_EXTRA_ARGS}
+
+	# The signed update bundle of the description's update: slot.
+	if [ -n "${COMPOSER_BUNDLE_KEY}" ]; then
+		image-composer bundle "$cfg" -o "$out" --key "${COMPOSER_BUNDLE_KEY}" \
+			${COMPOSER_BUNDLE_VERSION:+--version "${COMPOSER_BUNDLE_VERSION}"} "$@"
+	else
+		bbnote "COMPOSER_BUNDLE_KEY is not set: no update bundle"
+	fi
 
 	img=""
 	if [ -n "${COMPOSER_IMAGE_NAME}" ]; then

@@ -10,7 +10,8 @@
 #
 # Environment: IMAGE_COMPOSER (binary; default: cargo build, debug),
 # BOOT_TEST_WORK (work directory, kept; default: a temporary one, removed),
-# POWERCUT_ROUNDS (default 3), BOOT_TIMEOUT (seconds per boot, default 240),
+# POWERCUT_ROUNDS (default 3), INSTALL_CUT_ROUNDS (power cuts during an
+# ab-install, default 5), BOOT_TIMEOUT (seconds per boot, default 240),
 # BOOT_TEST_ONLY (space-separated case names to run).
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -84,7 +85,21 @@ if [ ! -s "$KERNEL" ]; then
 	[ "$(head -c 4 "$KERNEL" 2>/dev/null | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || KERNEL=/boot/vmlinuz-$KVER
 fi
 
-sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs" /bin/busybox || { fail rootfs "make-rootfs.sh failed"; finish; }
+# Field updates: a static ab-install and a trusted key go into the rootfs.
+AB_INSTALL_BIN=
+if want install; then
+	if (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/static" \
+		cargo build -q --release -p ab-install --target x86_64-unknown-linux-gnu) &&
+		ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" 2>&1 | grep -qE "statically linked|not a dynamic"; then
+		AB_INSTALL_BIN=$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install
+		rm -rf "$WORK/keys"
+		"$IMAGE_COMPOSER" -q keygen -o "$WORK/keys" && "$IMAGE_COMPOSER" -q keygen -o "$WORK/keys" --name other
+	else
+		fail "build ab-install" "no static ab-install (cargo build with crt-static failed or the binary is dynamic)"
+	fi
+fi
+AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=${AB_INSTALL_BIN:+$WORK/keys/bundle.pub} \
+	sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs" /bin/busybox || { fail rootfs "make-rootfs.sh failed"; finish; }
 compose() { # CONFIG OUTDIR
 	SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" build "$1" -o "$2" \
 		--layer-dir "$REPO/layers" --var "ROOTFS_DIR=$WORK/rootfs" \
@@ -148,7 +163,7 @@ boot() {
 	rm -f "$log"
 	timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine q35 -m 512 -smp 1 \
 		-nodefaults -no-user-config -display none -no-reboot \
-		-serial "file:$log" -drive "file=$2,format=raw,if=virtio" \
+		-serial "file:$log" -drive "file=$2,format=raw,if=virtio" ${EXTRA_DRIVE:+-drive "file=$EXTRA_DRIVE,format=raw,if=virtio,readonly=on"} \
 		-kernel "$KERNEL" -initrd "${4:-$INITRD}" -append "$CMDLINE $3" </dev/null >/dev/null 2>&1
 	echo "$?" >"$WORK/$1.rc"
 	tr -d '\r' <"$log" >"$log.txt" 2>/dev/null
@@ -288,6 +303,109 @@ if want powercut; then
 		fi
 	fi
 	rm -f "$d"
+fi
+
+# ---- 4b. field updates: ab-install from the running A ---------------------
+# install_cases VARIANT DESC IMAGE INITRD CMDLINE-EXTRA SLOT-REGEX
+# VARIANT is a name (part, os); the slot contents of release 2 are bundled
+# from DESC with a rootfs tree of RELEASE=2.
+install_cases() {
+	local v=$1 desc=$2 base=$3 initrd=$4 extra=$5 newroot=$6
+	local b=$WORK/bundles-$v d=$WORK/install-$v.img c bundle size sha r ok t0
+	mkdir -p "$b"
+	bundle_of() { # OUTDIR KEY [DESC] -> path of the bundle, on stdout
+		SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" -q bundle "${3:-$desc}" -o "$1" --key "$2" --version 2 \
+			--layer-dir "$REPO/layers" --input-dir "$EXAMPLE" --var "ROOTFS_DIR=$WORK/rootfs2" \
+			--var BUSYBOX=/bin/busybox --var "KVER=$KVER" >"$1.log" 2>&1 && ls "$1"/*.bundle
+	}
+	c="ab-install ($v): bundle from A, trial of B, confirmed, B runs"
+	t0=$(date +%s)
+	if ! bundle=$(bundle_of "$b/good" "$WORK/keys/bundle.key"); then
+		fail "$c" "image-composer bundle failed: $(tail -n 3 "$b/good.log")"
+		return
+	fi
+	size=$(stat -c %s "$bundle")
+	echo "note: $v bundle: $size bytes, made in $(($(date +%s) - t0)) s"
+	sha=$("$IMAGE_COMPOSER" -q bundle-info "$bundle" --key "$WORK/keys/bundle.pub" | sed -n 's/^slot-sha256=//p')
+	# Refusals: another key, a tampered byte, another compatible string;
+	# nothing written to either slot, the state unchanged.
+	bundle_of "$b/other" "$WORK/keys/other.key" >/dev/null
+	cp "$bundle" "$b/tampered.bundle"
+	printf 'X' | dd of="$b/tampered.bundle" bs=1 seek=$((size - 1000)) conv=notrunc status=none
+	sed 's/compatible: qemu-x86_64-ab/compatible: another-board/' "$desc" >"$WORK/other-compat-$v.yaml"
+	bundle_of "$b/compat" "$WORK/keys/bundle.key" "$WORK/other-compat-$v.yaml" >/dev/null
+	cp --sparse=always "$base" "$d"
+	local before_a before_b before_os
+	before_a=$(part_sha "$d" rootA 2>/dev/null) before_b=$(part_sha "$d" rootB 2>/dev/null) before_os=$(part_sha "$d" os 2>/dev/null)
+	for r in "other/*.bundle:does not verify with any trusted key" "tampered.bundle:does not match its hash" \
+		"compat/*.bundle:the bundle is for 'another-board', this device is 'qemu-x86_64-ab'"; do
+		local f why
+		f=$(ls $b/${r%%:*}) why=${r#*:}
+		EXTRA_DRIVE=$f boot "in-$v-refuse" "$d" "$extra probe.install=$(stat -c %s "$f")" "$initrd"
+		if ! check "ab-install ($v): refuses: $why" "in-$v-refuse" "ab-install: refused: .*$why" 'INSTALL rc=2'; then
+			return
+		fi
+		if [ "$(part_sha "$d" rootA 2>/dev/null)$(part_sha "$d" rootB 2>/dev/null)$(part_sha "$d" os 2>/dev/null)" != "$before_a$before_b$before_os" ] ||
+			[ -n "$(debugfs_cat "$d" config /ab/state | grep '^trial=.')" ]; then
+			fail "ab-install ($v): refuses: $why" "a slot or the state changed"
+			return
+		fi
+	done
+	pass "ab-install ($v): another key, a tampered byte, another compatible string: refused, nothing written"
+	# Power cuts (SIGKILL of QEMU) at seeded random moments of an install.
+	RANDOM=$((4242 + ${#v}))
+	ok=1
+	for r in $(seq 1 "$INSTALL_CUT_ROUNDS"); do
+		local log=$WORK/in-$v-cut$r.log delay
+		rm -f "$log" "$WORK/qemu.pid"
+		delay=$((RANDOM % 30))
+		timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine q35 -m 512 -smp 1 \
+			-nodefaults -no-user-config -display none -no-reboot -pidfile "$WORK/qemu.pid" \
+			-serial "file:$log" -drive "file=$d,format=raw,if=virtio" \
+			-drive "file=$bundle,format=raw,if=virtio,readonly=on" \
+			-kernel "$KERNEL" -initrd "$initrd" -append "$CMDLINE $extra probe.install=$size" </dev/null >/dev/null 2>&1 &
+		local qpid=$!
+		for _ in $(seq 1 $((BOOT_TIMEOUT * 10))); do
+			grep -q 'ab-install: writing' "$log" 2>/dev/null && break
+			kill -0 "$qpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		sleep "$((delay / 10)).$((delay % 10))"
+		kill -KILL "$(cat "$WORK/qemu.pid" 2>/dev/null)" 2>/dev/null
+		wait "$qpid" 2>/dev/null
+		echo "note: $v power cut round $r: $((delay * 100)) ms after 'ab-install: writing'$(grep -q 'INSTALL rc=' "$log" && echo ' (the install had ended)')"
+		if ! boot "in-$v-after$r" "$d" "$extra" "$initrd" ||
+			! check "ab-install ($v): power cut during an install, $INSTALL_CUT_ROUNDS rounds" "in-$v-after$r" '^BOOT-OK slot=A .*release=1'; then
+			ok=
+			break
+		fi
+		if [ "$(part_sha "$d" rootA 2>/dev/null)" != "$before_a" ]; then
+			fail "ab-install ($v): power cut during an install" "round $r: rootA changed"
+			ok=
+			break
+		fi
+	done
+	[ -n "$ok" ] && pass "ab-install ($v): power cut during an install, $INSTALL_CUT_ROUNDS rounds: A boots intact"
+	EXTRA_DRIVE=$bundle boot "in-$v-1" "$d" "$extra probe.install=$size" "$initrd"
+	if check "$c" "in-$v-1" 'ab-install: installed qemu-ab[-a-z]* 2 into slot B' 'INSTALL rc=0' &&
+		boot "in-$v-2" "$d" "$extra" "$initrd" &&
+		check "$c" "in-$v-2" 'slot B: trial boot 1 of 1' "$newroot" 'ab-mark-good: slot B confirmed' '^BOOT-OK slot=B .*release=2'; then
+		if [ "$v" = part ] && [ "$(part_sha "$d" rootB)" != "$sha" ]; then
+			fail "$c" "rootB's SHA-256 is not the bundle's slot-sha256"
+		else
+			echo "note: $v install: $(sed -n 's/^INSTALL rc=0 seconds=//p' "$WORK/in-$v-1.log.txt") s in the guest (TCG)"
+			pass "$c"
+		fi
+	fi
+	rm -f "$d"
+}
+if want install && [ -n "$AB_INSTALL_BIN" ]; then
+	INSTALL_CUT_ROUNDS=${INSTALL_CUT_ROUNDS:-5}
+	RELEASE=2 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
+		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs2" /bin/busybox
+	install_cases part "$EXAMPLE/image.yaml" "$DISK" "$INITRD" "" 'rorootfs: root: /dev/vda3 \(read-only\)'
+	[ -n "$have_os" ] && install_cases os "$EXAMPLE/image-os.yaml" "$WORK/out-os/qemu-ab-os.img" \
+		"$WORK/out-os/initramfs-os.img" "rootos=PARTLABEL=os" 'root: /media/rfs/os/B-rootfs-2.img \(loop, read-only\)'
 fi
 
 # ---- 5. full-disk boot through firmware ----------------------------------

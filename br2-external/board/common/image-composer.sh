@@ -20,7 +20,11 @@
 #   -l DIR        extra layer directory
 #   -v KEY=VALUE  extra ${KEY} for the YAML
 # Environment: IMAGE_COMPOSER overrides the binary
-# (default: $HOST_DIR/bin/image-composer).
+# (default: $HOST_DIR/bin/image-composer). IMAGE_COMPOSER_BUNDLE_KEY: the
+# secret key (image-composer keygen) to also write the signed update bundle
+# <image.name>-<version>.bundle of the description's `update:` slot, version
+# IMAGE_COMPOSER_BUNDLE_VERSION (default: the description's update.version);
+# without a key, no bundle (a notice says so). See docs/updates.md.
 
 set -e
 
@@ -85,8 +89,22 @@ if [ -z "${BUSYBOX}" ] && [ -n "${TARGET_DIR}" ] && [ -f "${TARGET_DIR}/bin/busy
 fi
 
 mkdir -p "${outdir}"
-exec "${composer}" build "${config}" \
+"${composer}" build "${config}" \
 	-o "${outdir}" \
+	--input-dir "${BINARIES_DIR}" \
+	"${brvars[@]}" \
+	"${extra[@]}"
+
+if [ -z "${IMAGE_COMPOSER_BUNDLE_KEY}" ]; then
+	echo "image-composer.sh: IMAGE_COMPOSER_BUNDLE_KEY is not set: no update bundle" >&2
+	exit 0
+fi
+version=()
+[ -z "${IMAGE_COMPOSER_BUNDLE_VERSION}" ] || version=(--version "${IMAGE_COMPOSER_BUNDLE_VERSION}")
+exec "${composer}" bundle "${config}" \
+	-o "${outdir}" \
+	--key "${IMAGE_COMPOSER_BUNDLE_KEY}" \
+	"${version[@]}" \
 	--input-dir "${BINARIES_DIR}" \
 	"${brvars[@]}" \
 	"${extra[@]}"

@@ -9,6 +9,7 @@
 //! `ptable`. Every output is staged and committed together at the end
 //! ([`Staging`]).
 
+pub mod bundle;
 pub mod layout;
 pub mod prepare;
 pub mod write;

@@ -101,6 +101,17 @@ pub struct Artifact {
     pub size: u64,
 }
 
+impl Artifact {
+    /// Its length as a file (standalone output, bundle): a filesystem at
+    /// the artifact's size, an archive or a raw image its own bytes.
+    pub fn file_size(&self) -> u64 {
+        match self.prepared {
+            Prepared::Vfat(_) | Prepared::Ext4(_) => self.size,
+            _ => self.prepared.min_size(),
+        }
+    }
+}
+
 /// What each partition holds, after resolving `artifact:` and `same-as:`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Use {

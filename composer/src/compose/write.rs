@@ -354,11 +354,7 @@ fn write_artifacts(
         // A filesystem is written at the artifact's size; an archive or a
         // raw image is its own bytes, not padded.
         let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
-        let len = if filesystem {
-            artifact.size
-        } else {
-            artifact.prepared.min_size()
-        };
+        let len = artifact.file_size();
         let file = staging.create(file_name)?;
         file.set_len(len)
             .with_context(|| format!("sizing '{file_name}'"))?;

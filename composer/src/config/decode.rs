@@ -18,7 +18,15 @@ use std::sync::Arc;
 /// The keys a content can be given by (exactly one per partition or artifact).
 pub const CONTENT_KEYS: [&str; 6] = ["image", "fs", "initramfs", "artifact", "same-as", "fill"];
 
-pub(crate) const TOP_KEYS: [&str; 5] = ["image", "layers", "artifacts", "partitions", "outputs"];
+pub(crate) const TOP_KEYS: [&str; 6] = [
+    "image",
+    "layers",
+    "artifacts",
+    "partitions",
+    "outputs",
+    "update",
+];
+const UPDATE_KEYS: [&str; 4] = ["version", "compatible", "slot", "slot-artifact"];
 const IMAGE_KEYS: [&str; 13] = [
     "name",
     "table",
@@ -728,6 +736,10 @@ pub fn decode(
     }
 
     let image = image?;
+    let update = match f.get("update") {
+        Some(n) => Some(decode_update(cx, n, &image)?),
+        None => None,
+    };
     Some(Description {
         file,
         layer_files,
@@ -735,6 +747,70 @@ pub fn decode(
         artifacts,
         partitions,
         outputs,
+        update,
+    })
+}
+
+/// `update:`; names are checked like the bundle manifest checks them.
+fn decode_update(cx: &mut Cx<'_>, node: &Node, image: &Image) -> Option<Update> {
+    let f = cx.fields(
+        node,
+        &UPDATE_KEYS,
+        "write `update: { compatible: my-board, slot: rootA }`",
+    )?;
+    let label = |cx: &mut Cx<'_>, key: &str| -> Option<Option<Spanned<String>>> {
+        let Some(n) = f.get(key) else {
+            return Some(None);
+        };
+        let s = cx.spanned_text(n)?;
+        let ok = s.value.len() <= 128 && is_name(&s.value.replace('+', "_"));
+        if !ok {
+            cx.err(
+                n,
+                format!("\"{}\" is not a valid {key}", s.value),
+                "use 1 to 128 letters, digits, '.', '_', '-' and '+'",
+            );
+            return None;
+        }
+        Some(Some(s))
+    };
+    let version = label(cx, "version");
+    let compatible = label(cx, "compatible");
+    let slot = match (f.get("slot"), f.get("slot-artifact")) {
+        (Some(n), None) => cx
+            .spanned_text(n)
+            .map(|s| Spanned::new(UpdateSlot::Partition(s.value), s.span, s.key)),
+        (None, Some(n)) => cx
+            .spanned_text(n)
+            .map(|s| Spanned::new(UpdateSlot::Artifact(s.value), s.span, s.key)),
+        (Some(_), Some(n)) => {
+            cx.err(
+                n,
+                "`slot` and `slot-artifact` are both given",
+                "keep `slot` (a partition, ab-slots) or `slot-artifact` (an image file, ab-slots-images)",
+            );
+            None
+        }
+        (None, None) => {
+            f.require(
+                cx,
+                "slot",
+                "add `slot: rootA` (the partition that fills a slot) or `slot-artifact: rootfs`",
+            );
+            None
+        }
+    };
+    let compatible = compatible?.unwrap_or_else(|| {
+        Spanned::new(
+            image.name.value.clone(),
+            node.span.clone(),
+            format!("{}.compatible", node.path),
+        )
+    });
+    Some(Update {
+        version: version?,
+        compatible,
+        slot: slot?,
     })
 }
 

@@ -400,7 +400,7 @@ fn merge_file(base: &mut Node, over: Node, diags: &mut Vec<Diagnostic>) {
     for (key, value) in over_entries {
         match key.text.as_str() {
             "layers" => {}
-            "image" => merge_keys(base_entries, key, value, set),
+            "image" | "update" => merge_keys(base_entries, key, value, set),
             "artifacts" => merge_keys(base_entries, key, value, |b, k, v| {
                 match b.iter_mut().find(|(bk, _)| bk.text == k.text) {
                     Some((_, existing)) => merge_entry(existing, v),

@@ -57,6 +57,8 @@ pub struct Description {
     pub partitions: Vec<Partition>,
     /// Output formats, without duplicates; `[raw, bmap]` when not written.
     pub outputs: Vec<Spanned<OutputKind>>,
+    /// `update:`: what a slot bundle holds (`image-composer bundle`).
+    pub update: Option<Update>,
 }
 
 impl Description {
@@ -420,6 +422,26 @@ pub struct Initramfs {
     /// Default gzip.
     pub compression: Spanned<Compression>,
     pub ownership: Ownership,
+}
+
+/// `update:`: the slot contents and labels of a field-update bundle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    /// The bundle's version when `--version` is not given.
+    pub version: Option<Spanned<String>>,
+    /// The device's compatible string; default: the image name.
+    pub compatible: Spanned<String>,
+    /// What fills a slot (exactly one of `slot`, `slot-artifact`).
+    pub slot: Spanned<UpdateSlot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateSlot {
+    /// `slot: rootA`: the bytes of this partition (ab-slots).
+    Partition(String),
+    /// `slot-artifact: rootfs`: this artifact, as an image file on the
+    /// OS-image partition (ab-slots-images).
+    Artifact(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -30,6 +30,27 @@ pub fn validate(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diag
     check_file_dests(d, diags);
     check_unique_names(d, diags);
     check_unique_uuids(d, diags);
+    check_update(d, broken, diags);
+}
+
+/// `update.slot` names a partition, `update.slot-artifact` an artifact.
+fn check_update(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
+    let Some(u) = &d.update else { return };
+    match &u.slot.value {
+        UpdateSlot::Partition(name) if d.partition(name).is_none() && !broken.contains(name) => {
+            let names: Vec<&str> = d.partitions.iter().map(|p| p.name.value.as_str()).collect();
+            diags.push(
+                u.slot
+                    .diag(format!("no partition named \"{name}\""))
+                    .help(format!("partitions: {}", names.join(", "))),
+            );
+        }
+        UpdateSlot::Artifact(name) if d.artifact(name).is_none() && !broken.contains(name) => {
+            let r = Spanned::new(name.clone(), u.slot.span.clone(), u.slot.key.clone());
+            diags.push(unknown_artifact(d, &r));
+        }
+        _ => {}
+    }
 }
 
 /// Every `{ artifact: name }` a content refers to, directly or from its files.

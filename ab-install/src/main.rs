@@ -1,0 +1,245 @@
+//! `ab-install BUNDLE|-`: installs a signed image-composer bundle into the
+//! A/B slot that is not running, then schedules a trial boot of it with
+//! `ab-switch` (the ab-slots layer's state machine, layers/ab-slots/README.md).
+//!
+//! Order, so that a refusal writes nothing and a power cut at any instant
+//! leaves the running slot and the confirmed state intact:
+//! 1. checks (nothing written): the signature against the public keys in
+//!    /etc/image-composer/keys/*.pub, the format, the `compatible` string
+//!    against /etc/image-composer/compatible, the slot kind against the
+//!    device (partitions or image files), the running slot (not a trial),
+//!    the target (not mounted, large enough); for a bundle file, every
+//!    payload chunk too (a first pass over the file);
+//! 2. a pending, not yet booted trial of the target slot is cancelled
+//!    (`ab-switch none`): the slot is about to be overwritten;
+//! 3. the slot contents are streamed to the target, each chunk checked
+//!    before it is decompressed, then synced, dropped from the page cache
+//!    and read back: the SHA-256 of what the device holds must match;
+//! 4. image files only: the file is renamed into place and `versions.conf`
+//!    replaced by rename (fsync of file and directory);
+//! 5. `ab-switch <slot>`.
+//!
+//! Exit status: 0 installed, 2 refused (nothing written), 1 failed while
+//! or after writing (the inactive slot may be partial; no trial scheduled).
+//! One line on stderr says what happened. Memory stays below 32 MiB: one
+//! 1 MiB chunk, the 4 MiB zstd window, 1 MiB of I/O buffer.
+//!
+//! Depends on the bundle format crate, sha2 and rustix only (no YAML, no
+//! filesystem writers): a small static binary (docs/updates.md says how to
+//! build it for a target).
+
+mod device;
+
+use bundle::{Manifest, SlotKind};
+use device::{Device, Slot};
+use sha2::{Digest, Sha256};
+use std::io::{BufReader, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Why the installation did not happen.
+enum Failure {
+    /// Before anything was written.
+    Refused(String),
+    /// While or after writing the inactive slot.
+    Failed(String),
+}
+
+use Failure::{Failed, Refused};
+
+const BUF_BYTES: usize = 1 << 20;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let source = match args.as_slice() {
+        [a] if a != "-h" && a != "--help" => a.clone(),
+        _ => {
+            eprintln!("usage: ab-install BUNDLE|-   (installs into the slot that is not running)");
+            return ExitCode::from(2);
+        }
+    };
+    let device = Device::from_env();
+    match install(&device, &source) {
+        Ok(line) => {
+            println!("ab-install: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(Refused(why)) => {
+            eprintln!("ab-install: refused: {why}");
+            ExitCode::from(2)
+        }
+        Err(Failed(why)) => {
+            eprintln!("ab-install: failed: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A bundle from a file (checked whole before writing) or standard input.
+enum Source {
+    File(BufReader<std::fs::File>),
+    Stdin(std::io::StdinLock<'static>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::File(f) => f.read(buf),
+            Source::Stdin(s) => s.read(buf),
+        }
+    }
+}
+
+fn install(device: &Device, source: &str) -> Result<String, Failure> {
+    let started = std::time::Instant::now();
+    let keys = device.trusted_keys().map_err(Refused)?;
+    let mut input = if source == "-" {
+        Source::Stdin(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(source)
+            .map_err(|e| Refused(format!("cannot open {source}: {e}")))?;
+        Source::File(BufReader::with_capacity(BUF_BYTES, f))
+    };
+    let signed = bundle::read_signed(&mut input).map_err(|e| Refused(e.to_string()))?;
+    let (_, manifest) = signed.verify(&keys).map_err(|e| Refused(e.to_string()))?;
+    let compatible = device.compatible().map_err(Refused)?;
+    if manifest.compatible != compatible {
+        return Err(Refused(format!(
+            "the bundle is for '{}', this device is '{compatible}'",
+            manifest.compatible
+        )));
+    }
+    let slots = device.slots().map_err(Refused)?;
+    let target = slots.target;
+    let plan = device.target(&slots, &manifest).map_err(Refused)?;
+    if let Source::File(f) = &mut input {
+        // A bundle file is checked whole before the first write, so that a
+        // bad chunk anywhere refuses with nothing written.
+        let start = f
+            .stream_position()
+            .map_err(|e| Refused(format!("reading {source}: {e}")))?;
+        bundle::PayloadReader::new(&mut *f, &manifest)
+            .finish()
+            .map_err(|e| Refused(e.to_string()))?;
+        f.seek(std::io::SeekFrom::Start(start))
+            .map_err(|e| Refused(format!("reading {source}: {e}")))?;
+    }
+    if slots.pending_trial_of_target {
+        device.switch("none").map_err(|e| {
+            Refused(format!(
+                "cannot cancel the pending trial of slot {target}: {e}"
+            ))
+        })?;
+    }
+    eprintln!(
+        "ab-install: writing {} {} ({} bytes) to slot {target}: {}",
+        manifest.image,
+        manifest.version,
+        manifest.slot_size,
+        plan.describe()
+    );
+    let slot = bundle::slot_reader(input, &manifest).map_err(|e| Failed(e.to_string()))?;
+    match &plan {
+        Slot::Partition(dev) => {
+            write_and_check(slot, dev, &manifest, false)?;
+        }
+        Slot::File { dir, name, old } => {
+            let _rw = device.remount_rw(dir).map_err(Failed)?;
+            device::remove_leftovers(dir, old.as_deref()).map_err(Failed)?;
+            let partial = dir.join(format!("{name}{}", device::PARTIAL_SUFFIX));
+            write_and_check(slot, &partial, &manifest, true)?;
+            let path = dir.join(name);
+            std::fs::rename(&partial, &path)
+                .map_err(|e| Failed(format!("renaming {}: {e}", partial.display())))?;
+            device::sync_dir(dir).map_err(Failed)?;
+            device::point_slot(dir, target, name).map_err(Failed)?;
+        }
+    }
+    device.switch(&target.to_string()).map_err(|e| {
+        Failed(format!(
+            "slot {target} is written but the trial could not be scheduled: {e}"
+        ))
+    })?;
+    Ok(format!(
+        "installed {} {} into slot {target} in {:.1} s; reboot to try it (ab-mark-good confirms it)",
+        manifest.image,
+        manifest.version,
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// Streams the slot contents to `path` (a block device, or a new file when
+/// `create`), syncs, drops the written range from the page cache and reads
+/// it back: the bytes the device holds must hash to the manifest's SHA-256.
+fn write_and_check(
+    mut slot: impl Read,
+    path: &Path,
+    manifest: &Manifest,
+    create: bool,
+) -> Result<(), Failure> {
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| Failed(format!("{what} {}: {e}", path.display()));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+        .map_err(|e| failed("opening", &e))?;
+    let mut buf = vec![0u8; BUF_BYTES];
+    loop {
+        let n = match slot.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => return Err(Failed(bundle::error_from_io(e, "payload").to_string())),
+        };
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| failed("writing", &e))?;
+    }
+    out.sync_all().map_err(|e| failed("syncing", &e))?;
+    drop(out);
+    let back = std::fs::File::open(path).map_err(|e| failed("reopening", &e))?;
+    let _ = rustix::fs::fadvise(&back, 0, None, rustix::fs::Advice::DontNeed);
+    let mut hasher = Sha256::new();
+    let mut left = manifest.slot_size;
+    let mut reader = BufReader::with_capacity(BUF_BYTES, back);
+    while left > 0 {
+        let want = left.min(BUF_BYTES as u64) as usize;
+        reader
+            .read_exact(&mut buf[..want])
+            .map_err(|e| failed("reading back", &e))?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    if hasher.finalize().as_slice() != manifest.slot_sha256 {
+        return Err(Failed(format!(
+            "{} does not read back as written (SHA-256 differs): bad medium?",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+impl Slot {
+    fn describe(&self) -> String {
+        match self {
+            Slot::Partition(dev) => dev.display().to_string(),
+            Slot::File { dir, name, .. } => dir.join(name).display().to_string(),
+        }
+    }
+}
+
+/// The file name of a slot's image: `<slot>-<bundle's file name>`, never
+/// the running slot's name (the slot letter differs).
+fn file_name(target: char, kind: &SlotKind) -> Option<String> {
+    match kind {
+        SlotKind::File { name } => Some(format!("{target}-{name}")),
+        SlotKind::Partition => None,
+    }
+}
+
+/// Paths of the running system, all under one root (`AB_ROOT`, for tests).
+fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}

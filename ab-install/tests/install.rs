@@ -1,0 +1,306 @@
+//! ab-install against a directory that plays the device (`AB_ROOT`): a
+//! regular file stands for the slot partition, a directory for the
+//! OS-image partition, `ab-switch` and `mount` are logged. Installs what
+//! it should, where it should, and refuses — with nothing written and no
+//! trial scheduled — a bundle of another key, a tampered byte, another
+//! compatible string, a running trial, a slot too small, the other slot kind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bundle::{key_from_seed, seal, Manifest, SlotKind};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const SLOT_BYTES: u64 = 1 << 20;
+
+fn slot_contents() -> Vec<u8> {
+    (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+fn make_bundle(slot: &[u8], seed: u8, compatible: &str, kind: SlotKind) -> Vec<u8> {
+    let payload = zstd::bulk::compress(slot, 3).unwrap();
+    let chunk_size = bundle::MIN_CHUNK_BYTES;
+    let m = Manifest {
+        image: "dev".into(),
+        version: "1.0".into(),
+        compatible: compatible.into(),
+        slot: kind,
+        slot_size: slot.len() as u64,
+        slot_sha256: Sha256::digest(slot).into(),
+        payload_size: payload.len() as u64,
+        chunk_size,
+        chunks: payload
+            .chunks(chunk_size as usize)
+            .map(|c| Sha256::digest(c).into())
+            .collect(),
+    };
+    let mut out = seal(&m, &key_from_seed([seed; 32])).unwrap();
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn write(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// A device running slot A; `images`: the OS-image-file variant.
+fn device(root: &Path, images: bool) {
+    let key = key_from_seed([1; 32]).verifying_key();
+    write(
+        root,
+        "etc/image-composer/keys/vendor.pub",
+        bundle::encode_public_key(&key).as_bytes(),
+    );
+    write(root, "etc/image-composer/compatible", b"board\n");
+    write(root, "run/ab/slot", b"A\n");
+    write(root, "run/ab/trial", b"no\n");
+    write(root, "proc/self/mountinfo", b"");
+    write(
+        root,
+        "media/config/ab/state",
+        b"active=A\ntrial=\ntries=0\nfailed=\n",
+    );
+    if images {
+        write(root, "proc/cmdline", b"console=ttyS0 rootos=PARTLABEL=os\n");
+        write(
+            root,
+            "media/rfs/os/versions.conf",
+            b"# slots\nA=rootfs-A.img\nB=rootfs-B.img\n",
+        );
+        write(root, "media/rfs/os/rootfs-A.img", &[0xAA; 4096]);
+        write(root, "media/rfs/os/rootfs-B.img", &[0xBB; 4096]);
+        write(root, "media/rfs/os/old.ab-install.partial", b"x");
+    } else {
+        write(root, "proc/cmdline", b"console=ttyS0 rootB=/dev/slotB\n");
+        write(root, "dev/slotB", &vec![0xEE; SLOT_BYTES as usize]);
+    }
+    let log = root.join("log");
+    write(
+        root,
+        "bin/ab-switch",
+        format!("#!/bin/sh\necho \"switch $*\" >>{}\n", log.display()).as_bytes(),
+    );
+    write(
+        root,
+        "bin/mount",
+        format!("#!/bin/sh\necho \"mount $*\" >>{}\n", log.display()).as_bytes(),
+    );
+    for b in ["bin/ab-switch", "bin/mount"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join(b), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Runs ab-install on `bundle` (as a file, or on stdin); exit code and stderr.
+fn install(root: &Path, bundle: &[u8], stdin: bool) -> (i32, String) {
+    let path = root.join("update.bundle");
+    std::fs::write(&path, bundle).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ab-install"));
+    cmd.env("AB_ROOT", root)
+        .env("AB_SWITCH", root.join("bin/ab-switch"))
+        .env("AB_MOUNT", root.join("bin/mount"))
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.arg(if stdin { "-".into() } else { path });
+    let mut child = cmd.spawn().unwrap();
+    if stdin {
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(bundle);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    (
+        out.status.code().unwrap(),
+        err + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+fn log(root: &Path) -> String {
+    std::fs::read_to_string(root.join("log")).unwrap_or_default()
+}
+
+#[test]
+fn installs_a_partition_slot_from_a_file_and_from_stdin() {
+    for stdin in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        device(root, false);
+        let slot = slot_contents();
+        let (code, out) = install(
+            root,
+            &make_bundle(&slot, 1, "board", SlotKind::Partition),
+            stdin,
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("installed dev 1.0 into slot B"), "{out}");
+        let dev = std::fs::read(root.join("dev/slotB")).unwrap();
+        assert_eq!(&dev[..slot.len()], &slot[..]);
+        assert!(
+            dev[slot.len()..].iter().all(|&b| b == 0xEE),
+            "nothing past the slot contents"
+        );
+        assert_eq!(log(root), "switch B\n");
+    }
+}
+
+#[test]
+fn cancels_a_pending_trial_of_the_target_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    device(root, false);
+    write(
+        root,
+        "media/config/ab/state",
+        b"active=A\ntrial=B\ntries=0\nfailed=\n",
+    );
+    let (code, out) = install(
+        root,
+        &make_bundle(&slot_contents(), 1, "board", SlotKind::Partition),
+        false,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(log(root), "switch none\nswitch B\n");
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let slot = slot_contents();
+    let good = make_bundle(&slot, 1, "board", SlotKind::Partition);
+    let mut tampered = good.clone();
+    let last = tampered.len() - 3;
+    tampered[last] ^= 1;
+    let file = SlotKind::File {
+        name: "rootfs-1.0.img".into(),
+    };
+    let big = vec![7u8; SLOT_BYTES as usize + 1];
+    // (what, bundle, a file of the device changed first, the refusal)
+    type Case<'a> = (&'a str, Vec<u8>, Option<(&'a str, &'a [u8])>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "another key",
+            make_bundle(&slot, 2, "board", SlotKind::Partition),
+            None,
+            "does not verify with any trusted key",
+        ),
+        ("tampered byte", tampered, None, "does not match its hash"),
+        (
+            "compatible",
+            make_bundle(&slot, 1, "other-board", SlotKind::Partition),
+            None,
+            "the bundle is for 'other-board', this device is 'board'",
+        ),
+        (
+            "on trial",
+            good.clone(),
+            Some(("run/ab/trial", b"yes\n")),
+            "runs on trial",
+        ),
+        (
+            "too small",
+            make_bundle(&big, 1, "board", SlotKind::Partition),
+            None,
+            "holds 1048576 bytes, the bundle needs 1048577",
+        ),
+        (
+            "slot kind",
+            make_bundle(&slot, 1, "board", file),
+            None,
+            "this device boots partitions",
+        ),
+        (
+            "no keys",
+            good.clone(),
+            Some(("etc/image-composer/keys/vendor.pub", b"junk")),
+            "not an image-composer key file",
+        ),
+        (
+            "format",
+            {
+                let mut b = good.clone();
+                b[8] = 7;
+                b
+            },
+            None,
+            "format version 7 is unknown",
+        ),
+        (
+            "truncated",
+            good[..good.len() - 100].to_vec(),
+            None,
+            "truncated",
+        ),
+    ];
+    for (what, bundle, change, text) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        device(root, false);
+        if let Some((rel, data)) = change {
+            write(root, rel, data);
+        }
+        let (code, out) = install(root, &bundle, false);
+        assert_eq!(code, 2, "{what}: {out}");
+        assert!(out.contains(text), "{what}: wanted {text:?} in {out}");
+        let dev = std::fs::read(root.join("dev/slotB")).unwrap();
+        assert!(
+            dev.iter().all(|&b| b == 0xEE),
+            "{what}: the slot was written"
+        );
+        assert_eq!(log(root), "", "{what}: a state change");
+    }
+}
+
+#[test]
+fn installs_an_image_file_and_points_versions_conf_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    device(root, true);
+    let slot = slot_contents();
+    let kind = SlotKind::File {
+        name: "rootfs-1.0.img".into(),
+    };
+    let (code, out) = install(root, &make_bundle(&slot, 1, "board", kind), false);
+    assert_eq!(code, 0, "{out}");
+    let os = root.join("media/rfs/os");
+    assert_eq!(std::fs::read(os.join("B-rootfs-1.0.img")).unwrap(), slot);
+    assert_eq!(
+        std::fs::read_to_string(os.join("versions.conf")).unwrap(),
+        "# slots\nA=rootfs-A.img\nB=B-rootfs-1.0.img\n"
+    );
+    assert_eq!(
+        std::fs::read(os.join("rootfs-A.img")).unwrap(),
+        vec![0xAA; 4096]
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&os)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["B-rootfs-1.0.img", "rootfs-A.img", "versions.conf"],
+        "old B and leftovers removed"
+    );
+    let os_s = os.display();
+    assert_eq!(
+        log(root),
+        format!("mount -o remount,rw {os_s}\nmount -o remount,ro {os_s}\nswitch B\n")
+    );
+
+    // The partition kind is refused on this device, nothing touched.
+    let before = std::fs::read(os.join("versions.conf")).unwrap();
+    let (code, out) = install(
+        root,
+        &make_bundle(&slot, 1, "board", SlotKind::Partition),
+        false,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("this device boots image files"), "{out}");
+    assert_eq!(std::fs::read(os.join("versions.conf")).unwrap(), before);
+}

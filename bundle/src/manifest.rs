@@ -1,0 +1,418 @@
+//! The manifest: what a bundle holds and how to check it, as UTF-8
+//! `key=value` lines in one fixed order (every key exactly once, `chunk`
+//! once per payload chunk), so that one text has one meaning and the same
+//! inputs give the same bytes:
+//!
+//! ```text
+//! format=1
+//! image=qemu-ab                 the description's image name
+//! version=1.2.0                 --version or update.version
+//! compatible=qemu-x86_64-ab     must equal the device's compatible string
+//! slot=partition                or `file` (the OS-image-file variant), then
+//! slot-file=rootfs-1.2.0.img    (file only) the image file's name
+//! slot-size=268435456           bytes of slot contents (decompressed)
+//! slot-sha256=<64 hex>
+//! compression=zstd
+//! payload-size=1234567          bytes of compressed payload
+//! chunk-size=1048576            a power of two, MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES
+//! chunk=<64 hex>                SHA-256 of each chunk-size piece of the payload, in order
+//! ```
+//!
+//! Parsing checks every value (names of 1..=128 safe characters, decimal
+//! numbers without leading zeros, hex of the right length, the chunk count
+//! that the payload size implies) and reports the first wrong line by
+//! number; it never panics on any input (see the proptest in tests/).
+
+use crate::Error;
+
+/// Smallest chunk: keeps the chunk list short.
+pub const MIN_CHUNK_BYTES: u32 = 64 * 1024;
+/// Largest chunk: the device holds one chunk in memory (≤ 32 MiB in all).
+pub const MAX_CHUNK_BYTES: u32 = 8 * 1024 * 1024;
+/// Longest name-like value (image, version, compatible, slot file).
+const MAX_NAME_BYTES: usize = 128;
+
+/// What fills a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotKind {
+    /// The bytes of the slot's partition (`ab-slots`).
+    Partition,
+    /// An image file on the OS-image partition, named in `versions.conf`
+    /// (`ab-slots-images`); `name` is the file name the bundle suggests.
+    File { name: String },
+}
+
+/// The parsed manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub image: String,
+    pub version: String,
+    pub compatible: String,
+    pub slot: SlotKind,
+    pub slot_size: u64,
+    pub slot_sha256: [u8; 32],
+    pub payload_size: u64,
+    pub chunk_size: u32,
+    /// SHA-256 of each `chunk_size` piece of the payload (the last one shorter).
+    pub chunks: Vec<[u8; 32]>,
+}
+
+impl Manifest {
+    /// The manifest text (the signed bytes).
+    pub fn encode(&self) -> String {
+        let mut t = format!(
+            "format={}\nimage={}\nversion={}\ncompatible={}\n",
+            crate::FORMAT_VERSION,
+            self.image,
+            self.version,
+            self.compatible
+        );
+        match &self.slot {
+            SlotKind::Partition => t.push_str("slot=partition\n"),
+            SlotKind::File { name } => t.push_str(&format!("slot=file\nslot-file={name}\n")),
+        }
+        t.push_str(&format!(
+            "slot-size={}\nslot-sha256={}\ncompression=zstd\npayload-size={}\nchunk-size={}\n",
+            self.slot_size,
+            hex(&self.slot_sha256),
+            self.payload_size,
+            self.chunk_size
+        ));
+        for c in &self.chunks {
+            t.push_str(&format!("chunk={}\n", hex(c)));
+        }
+        t
+    }
+
+    /// Checks what `encode` cannot express wrongly but a caller can:
+    /// names, the chunk size and the chunk count.
+    pub fn check(&self) -> Result<(), Error> {
+        self.encode().parse::<Manifest>().map(|_| ())
+    }
+
+    /// The number of chunks `payload_size` bytes make in `chunk_size` pieces.
+    pub fn chunk_count(payload_size: u64, chunk_size: u32) -> u64 {
+        payload_size.div_ceil(u64::from(chunk_size))
+    }
+}
+
+impl std::str::FromStr for Manifest {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let mut lines = Lines {
+            iter: text.split_terminator('\n').enumerate(),
+            last: 0,
+        };
+        if !text.ends_with('\n') {
+            return Err(Error::Manifest(
+                text.lines().count().max(1),
+                "the manifest does not end with a newline".into(),
+            ));
+        }
+        let format = lines.number("format")?;
+        if format != u64::from(crate::FORMAT_VERSION) {
+            return Err(lines.err(format!(
+                "format {format} is not the header's {}",
+                crate::FORMAT_VERSION
+            )));
+        }
+        let image = lines.name("image")?;
+        let version = lines.name("version")?;
+        let compatible = lines.name("compatible")?;
+        let slot = match lines.value("slot")? {
+            "partition" => SlotKind::Partition,
+            "file" => {
+                let name = lines.name("slot-file")?;
+                if name.starts_with('.') {
+                    return Err(lines.err(format!("slot-file \"{name}\" starts with '.'")));
+                }
+                SlotKind::File { name }
+            }
+            other => {
+                return Err(lines.err(format!(
+                    "slot \"{}\" is neither `partition` nor `file`",
+                    shorten(other)
+                )))
+            }
+        };
+        let slot_size = lines.number("slot-size")?;
+        let slot_sha256 = lines.hash("slot-sha256")?;
+        match lines.value("compression")? {
+            "zstd" => {}
+            other => {
+                return Err(lines.err(format!(
+                    "compression \"{}\" is unknown; this reader knows zstd",
+                    shorten(other)
+                )))
+            }
+        }
+        let payload_size = lines.number("payload-size")?;
+        if payload_size == 0 {
+            return Err(lines.err("payload-size is 0".into()));
+        }
+        let chunk_size = lines.number("chunk-size")?;
+        let chunk_size = u32::try_from(chunk_size)
+            .ok()
+            .filter(|c| {
+                c.is_power_of_two() && (MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(c)
+            })
+            .ok_or_else(|| {
+                lines.err(format!(
+                    "chunk-size {chunk_size} is not a power of two from {MIN_CHUNK_BYTES} to {MAX_CHUNK_BYTES}"
+                ))
+            })?;
+        let count = Manifest::chunk_count(payload_size, chunk_size);
+        let mut chunks = Vec::new();
+        for _ in 0..count {
+            chunks.push(lines.hash("chunk")?);
+        }
+        if let Some((n, _)) = lines.iter.next() {
+            return Err(Error::Manifest(
+                n + 1,
+                format!(
+                    "more lines than the {count} chunk hashes payload-size {payload_size} implies"
+                ),
+            ));
+        }
+        Ok(Manifest {
+            image,
+            version,
+            compatible,
+            slot,
+            slot_size,
+            slot_sha256,
+            payload_size,
+            chunk_size,
+            chunks,
+        })
+    }
+}
+
+/// The manifest's lines with their numbers, read key by key.
+struct Lines<'a> {
+    iter: std::iter::Enumerate<std::str::SplitTerminator<'a, char>>,
+    /// 1-based number of the line read last.
+    last: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn err(&self, what: String) -> Error {
+        Error::Manifest(self.last.max(1), what)
+    }
+
+    fn value(&mut self, key: &str) -> Result<&'a str, Error> {
+        let Some((n, line)) = self.iter.next() else {
+            return Err(Error::Manifest(
+                self.last + 1,
+                format!("the manifest ends before `{key}=`"),
+            ));
+        };
+        self.last = n + 1;
+        match line.split_once('=') {
+            Some((k, v)) if k == key => Ok(v),
+            _ => Err(self.err(format!("expected `{key}=`, found \"{}\"", shorten(line)))),
+        }
+    }
+
+    fn name(&mut self, key: &str) -> Result<String, Error> {
+        let v = self.value(key)?;
+        let ok = !v.is_empty()
+            && v.len() <= MAX_NAME_BYTES
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+        if ok {
+            Ok(v.to_string())
+        } else {
+            Err(self.err(format!(
+                "{key} \"{}\" is not 1 to {MAX_NAME_BYTES} of A-Z a-z 0-9 . _ - +",
+                shorten(v)
+            )))
+        }
+    }
+
+    fn number(&mut self, key: &str) -> Result<u64, Error> {
+        let v = self.value(key)?;
+        let canonical = v == "0" || (!v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit()));
+        match v.parse::<u64>() {
+            Ok(n) if canonical => Ok(n),
+            _ => Err(self.err(format!(
+                "{key} \"{}\" is not a decimal number below 2^64",
+                shorten(v)
+            ))),
+        }
+    }
+
+    fn hash(&mut self, key: &str) -> Result<[u8; 32], Error> {
+        let v = self.value(key)?;
+        parse_hex32(v).ok_or_else(|| {
+            self.err(format!(
+                "{key} \"{}\" is not 64 lowercase hex digits",
+                shorten(v)
+            ))
+        })
+    }
+}
+
+/// At most 40 characters of `s`, for messages about hostile input.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            image: "qemu-ab".into(),
+            version: "1.2.0".into(),
+            compatible: "qemu-x86_64-ab".into(),
+            slot: SlotKind::File {
+                name: "rootfs-1.2.0.img".into(),
+            },
+            slot_size: 4096,
+            slot_sha256: [7; 32],
+            payload_size: 70_000,
+            chunk_size: MIN_CHUNK_BYTES,
+            chunks: vec![[1; 32], [2; 32]],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        assert_eq!(m.encode().parse::<Manifest>(), Ok(m.clone()));
+        let p = Manifest {
+            slot: SlotKind::Partition,
+            ..m
+        };
+        assert_eq!(p.encode().parse::<Manifest>(), Ok(p));
+    }
+
+    fn refused(from: &str, to: &str) -> Error {
+        let text = sample().encode().replacen(from, to, 1);
+        assert_ne!(text, sample().encode(), "{from} not in the sample");
+        text.parse::<Manifest>().unwrap_err()
+    }
+
+    #[test]
+    fn names_the_wrong_line() {
+        let cases = [
+            ("format=1", "format=2", 1, "format 2 is not the header's 1"),
+            ("image=qemu-ab", "image=a/b", 2, "image \"a/b\" is not"),
+            ("version=1.2.0", "version=", 3, "version \"\" is not"),
+            (
+                "slot=file",
+                "slot=disk",
+                5,
+                "neither `partition` nor `file`",
+            ),
+            (
+                "slot-file=rootfs-1.2.0.img",
+                "slot-file=..",
+                6,
+                "starts with '.'",
+            ),
+            (
+                "slot-size=4096",
+                "slot-size=04096",
+                7,
+                "not a decimal number",
+            ),
+            (
+                "slot-size=4096",
+                "slot-size=99999999999999999999",
+                7,
+                "below 2^64",
+            ),
+            (
+                "compression=zstd",
+                "compression=xz",
+                9,
+                "compression \"xz\" is unknown",
+            ),
+            (
+                "payload-size=70000",
+                "payload-size=0",
+                10,
+                "payload-size is 0",
+            ),
+            (
+                "chunk-size=65536",
+                "chunk-size=65537",
+                11,
+                "not a power of two",
+            ),
+            (
+                "chunk-size=65536",
+                "chunk-size=16777216",
+                11,
+                "not a power of two",
+            ),
+            (
+                "payload-size=70000",
+                "payload-size=7000",
+                13,
+                "more lines than the 1 chunk",
+            ),
+            (
+                "payload-size=70000",
+                "payload-size=700000",
+                14,
+                "ends before `chunk=`",
+            ),
+            ("compatible=", "compat=", 4, "expected `compatible=`"),
+        ];
+        for (from, to, line, text) in cases {
+            match refused(from, to) {
+                Error::Manifest(n, what) => {
+                    assert_eq!(n, line, "{to}: {what}");
+                    assert!(what.contains(text), "{to}: {what}");
+                }
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+        let long = format!("image={}", "x".repeat(MAX_NAME_BYTES + 1));
+        assert!(matches!(
+            refused("image=qemu-ab", &long),
+            Error::Manifest(2, _)
+        ));
+        let upper = format!("chunk={}", hex(&[0xab; 32]).to_uppercase());
+        assert!(matches!(
+            refused(&format!("chunk={}", hex(&[1; 32])), &upper),
+            Error::Manifest(12, _)
+        ));
+        let mut unterminated = sample().encode();
+        unterminated.pop();
+        assert!(unterminated.parse::<Manifest>().is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! `image-composer keygen`, `bundle` and `bundle-info` end to end: the
+//! bundle holds exactly the slot's bytes (checked against a `build` of the
+//! same description and against e2fsck), is reproducible, verifies only
+//! with its own key, and every malformed description, key or bundle is
+//! refused with exit 2 and a message that says why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use support::composer;
+
+const DESC: &str = "\
+image: { name: dev, table: gpt }
+partitions:
+  - name: rootA
+    size: 8MiB
+    fs: { type: ext4, label: root, from: tree }
+  - name: rootB
+    same-as: rootA
+  - name: os
+    size: 32MiB
+    fs: { type: vfat, files: { /rootfs-A.img: { artifact: rootfs } } }
+artifacts:
+  rootfs: { fs: { type: ext4, from: tree }, size: 8MiB }
+update:
+  compatible: test-board
+  version: 1.0.0
+  slot: rootA
+";
+
+fn setup(dir: &Path, desc: &str) {
+    std::fs::create_dir_all(dir.join("tree/etc")).unwrap();
+    std::fs::write(dir.join("tree/etc/os-release"), "ID=test\n").unwrap();
+    std::fs::write(dir.join("board.yaml"), desc).unwrap();
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = composer(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &err
+}
+
+fn refused(args: &[&str], text: &str) {
+    let out = composer(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(text), "{args:?}: wanted {text:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn partition_bundle_holds_the_slot_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, DESC);
+    ok(&["keygen", "-o", s(&d.join("keys"))]);
+    ok(&["keygen", "-o", s(&d.join("keys")), "--name", "other"]);
+    let mode = std::fs::metadata(d.join("keys/bundle.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let out = composer(&["keygen", "-o", s(&d.join("keys"))]);
+    assert_eq!(out.status.code(), Some(1), "a key is never overwritten");
+
+    let desc = d.join("board.yaml");
+    let key = d.join("keys/bundle.key");
+    ok(&[
+        "bundle",
+        s(&desc),
+        "-o",
+        s(&d.join("out")),
+        "--key",
+        s(&key),
+    ]);
+    let bundle = d.join("out/dev-1.0.0.bundle");
+    let first = std::fs::read(&bundle).unwrap();
+    let left: Vec<_> = std::fs::read_dir(d.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "no scratch files left: {left:?}");
+
+    // Reproducible: same inputs, key and SOURCE_DATE_EPOCH (the tests' env).
+    ok(&[
+        "bundle",
+        s(&desc),
+        "-o",
+        s(&d.join("out2")),
+        "--key",
+        s(&key),
+    ]);
+    assert_eq!(
+        std::fs::read(d.join("out2/dev-1.0.0.bundle")).unwrap(),
+        first
+    );
+
+    // The slot contents are the bytes of rootA in the composed disk image.
+    if !support::have("sfdisk") {
+        return;
+    }
+    ok(&["build", s(&desc), "-o", s(&d.join("img"))]);
+    let info = ok(&[
+        "bundle-info",
+        s(&bundle),
+        "--key",
+        s(&d.join("keys/bundle.pub")),
+    ]);
+    assert!(info.contains("compatible=test-board\n"), "{info}");
+    assert!(info.contains("slot=partition\n"), "{info}");
+    assert!(info.contains("signature verified"), "{info}");
+    let (_, parts) = support::sfdisk(&d.join("img/dev.img"));
+    let root_a = &parts[0];
+    let mut image = std::fs::File::open(d.join("img/dev.img")).unwrap();
+    let mut slot = vec![0u8; (root_a.size * 512) as usize];
+    std::io::Seek::seek(&mut image, std::io::SeekFrom::Start(root_a.start * 512)).unwrap();
+    image.read_exact(&mut slot).unwrap();
+    let sha = sha256_hex(&slot);
+    assert!(info.contains(&format!("slot-sha256={sha}\n")), "{info}");
+    assert!(
+        info.contains(&format!("slot-size={}\n", slot.len())),
+        "{info}"
+    );
+
+    // Another key, a changed byte, a truncation, an unknown format: exit 2, why.
+    refused(
+        &[
+            "bundle-info",
+            s(&bundle),
+            "--key",
+            s(&d.join("keys/other.pub")),
+        ],
+        "does not verify",
+    );
+    let bad = d.join("bad.bundle");
+    let mut t = first.clone();
+    let last = t.len() - 10;
+    t[last] ^= 0x40;
+    std::fs::write(&bad, &t).unwrap();
+    refused(&["bundle-info", s(&bad)], "does not match its hash");
+    std::fs::write(&bad, &first[..first.len() / 2]).unwrap();
+    refused(&["bundle-info", s(&bad)], "truncated");
+    let mut t = first.clone();
+    t[8] = 9;
+    std::fs::write(&bad, &t).unwrap();
+    refused(&["bundle-info", s(&bad)], "format version 9 is unknown");
+    refused(
+        &["bundle-info", s(&bundle), "--key", s(&key)],
+        "not an image-composer key file",
+    );
+    refused(
+        &[
+            "bundle",
+            s(&desc),
+            "-o",
+            s(&d.join("out")),
+            "--key",
+            s(&d.join("keys/bundle.pub")),
+        ],
+        "pass the `.key` file",
+    );
+    refused(
+        &[
+            "bundle",
+            s(&desc),
+            "-o",
+            s(&d.join("out")),
+            "--key",
+            s(&key),
+            "--version",
+            "1/2",
+        ],
+        "\"1/2\" is not a valid version",
+    );
+}
+
+#[test]
+fn artifact_bundle_names_an_image_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, &DESC.replace("slot: rootA", "slot-artifact: rootfs"));
+    ok(&["keygen", "-o", s(d)]);
+    ok(&[
+        "bundle",
+        s(&d.join("board.yaml")),
+        "-o",
+        s(d),
+        "--key",
+        s(&d.join("bundle.key")),
+        "--version",
+        "2.0+x",
+    ]);
+    let info = ok(&["bundle-info", s(&d.join("dev-2.0+x.bundle"))]);
+    assert!(
+        info.contains("slot=file\nslot-file=rootfs-2.0+x.img\n"),
+        "{info}"
+    );
+    assert!(info.contains(&format!("slot-size={}\n", 8 << 20)), "{info}");
+    assert!(info.contains("signature not checked"), "{info}");
+}
+
+#[test]
+fn update_section_problems_are_reported_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases = [
+        (
+            "slot: rootA",
+            "slot: rootC",
+            "update.slot: no partition named \"rootC\"",
+        ),
+        (
+            "slot: rootA",
+            "slot-artifact: rootfz",
+            "did you mean 'rootfs'?",
+        ),
+        (
+            "slot: rootA",
+            "slot: rootA\n  slot-artifact: rootfs",
+            "`slot` and `slot-artifact` are both given",
+        ),
+        ("slot: rootA", "slots: rootA", "unknown key 'slots'"),
+        (
+            "compatible: test-board",
+            "compatible: a/b",
+            "\"a/b\" is not a valid compatible",
+        ),
+    ];
+    for (from, to, text) in cases {
+        setup(d, &DESC.replace(from, to));
+        refused(&["validate", s(&d.join("board.yaml"))], text);
+    }
+    setup(d, &DESC.replace("  version: 1.0.0\n", ""));
+    ok(&["keygen", "-o", s(d)]);
+    refused(
+        &[
+            "bundle",
+            s(&d.join("board.yaml")),
+            "-o",
+            s(d),
+            "--key",
+            s(&d.join("bundle.key")),
+        ],
+        "no version for the bundle",
+    );
+    setup(d, DESC.split("update:").next().unwrap());
+    refused(
+        &[
+            "bundle",
+            s(&d.join("board.yaml")),
+            "-o",
+            s(d),
+            "--key",
+            s(&d.join("bundle.key")),
+        ],
+        "no `update:` section",
+    );
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
