@@ -12,6 +12,7 @@ use crate::config::{self, Content as Model, Description, FileRef, Filesystem, Si
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
+use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
 use crate::fs::tree::{self, OwnerRule, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
@@ -38,6 +39,7 @@ pub enum Prepared {
     Vfat(VfatFs),
     Initramfs(Initramfs),
     Ext4(Box<Ext4Fs>),
+    Squashfs(SquashfsFs),
 }
 
 impl Prepared {
@@ -54,6 +56,7 @@ impl Prepared {
             Prepared::Vfat(fs) => Some(fs),
             Prepared::Initramfs(i) => Some(i),
             Prepared::Ext4(fs) => Some(fs.as_ref()),
+            Prepared::Squashfs(fs) => Some(fs),
         }
     }
 
@@ -76,6 +79,7 @@ impl Prepared {
                 "" => "ext4".into(),
                 label => format!("ext4 '{label}'"),
             },
+            Prepared::Squashfs(_) => "squashfs".into(),
         }
     }
 
@@ -231,8 +235,22 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.ext4_tree(e)?;
+                let tree = self.tree(e.from.as_ref(), &e.ownership)?;
                 Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
+            }
+            Model::Fs(Filesystem::Squashfs(q)) => {
+                let defaults = SquashfsOptions::default();
+                let opts = SquashfsOptions {
+                    name: name.to_string(),
+                    codec: q.compression.value.squashfs_codec(),
+                    level: q.level.as_ref().map(|l| l.value),
+                    block_size: q
+                        .block_size
+                        .as_ref()
+                        .map_or(defaults.block_size, |b| b.value),
+                };
+                let tree = self.tree(q.from.as_ref(), &q.ownership)?;
+                Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
@@ -243,11 +261,14 @@ impl Preparer<'_> {
         })
     }
 
-    /// The source tree of an ext4 filesystem with ownership overrides
-    /// applied; `None` for an empty filesystem without overrides.
-    fn ext4_tree(&mut self, e: &config::Ext4) -> Result<Option<Tree>> {
-        let own = &e.ownership;
-        let mut tree = match &e.from {
+    /// The source tree of a filesystem (ext4, squashfs) with ownership
+    /// overrides applied; `None` for an empty filesystem without overrides.
+    fn tree(
+        &mut self,
+        from: Option<&config::InputPath>,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        let mut tree = match from {
             Some(from) => {
                 let key = (from.path.clone(), owners(own));
                 match self.scanned.iter().find(|(k, _)| *k == key) {

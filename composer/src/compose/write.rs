@@ -329,6 +329,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Vfat(_) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
+        Prepared::Squashfs(_) => "squashfs",
     }
 }
 
@@ -362,7 +363,10 @@ fn write_artifacts(
         let path = out_dir.join(&output.value);
         // A filesystem is written at the artifact's size; an archive or a
         // raw image is its own bytes, not padded.
-        let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
+        let filesystem = matches!(
+            artifact.prepared,
+            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_)
+        );
         let len = if filesystem {
             artifact.size
         } else {
