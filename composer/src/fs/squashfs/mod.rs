@@ -43,7 +43,7 @@ mod meta;
 
 pub use compress::Codec;
 
-use crate::fs::tree::{Node, NodeId, NodeKind, Tree, ROOT};
+use crate::fs::tree::{Node, NodeId, NodeKind, Tree, MODE_BITS, ROOT};
 use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::output::window::Window;
 use crate::units::human;
@@ -661,7 +661,9 @@ fn prepare_inner(
         refs[id] = Some(inodes.position());
         let mut header = Vec::with_capacity(16 + body.len());
         header.extend_from_slice(&kind.to_le_bytes());
-        header.extend_from_slice(&(node.st_mode() as u16).to_le_bytes());
+        // Permission bits only, as mksquashfs writes them: the type is the
+        // inode type (recent kernels reject type bits here).
+        header.extend_from_slice(&(node.mode & MODE_BITS).to_le_bytes()[..2]);
         header.extend_from_slice(&id_index[&node.uid].to_le_bytes());
         header.extend_from_slice(&id_index[&node.gid].to_le_bytes());
         header.extend_from_slice(&time32(node.mtime.sec).to_le_bytes());
