@@ -1191,3 +1191,51 @@ fn more_diagnostics() {
         assert_eq!(load_in(&dir, text).unwrap_err(), *expected, "{text}");
     }
 }
+
+#[test]
+fn squashfs_keys_decode_and_bad_values_are_named() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }
+artifacts:
+  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source } }
+",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
+        panic!()
+    };
+    assert_eq!(q.compression.value, Compression::Zstd);
+    assert_eq!(q.level.as_ref().unwrap().value, 19);
+    assert_eq!(q.block_size.as_ref().unwrap().value, 256 * 1024);
+    assert_eq!(q.ownership.owners.value, Owners::Source);
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs } }\n",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            q.compression.value,
+            q.level.is_none(),
+            q.block_size.is_none()
+        ),
+        (Compression::Gzip, true, true)
+    );
+
+    let bad = "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, compression: lz4, level: 3, block-size: 3KiB } }\n";
+    let e = load_in(&dir, bad).unwrap_err();
+    assert_eq!(
+        e,
+        "board.yaml:3:58: artifacts.root.fs.level: lz4 and none take no level\n  help: remove `level:`, or choose gzip, xz or zstd\n\
+         board.yaml:3:73: artifacts.root.fs.block-size: \"3KiB\" is not a squashfs block size\n  help: use a power of two from 4KiB to 1MiB, e.g. 128KiB (the default)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, level: 10 } }\n"),
+        "board.yaml:3:40: artifacts.root.fs.level: \"10\" is out of range for this compression\n  help: use a level from 1 to 9"
+    );
+}
