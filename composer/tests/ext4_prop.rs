@@ -19,11 +19,9 @@ use composer::fs::FileSource;
 use ext4_support::*;
 use proptest::prelude::*;
 use random_tree::{build_tree, entry, Entry};
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::FileExt;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 /// Runs debugfs with a command file; returns stdout split per command.
 fn debugfs_batch(img: &Path, cmds: &[String], dir: &Path) -> Vec<Vec<u8>> {

@@ -503,11 +503,11 @@ fn prepare_inner(
     for &id in &order {
         let n = tree.node(id);
         for v in [n.uid, n.gid] {
-            if !id_index.contains_key(&v) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = id_index.entry(v) {
                 if ids.len() == MAX_IDS {
                     bail!("more than {MAX_IDS} distinct uids and gids; squashfs holds at most that many");
                 }
-                id_index.insert(v, ids.len() as u16);
+                slot.insert(ids.len() as u16);
                 ids.push(v);
             }
         }
