@@ -1,4 +1,6 @@
 include $(sort $(wildcard $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/package/*/*.mk))
+# The root filesystem type (after fs/common.mk, which defines $(rootfs)).
+include $(sort $(wildcard $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/fs/*/*.mk))
 
 # "make image-composer-image": compose the disk image again from what is
 # already in output/images and output/target, without rebuilding

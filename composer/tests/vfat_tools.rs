@@ -197,7 +197,7 @@ fn fat_types_forced_and_automatic() {
             info.contains(&format!("disk type=\"{want}   \"")),
             "{bits:?} {size}: {info}"
         );
-        assert!(info.contains("disk label=\"BOOT       \""), "{info}");
+        assert!(info.contains("disk label=\"boot       \""), "{info}");
     }
 }
 
@@ -216,13 +216,19 @@ fn label_volume_id_and_hidden_sectors_reach_the_boot_sector() {
     fsck(&img);
     let info = minfo(&img);
     assert!(info.contains("serial number: 1234ABCD"), "{info}");
-    assert!(info.contains("disk label=\"ESP PART   \""), "{info}");
+    // The case is kept as given (mkfs.fat 4.2, genimage, wic): LABEL= in
+    // fstab and /dev/disk/by-label compare case-sensitively.
+    assert!(info.contains("disk label=\"Esp Part   \""), "{info}");
     assert!(info.contains("hidden sectors: 2048"), "{info}");
     let (ok, text) = run(Command::new("mdir").arg("-i").arg(&img).arg("::/"));
     assert!(
-        ok && text.contains("Volume in drive : is ESP PART"),
+        ok && text.contains("Volume in drive : is Esp Part"),
         "{text}"
     );
+    let (ok, text) = run(Command::new("blkid")
+        .args(["-p", "-s", "LABEL", "-o", "value"])
+        .arg(&img));
+    assert!(ok && text.trim_end() == "Esp Part", "{text}");
 }
 
 #[test]

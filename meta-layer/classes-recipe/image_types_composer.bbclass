@@ -30,6 +30,9 @@ COMPOSER_CONFIG_PATH = "${@composer_search(d.getVar('COMPOSER_CONFIGS').split(),
 COMPOSER_VARS ??= ""
 # Extra directories searched for layers (before the installed ones).
 COMPOSER_LAYER_DIRS ??= ""
+# The description's image.name: which <name>.img is the disk, when artifacts
+# (an initramfs.img ...) write *.img files too. Empty: the only *.img.
+COMPOSER_IMAGE_NAME ??= ""
 # Anything else for "image-composer build".
 COMPOSER_EXTRA_ARGS ??= ""
 # Image types the YAML reads (e.g. "ext4" for ${IMGDEPLOYDIR}/${IMAGE_NAME}.ext4):
@@ -58,6 +61,32 @@ def composer_checksums(files, search_path):
         if found:
             ret = ret + " " + found + ":True"
     return ret
+
+def composer_input_checksums(cfg, layer_dirs):
+    # The host files the description names, for do_image_composer's
+    # file-checksums: every word of the YAML that is a relative path existing
+    # next to it (a file, or a directory given to "from:"), and the
+    # COMPOSER_LAYER_DIRS (whole directories). Words with ${VARS} are task
+    # outputs (IMAGE_ROOTFS, IMGDEPLOYDIR, DEPLOY_DIR_IMAGE) or come from
+    # COMPOSER_VARS: the task dependencies cover them. Absolute words are
+    # left out: most are destinations inside the image (/bin/sh), and the
+    # build host's files must not change the task's hash. A word scan rather
+    # than a YAML parser: a false match only re-runs the task more often.
+    import re
+    ret = []
+    if cfg:
+        base = os.path.dirname(cfg)
+        with open(cfg, encoding="utf-8") as f:
+            text = f.read()
+        for word in sorted(set(re.split(r"[\s:,{}\[\]\"'#]+", text))):
+            if not word or "$" in word or os.path.isabs(word) or "/../" in "/" + word + "/":
+                continue
+            path = os.path.normpath(os.path.join(base, word))
+            if word not in (".", "..") and os.path.exists(path):
+                ret.append(path + ":True")
+    for layer_dir in layer_dirs:
+        ret.append(layer_dir + ":" + str(os.path.exists(layer_dir)))
+    return " ".join(ret)
 
 IMAGE_CMD:composer () {
 	cfg="${COMPOSER_CONFIG_PATH}"
@@ -91,16 +120,21 @@ IMAGE_CMD:composer () {
 		"$@" ${COMPOSER_EXTRA_ARGS}
 
 	img=""
-	for f in "$out"/*.img; do
-		if [ -f "$f" ]; then
-			if [ -n "$img" ]; then
-				bbfatal "image-composer wrote more than one disk image into $out: $img and $f"
+	if [ -n "${COMPOSER_IMAGE_NAME}" ]; then
+		img="$out/${COMPOSER_IMAGE_NAME}.img"
+		[ -f "$img" ] || bbfatal "image-composer wrote no $img: is COMPOSER_IMAGE_NAME (${COMPOSER_IMAGE_NAME}) the description's image.name?"
+	else
+		for f in "$out"/*.img; do
+			if [ -f "$f" ]; then
+				if [ -n "$img" ]; then
+					bbfatal "image-composer wrote more than one *.img into $out: $img and $f; set COMPOSER_IMAGE_NAME to the description's image.name"
+				fi
+				img="$f"
 			fi
-			img="$f"
+		done
+		if [ -z "$img" ]; then
+			bbfatal "image-composer wrote no disk image (<name>.img) into $out"
 		fi
-	done
-	if [ -z "$img" ]; then
-		bbfatal "image-composer wrote no disk image (<name>.img) into $out"
 	fi
 
 	dest="${IMGDEPLOYDIR}/${IMAGE_NAME}"
@@ -121,13 +155,16 @@ IMAGE_CMD:composer () {
 		esac
 	done
 }
-IMAGE_CMD:composer[vardepsexclude] = "COMPOSER_CONFIG_PATH COMPOSER_CONFIGS TOPDIR"
+IMAGE_CMD:composer[vardepsexclude] += "COMPOSER_CONFIG_PATH COMPOSER_CONFIGS TOPDIR"
 SPDX_IMAGE_PURPOSE:composer = "diskImage"
 
 # Re-run when the description changes (or one appears earlier in the path).
 USING_COMPOSER = "${@bb.utils.contains_any('IMAGE_FSTYPES', 'composer ' + ' '.join('composer.%s' % c for c in '${CONVERSIONTYPES}'.split()), '1', '', d)}"
 COMPOSER_CONFIG_CHECKSUM = "${@composer_checksums(d.getVar('COMPOSER_CONFIGS').split(), d.getVar('COMPOSER_SEARCH_PATH')) if '${USING_COMPOSER}' else ''}"
-do_image_composer[file-checksums] += "${COMPOSER_CONFIG_CHECKSUM}"
+# And when a file the description names, or a layer of COMPOSER_LAYER_DIRS,
+# changes.
+COMPOSER_INPUT_CHECKSUMS = "${@composer_input_checksums(d.getVar('COMPOSER_CONFIG_PATH'), d.getVar('COMPOSER_LAYER_DIRS').split()) if '${USING_COMPOSER}' else ''}"
+do_image_composer[file-checksums] += "${COMPOSER_CONFIG_CHECKSUM} ${COMPOSER_INPUT_CHECKSUMS}"
 do_image_composer[depends] += "image-composer-native:do_populate_sysroot"
 # Everything the YAML may take from DEPLOY_DIR_IMAGE (kernel, bootloaders,
 # initramfs images) is deployed first, as for wic.

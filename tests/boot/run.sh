@@ -309,7 +309,38 @@ if want uefi; then
 	rm -f "$d"
 fi
 
-# ---- 6. a missing root is a clear, fast failure --------------------------
+# ---- 6. the Yocto example, composed by the bbclass's IMAGE_CMD ------------
+# meta-layer's IMAGE_CMD:composer on Debian inputs (kernel and modules,
+# busybox-static, systemd-boot) with the example composer-ab-image's
+# description and COMPOSER_VARS; booted through OVMF like case 5.
+if want yocto; then
+	c="Yocto composer-ab-image: IMAGE_CMD:composer -> OVMF -> systemd-boot -> kernel + layers' initramfs"
+	log=$WORK/yocto.log
+	mkfs_log=$WORK/yocto-mkfs.log
+	# OE's ${IMAGE_NAME}.ext4: the example root tree, made by mke2fs -d.
+	if ! E2FSPROGS_FAKE_TIME=1700000000 mke2fs -q -t ext4 -O ^has_journal -E root_owner=0:0 \
+		-d "$WORK/rootfs" "$WORK/yocto-rootfs.ext4" 48M >"$mkfs_log" 2>&1; then
+		fail "$c" "mke2fs -d: $(tail -n 3 "$mkfs_log")"
+	elif ! y=$(IMAGE_COMPOSER=$IMAGE_COMPOSER SOURCE_DATE_EPOCH=1700000000 \
+		"$REPO/tests/integration/yocto-image-cmd.sh" "$WORK/yocto" "/boot/vmlinuz-$KVER" \
+		"/lib/modules/$KVER" /bin/busybox "$SDBOOT" "$WORK/yocto-rootfs.ext4" 2>"$WORK/yocto-cmd.log"); then
+		fail "$c" "IMAGE_CMD: $(tail -n 5 "$WORK/yocto-cmd.log")"
+	else
+		cp "$OVMF_VARS" "$WORK/ovmf-vars-yocto.fd"
+		rm -f "$log"
+		timeout $((BOOT_TIMEOUT * 2)) qemu-system-x86_64 -accel tcg -machine q35 -m 512 -smp 1 \
+			-nodefaults -no-user-config -display none -no-reboot -serial "file:$log" \
+			-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE" \
+			-drive "if=pflash,format=raw,unit=1,file=$WORK/ovmf-vars-yocto.fd" \
+			-drive "file=$y,format=raw,if=virtio" </dev/null >/dev/null 2>&1
+		echo "$?" >"$WORK/yocto.rc"
+		tr -d '\r' <"$log" >"$log.txt" 2>/dev/null
+		check "$c" yocto 'rorootfs: slot A' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 ' && pass "$c"
+	fi
+	rm -rf "$WORK/yocto" "$WORK/yocto-rootfs.ext4"
+fi
+
+# ---- 7. a missing root is a clear, fast failure --------------------------
 if want fail; then
 	d=$WORK/fail.img
 	cp --sparse=always "$DISK" "$d"

@@ -11,8 +11,9 @@
 # Buildroot (tested with 2026.02.x and 2026.05.x): for every configs/*_defconfig,
 # `make BR2_EXTERNAL=... <defconfig>` must keep every symbol of the defconfig in
 # .config (kconfig drops unknown symbols and symbols with unmet dependencies
-# silently); `make printvars` and `make show-info` must parse external.mk and
-# the package; `make list-defconfigs` must list the external's defconfigs;
+# silently) and `make savedefconfig` must give the defconfig back unchanged;
+# `make printvars` and `make show-info` must parse external.mk, the package
+# and the rootfs type (a filesystem, type "rootfs", in show-info); `make list-defconfigs` must list the external's defconfigs;
 # `utils/check-package -b` must pass on every file of the tree (needs
 # ShellCheck and Python with `magic` and `flake8`).
 #
@@ -24,8 +25,7 @@
 # crate:// entries; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
 # (slow: 15-25 minutes on 2 cores). bitbake refuses to run as root: as root,
 # the Yocto part runs as the user BB_USER (default: bbcheck, created if
-# missing) in a copy of the source tree that user owns (externalsrc writes
-# into the tree's .git, which must be the user's).
+# missing) in a copy of the source tree that user owns.
 #
 # Environment: BUILDROOT_DIR, OECORE_DIR, BITBAKE_DIR (the checkouts),
 # WORK_DIR (default /var/tmp/image-composer-checks; keep it between runs: the
@@ -132,7 +132,15 @@ check_buildroot() {
 		else
 			fail "buildroot: make ${name} drops or changes symbols" "${log}"
 		fi
-		# Parses every makefile, external.mk and our package included.
+		# savedefconfig gives the defconfig back, byte for byte (it is
+		# minimal and in Kconfig order).
+		if make -s -C "${BUILDROOT_DIR}" O="${out}/${name}" savedefconfig BR2_DEFCONFIG="${out}/${name}/saved_defconfig" > "${log}" 2>&1 &&
+			diff -u "${d}" "${out}/${name}/saved_defconfig" >> "${log}" 2>&1; then
+			pass "buildroot: ${name}: savedefconfig round trip is identical"
+		else
+			fail "buildroot: ${name}: savedefconfig differs from the defconfig" "${log}"
+		fi
+		# Parses every makefile, external.mk, our package and rootfs type included.
 		if make -s -C "${BUILDROOT_DIR}" O="${out}/${name}" show-info > "${out}/${name}.json" 2> "${log}" &&
 			python3 -c '
 import json, sys
@@ -140,16 +148,22 @@ info = json.load(open(sys.argv[1]))
 pkg = info["host-image-composer"]
 assert pkg["type"] == "host", pkg
 assert "host-rustc" in pkg["dependencies"], pkg["dependencies"]
+assert pkg["licenses"].startswith("MIT or Apache-2.0"), pkg.get("licenses")
+fs = info["rootfs-image-composer"]
+assert fs["type"] == "rootfs", fs
+assert fs["image_name"] == "rootfs.image-composer", fs
+assert set(fs["dependencies"]) >= {"host-image-composer", "rootfs-common"}, fs["dependencies"]
+assert "rootfs-ext2" not in info, "rootfs.ext2 would be built too"
 ' "${out}/${name}.json" 2>> "${log}"; then
-			pass "buildroot: ${name}: show-info has host-image-composer (host, depends on host-rustc)"
+			pass "buildroot: ${name}: show-info has host-image-composer (host, depends on host-rustc, MIT or Apache-2.0) and the filesystem rootfs-image-composer (type rootfs, after host-image-composer and rootfs-common; no rootfs-ext2)"
 		else
 			fail "buildroot: ${name}: show-info" "${log}"
 		fi
 		if make -s -C "${BUILDROOT_DIR}" O="${out}/${name}" printvars \
-			VARS='HOST_IMAGE_COMPOSER_DOWNLOAD_POST_PROCESS HOST_IMAGE_COMPOSER_SUBDIR BR2_ROOTFS_POST_IMAGE_SCRIPT BR2_ROOTFS_POST_SCRIPT_ARGS BR2_ROOTFS_OVERLAY' \
+			VARS='HOST_IMAGE_COMPOSER_DOWNLOAD_POST_PROCESS HOST_IMAGE_COMPOSER_SUBDIR BR2_ROOTFS_POST_IMAGE_SCRIPT BR2_ROOTFS_POST_SCRIPT_ARGS BR2_ROOTFS_OVERLAY ROOTFS_IMAGE_COMPOSER_CONFIG' \
 			> "${out}/${name}.vars" 2> "${log}"; then
 			# The post-image script and the YAML the defconfig names must exist.
-			local script args cfg overlay ok=1
+			local script args cfg fscfg overlay ok=1
 			script="$(sed -n 's/^BR2_ROOTFS_POST_IMAGE_SCRIPT=//p' "${out}/${name}.vars")"
 			args="$(sed -n 's/^BR2_ROOTFS_POST_SCRIPT_ARGS=//p' "${out}/${name}.vars")"
 			overlay="$(sed -n 's/^BR2_ROOTFS_OVERLAY=//p' "${out}/${name}.vars")"
@@ -161,11 +175,13 @@ assert "host-rustc" in pkg["dependencies"], pkg["dependencies"]
 				[ -x "${f}" ] || { echo "    not an executable: ${f}" >> "${log}"; ok=0; }
 			done
 			[ -f "${cfg}" ] || { echo "    image description not found: '${cfg}'" >> "${log}"; ok=0; }
+			fscfg="$(sed -n 's/^ROOTFS_IMAGE_COMPOSER_CONFIG=//p' "${out}/${name}.vars")"
+			[ -f "${fscfg}" ] || { echo "    rootfs type description not found: '${fscfg}'" >> "${log}"; ok=0; }
 			for f in ${overlay}; do
 				[ -d "${f}" ] || { echo "    BR2_ROOTFS_OVERLAY directory not found: ${f}" >> "${log}"; ok=0; }
 			done
 			if [ "${ok}" = 1 ]; then
-				pass "buildroot: ${name}: post-image script, ${cfg#"${EXTERNAL}"/} and the rootfs overlays exist"
+				pass "buildroot: ${name}: post-image script, ${cfg#"${EXTERNAL}"/}, the rootfs type's ${fscfg#"${EXTERNAL}"/} and the rootfs overlays exist"
 			else
 				fail "buildroot: ${name}: post-image paths" "${log}"
 			fi
@@ -267,8 +283,10 @@ yocto_checks() {
 	fi
 
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
-		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, S=$(sed -n 's/^S="\(.*\)"/\1/p' "${build}/env.native")"
+		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native" &&
+		grep -q '^SRC_URI="git://' "${build}/env.native" && grep -q '^PV="[0-9.]*+git' "${build}/env.native" &&
+		grep -q '^LICENSE="MIT | Apache-2.0"' "${build}/env.native"; then
+		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi

@@ -54,27 +54,36 @@ fi
 
 crate_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${TOP}/composer/Cargo.toml" | head -n 1)"
 br_version="$(sed -n 's/^IMAGE_COMPOSER_VERSION = //p' "${EXTERNAL}/package/image-composer/image-composer.mk")"
-recipe="$(cd "${LAYER}/recipes-devtools/image-composer" && ls image-composer_*.bb)"
-recipe_version="${recipe#image-composer_}"
-recipe_version="${recipe_version%.bb}"
-if [ "${crate_version}" = "${br_version}" ] && [ "${crate_version}" = "${recipe_version}" ]; then
-	pass "versions: composer/Cargo.toml, image-composer.mk and ${recipe} agree (${crate_version})"
+SOURCE_INC="${LAYER}/recipes-devtools/image-composer/image-composer-source.inc"
+recipe_pv="$(sed -n 's/^PV = "\(.*\)"/\1/p' "${SOURCE_INC}")"
+if [ "${crate_version}" = "${br_version}" ] && [ "${crate_version}+git" = "${recipe_pv}" ]; then
+	pass "versions: composer/Cargo.toml, image-composer.mk and the recipe's PV agree (${crate_version}, ${recipe_pv})"
 else
-	fail "versions: composer/Cargo.toml ${crate_version}, image-composer.mk ${br_version}, recipe ${recipe_version}"
+	fail "versions: composer/Cargo.toml ${crate_version}, image-composer.mk ${br_version}, recipe PV ${recipe_pv} (want ${crate_version}+git)"
 fi
 
-# LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=N;endline=N;md5=X"
-lic="$(sed -n 's/^LIC_FILES_CHKSUM = "file:\/\/\(.*\)"/\1/p' "${LAYER}/recipes-devtools/image-composer/${recipe}")"
-lic_file="${lic%%;*}"
-lic_begin="$(echo "${lic}" | sed -n 's/.*beginline=\([0-9]*\).*/\1/p')"
-lic_end="$(echo "${lic}" | sed -n 's/.*endline=\([0-9]*\).*/\1/p')"
-lic_md5="$(echo "${lic}" | sed -n 's/.*md5=\([0-9a-f]*\).*/\1/p')"
-lic_text="$(sed -n "${lic_begin},${lic_end}p" "${TOP}/${lic_file}")"
-if [ "$(sed -n "${lic_begin},${lic_end}p" "${TOP}/${lic_file}" | md5sum | cut -d' ' -f1)" = "${lic_md5}" ] &&
-	echo "${lic_text}" | grep -q '^license = '; then
-	pass "yocto: LIC_FILES_CHKSUM still covers '${lic_text}'"
+# The licence: Cargo's "MIT OR Apache-2.0", the two files at the root, and
+# both systems' licence fields pointing at them with the right checksums.
+lic_log=""
+grep -qx 'license = "MIT OR Apache-2.0"' "${TOP}/Cargo.toml" || lic_log+="Cargo.toml: license is not \"MIT OR Apache-2.0\"; "
+grep -q 'Permission is hereby granted, free of charge' "${TOP}/LICENSE-MIT" || lic_log+="LICENSE-MIT is not the MIT text; "
+grep -q 'Apache License' "${TOP}/LICENSE-APACHE" && grep -q 'Version 2.0, January 2004' "${TOP}/LICENSE-APACHE" ||
+	lic_log+="LICENSE-APACHE is not the Apache-2.0 text; "
+grep -qx 'LICENSE = "MIT | Apache-2.0"' "${SOURCE_INC}" || lic_log+="recipe LICENSE is not \"MIT | Apache-2.0\"; "
+grep -qx 'IMAGE_COMPOSER_LICENSE = MIT or Apache-2.0' "${EXTERNAL}/package/image-composer/image-composer.mk" &&
+	grep -qx 'IMAGE_COMPOSER_LICENSE_FILES = LICENSE-MIT LICENSE-APACHE' "${EXTERNAL}/package/image-composer/image-composer.mk" ||
+	lic_log+="Buildroot _LICENSE/_LICENSE_FILES do not name MIT or Apache-2.0 and LICENSE-MIT LICENSE-APACHE; "
+# LIC_FILES_CHKSUM = "file://F;md5=X file://G;md5=Y" (continued lines joined).
+lic_entries="$(sed -n '/^LIC_FILES_CHKSUM = /,/"$/p' "${SOURCE_INC}" | grep -o 'file://[^ "\\]*')"
+for f in LICENSE-MIT LICENSE-APACHE; do
+	echo "${lic_entries}" | grep -q "^file://${f};md5=$(md5sum < "${TOP}/${f}" | cut -d' ' -f1)\$" ||
+		lic_log+="LIC_FILES_CHKSUM has no file://${f} with its md5; "
+done
+if [ -z "${lic_log}" ]; then
+	pass "licence: LICENSE-MIT and LICENSE-APACHE at the root; Buildroot _LICENSE_FILES and Yocto LIC_FILES_CHKSUM (md5) point at them"
 else
-	fail "yocto: LIC_FILES_CHKSUM (${lic}) no longer matches the licence line of ${lic_file}"
+	echo "${lic_log}" > "${LOG}"
+	fail "licence files and fields" "${LOG}"
 fi
 
 if have shellcheck; then
@@ -187,8 +196,12 @@ check_bmap() {
 INPUTS="${SCRATCH}/inputs"
 mkdir -p "${INPUTS}"
 kernel="$(printf '%s\n' /boot/vmlinuz-* | sort -V | tail -n 1)"
+MODULES_DIR=""
 if [ -f "${kernel}" ]; then
 	cp "${kernel}" "${INPUTS}/kernel"
+	if [ -f "/lib/modules/${kernel#/boot/vmlinuz-}/modules.dep" ]; then
+		MODULES_DIR="/lib/modules/${kernel#/boot/vmlinuz-}"
+	fi
 else
 	missing "real kernel" "linux-image-amd64 (using a stand-in)"
 	head -c 3000000 /dev/urandom > "${INPUTS}/kernel"
@@ -426,109 +439,174 @@ br_errors() {
 	fi
 }
 
-# ------------------------------------------------------------ Yocto
-
-# The IMAGE_CMD:composer body of the bbclass with bitbake's ${VAR}s replaced
-# by the values given as NAME=VALUE arguments; fails if one is left over.
-image_cmd_body() {
-	python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" "$@" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r"^IMAGE_CMD:composer \(\) \{\n(.*?)^\}", text, re.M | re.S)
-if not m:
-    sys.exit("no 'IMAGE_CMD:composer () {' ... '}' in " + sys.argv[1])
-values = dict(a.split("=", 1) for a in sys.argv[2:])
-def sub(mo):
-    name = mo.group(1)
-    if name not in values:
-        sys.exit("IMAGE_CMD uses ${%s}, which the test does not set" % name)
-    return values[name]
-# bitbake expands ${NAME} (NAME: letters, digits, _-+./~:); shell's ${x#y} stays.
-print(re.sub(r"\$\{([A-Za-z0-9_+\-./~:]+)\}", sub, m.group(1)))
+# The rootfs type fs/image-composer/image-composer.mk, run the way
+# Buildroot's fs/common.mk runs a rootfs type: a stand-in for its $(rootfs)
+# macro writes a fakeroot script (what mkusers, makedevs and the hooks would
+# have done to the TARGET_DIR copy: chown -R 0:0, a package user's file, a
+# setuid binary, a device node), then the type's ROOTFS_IMAGE_COMPOSER_CMD,
+# and runs it under Debian's fakeroot. rootfs.ext4 must carry what the
+# fakeroot session reports (debugfs), and reach BINARIES_DIR with the list
+# file rootfs.image-composer.
+br_rootfs_type() {
+	local base="${SCRATCH}/br-rootfs" fsdir
+	if ! have fakeroot || ! have debugfs || ! have make; then
+		missing "buildroot: rootfs type under fakeroot" "fakeroot, debugfs (e2fsprogs), make"
+		return
+	fi
+	make_br_output "${base}"
+	fsdir="${base}/build/buildroot-fs/image-composer"
+	mkdir -p "${fsdir}"
+	cp -a "${base}/target" "${fsdir}/target"
+	cat > "${base}/harness.mk" <<'EOF'
+# Stand-ins for what Buildroot defines before an external's fs/*/*.mk.
+qstrip = $(strip $(subst ",,$(1)))
+EXTRA_ENV = PATH=$(HOST_DIR)/bin:/usr/sbin:/usr/bin:/sbin:/bin BUILD_DIR=$(BASE_DIR)/build
+ROOTFS_IMAGE_COMPOSER_DIR = $(BASE_DIR)/build/buildroot-fs/image-composer
+TARGET_DIR = $(ROOTFS_IMAGE_COMPOSER_DIR)/target
+SCRIPT = $(ROOTFS_IMAGE_COMPOSER_DIR)/fakeroot
+define FAKEROOT_PRE_CMD
+set -e
+chown -h -R 0:0 $(TARGET_DIR)
+chown 1234:5678 $(TARGET_DIR)/etc/issue
+chmod 4755 $(TARGET_DIR)/bin/busybox
+mknod -m 0600 $(TARGET_DIR)/dev/console c 5 1
+endef
+define rootfs
+$$(BINARIES_DIR)/rootfs.image-composer:
+	$$(file >$$(SCRIPT),$$(FAKEROOT_PRE_CMD))
+	$$(file >>$$(SCRIPT),$$(ROOTFS_IMAGE_COMPOSER_CMD))
+	fakeroot -- sh $$(SCRIPT)
+endef
+include $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/fs/image-composer/image-composer.mk
 EOF
+	if ! make -s -f "${base}/harness.mk" BR2_EXTERNAL_IMAGE_COMPOSER_PATH="${EXTERNAL}" \
+		BR2_TARGET_ROOTFS_IMAGE_COMPOSER=y BR2_TARGET_ROOTFS_IMAGE_COMPOSER_CONFIG="\"${EXTERNAL}/board/common/rootfs.yaml\"" \
+		BINARIES_DIR="${base}/images" HOST_DIR="${base}/host" STAGING_DIR="${base}/host/sysroot" BASE_DIR="${base}" \
+		SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" "${base}/images/rootfs.image-composer" > "${LOG}" 2>&1; then
+		fail "buildroot: rootfs type under fakeroot" "${LOG}"
+		return
+	fi
+	local ext4="${base}/images/rootfs.ext4"
+	{
+		printf 'rootfs.image-composer: %s\n' "$(tr '\n' ' ' < "${base}/images/rootfs.image-composer")"
+		debugfs -R 'stat /etc/issue' "${ext4}" 2>&1 | grep -E '^(User|Inode)'
+		debugfs -R 'stat /bin/busybox' "${ext4}" 2>&1 | grep -E '^Inode'
+		debugfs -R 'stat /dev/console' "${ext4}" 2>&1 | grep -E '^(Inode|Device)'
+	} > "${LOG}"
+	if grep -qx 'rootfs.image-composer: rootfs.ext4 rootfs.ext4.bmap ' "${LOG}" &&
+		grep -q 'User:  1234   Group:  5678' "${LOG}" &&
+		grep -q 'Type: regular    Mode:  04755' "${LOG}" &&
+		grep -q 'Type: character special    Mode:  0600' "${LOG}" &&
+		grep -q 'Device major/minor number: 05:01' "${LOG}" &&
+		e2fsck -fn "${ext4}" >> "${LOG}" 2>&1 && [ ! -e "${fsdir}/images/rootfs.ext4" ]; then
+		pass "buildroot: rootfs type: built in the fakeroot script, rootfs.ext4 (e2fsck -fn) has the session's owners 1234:5678, setuid 4755, /dev/console c 5,1 (debugfs); moved to BINARIES_DIR and listed in rootfs.image-composer"
+	else
+		fail "buildroot: rootfs type under fakeroot" "${LOG}"
+	fi
 }
 
-run_image_cmd() {
-	# $1 = the body; a shell like bitbake's task runner: bbfatal exits, and
-	# SOURCE_DATE_EPOCH is exported (bitbake.conf: export SOURCE_DATE_EPOCH).
-	(cd "${SCRATCH}" && env -i PATH="$2:/usr/sbin:/usr/bin:/sbin:/bin" SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" sh -e -c '
-bbfatal() { echo "ERROR: $*" >&2; exit 1; }
-bbwarn() { echo "WARNING: $*" >&2; }
-bbnote() { echo "NOTE: $*"; }
-'"$1")
+# ------------------------------------------------------------ Yocto
+
+# meta-layer's IMAGE_CMD:composer on Debian inputs (tests/integration/yocto-image-cmd.sh):
+# $1 = scratch base; then env for the script (e.g. COMPOSER_CONFIG_PATH=).
+yocto_image_cmd() {
+	local base="$1"
+	shift
+	env IMAGE_COMPOSER="${COMPOSER}" SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" "$@" \
+		"${TOP}/tests/integration/yocto-image-cmd.sh" "${base}" "${INPUTS}/kernel" "${MODULES_DIR}" \
+		"${ROOTTREE}/bin/busybox" "${INPUTS}/bootx64.efi" "${INPUTS}/rootfs.ext4"
 }
 
 yocto() {
-	local base="${SCRATCH}/yocto" name="composer-ab-image-qemux86-64.rootfs-20231114221320" link="composer-ab-image-qemux86-64.rootfs"
-	local deploy="${base}/deploy/images/qemux86-64" imgdeploy="${base}/work/deploy-composer-ab-image-image-complete"
-	local body img sum1
-	mkdir -p "${deploy}" "${imgdeploy}" "${base}/work"
-	cp -a "${ROOTTREE}" "${base}/work/rootfs"
-	cp "${INPUTS}/kernel" "${deploy}/bzImage"
-	cp "${INPUTS}/rootfs.ext4" "${imgdeploy}/${name}.ext4"
-	install_composer "${base}/sysroot/usr"
-	local -a vars=(
-		"COMPOSER_CONFIG_PATH=${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml"
-		"COMPOSER_CONFIGS=composer-ab-image.qemux86-64.yaml composer-ab-image.yaml"
-		"COMPOSER_SEARCH_PATH=${LAYER}/files/composer"
-		"WORKDIR=${base}/work" "IMGDEPLOYDIR=${imgdeploy}" "DEPLOY_DIR_IMAGE=${deploy}"
-		"IMAGE_ROOTFS=${base}/work/rootfs" "IMAGE_NAME=${name}" "IMAGE_LINK_NAME=${link}"
-		"IMAGE_BASENAME=composer-ab-image" "MACHINE=qemux86-64" "KERNEL_IMAGETYPE=bzImage"
-		"INITRAMFS_FSTYPES=cpio.gz" "COMPOSER_VARS=" "COMPOSER_LAYER_DIRS=" "COMPOSER_EXTRA_ARGS="
-	)
-	if ! body="$(image_cmd_body "${vars[@]}" 2> "${LOG}")"; then
-		fail "yocto: extracting IMAGE_CMD:composer from the bbclass" "${LOG}"
+	local base="${SCRATCH}/yocto" img sum1 deployed
+	if [ -z "${MODULES_DIR}" ]; then
+		missing "yocto: IMAGE_CMD:composer" "a kernel with modules (linux-image-amd64)"
 		return
 	fi
-	if ! run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1; then
+	if ! img="$(yocto_image_cmd "${base}" 2> "${LOG}")"; then
 		fail "yocto: IMAGE_CMD:composer" "${LOG}"
 		return
 	fi
-	img="${imgdeploy}/${name}.composer"
-	if [ -f "${img}" ] && [ -f "${img}.bmap" ] && [ -z "$(ls -A "${base}/work/build-composer")" ]; then
-		pass "yocto: IMAGE_CMD:composer wrote \${IMAGE_NAME}.composer and .composer.bmap into IMGDEPLOYDIR"
+	deployed="$(dirname "${img}")"
+	if [ -f "${img}" ] && [ -f "${img}.bmap" ] && [ -f "${img%.composer}.initramfs.img" ] &&
+		[ -z "$(ls -A "${base}/work/build-composer")" ]; then
+		pass "yocto: IMAGE_CMD:composer deployed \${IMAGE_NAME}.composer, .composer.bmap and the layers' .initramfs.img (COMPOSER_IMAGE_NAME picks the disk)"
 	else
 		fail "yocto: IMAGE_CMD outputs" "${LOG}"
 		# shellcheck disable=SC2012 # a listing for the reader
-		ls -la "${imgdeploy}" "${base}/work/build-composer" | sed 's/^/    /'
+		ls -la "${deployed}" "${base}/work/build-composer" | sed 's/^/    /'
 		return
 	fi
 	table "${img}" > "${LOG}" 2>&1
 	if grep -q '^label gpt' "${LOG}" && grep -qi '^1 .* C12A7328-F81F-11D2-BA4B-00A0C93EC93B boot ' "${LOG}" &&
-		grep -q '^2 .* rootA ' "${LOG}" && grep -q '^3 .* rootB ' "${LOG}" && grep -q '^6 .* data ' "${LOG}" &&
-		check_vfat "${img}" 1 "/bzImage=${INPUTS}/kernel" >> "${LOG}" 2>&1 &&
+		grep -q '^2 .* rootA ' "${LOG}" && grep -q '^3 .* rootB ' "${LOG}" &&
+		grep -q '^4 .* config ' "${LOG}" && grep -q '^5 .* overlay ' "${LOG}" &&
+		check_vfat "${img}" 1 "/bzImage=${INPUTS}/kernel" "/EFI/BOOT/BOOTX64.EFI=${INPUTS}/bootx64.efi" \
+			"/loader/loader.conf=${LAYER}/files/composer/composer-ab-image/loader.conf" \
+			"/loader/entries/ab.conf=${LAYER}/files/composer/composer-ab-image/ab.conf" >> "${LOG}" 2>&1 &&
+		check_initramfs "${img}" 1 "${img%.composer}.initramfs.img" >> "${LOG}" 2>&1 &&
 		check_content "${img}" 2 "${INPUTS}/rootfs.ext4" >> "${LOG}" 2>&1 &&
-		check_ext4 "${img}" 2 3 4 5 6 >> "${LOG}" 2>&1 &&
+		check_content "${img}" 3 "${INPUTS}/rootfs.ext4" >> "${LOG}" 2>&1 &&
+		check_ext4 "${img}" 2 3 4 5 >> "${LOG}" 2>&1 &&
 		check_bmap "${img}" "${img}.bmap" >> "${LOG}" 2>&1; then
-		pass "yocto: the image: GPT, ESP with \${KERNEL_IMAGETYPE} (fsck.vfat), rootA/B = \${IMAGE_NAME}.ext4, e2fsck -fn clean, bmap copy matches"
+		pass "yocto: the image: GPT boot(ESP) rootA rootB config overlay; ESP (fsck.vfat) has the loader, its entry, bzImage and the layers' initramfs (cpio -it); rootA/B = \${IMAGE_NAME}.ext4; e2fsck -fn clean; bmap copy matches"
 	else
 		fail "yocto: image content" "${LOG}"
 	fi
 	sum1="$(sha256sum < "${img}")"
-	rm -f "${img}" "${img}.bmap"
-	if run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1 && [ "$(sha256sum < "${img}")" = "${sum1}" ]; then
+	if img="$(yocto_image_cmd "${base}" 2> "${LOG}")" && [ "$(sha256sum < "${img}")" = "${sum1}" ]; then
 		pass "yocto: a second do_image_composer gives a bit-identical image"
 	else
 		fail "yocto: second run differs" "${LOG}"
 	fi
 
 	# No description found: a clear bbfatal, nothing written.
-	vars[0]="COMPOSER_CONFIG_PATH="
-	body="$(image_cmd_body "${vars[@]}")"
-	rm -f "${imgdeploy}/${name}.composer"*
-	if ! run_image_cmd "${body}" "${base}/sysroot/usr/bin" > "${LOG}" 2>&1 &&
+	if ! yocto_image_cmd "${base}" COMPOSER_CONFIG_PATH= > "${LOG}" 2>&1 &&
 		grep -q 'ERROR: No image description from COMPOSER_CONFIGS was found: composer-ab-image.qemux86-64.yaml' "${LOG}" &&
-		[ ! -e "${imgdeploy}/${name}.composer" ]; then
+		[ -z "$(find "${base}" -name '*.composer')" ]; then
 		pass "yocto: without a description IMAGE_CMD stops with a bbfatal naming COMPOSER_CONFIGS"
 	else
 		fail "yocto: missing description" "${LOG}"
 	fi
 }
 
+# The class's composer_input_checksums() (do_image_composer[file-checksums])
+# on the example: the files the YAML names next to it and the layer
+# directories are listed, nothing named through ${VARS}.
+yocto_file_checksums() {
+	if python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
+		"${LAYER}/files/composer/composer-ab-image.qemux86-64.yaml" "${TOP}/layers" "${SCRATCH}/no-such-layers" > "${LOG}" 2>&1 <<'EOF'
+import os, re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"^def composer_input_checksums\(.*?(?=^\S)", text, re.M | re.S)
+scope = {"os": os}
+exec(m.group(0), scope)
+got = scope["composer_input_checksums"](sys.argv[2], sys.argv[3:]).split()
+print("\n".join(got))
+here = os.path.dirname(sys.argv[2])
+want = [here + "/composer-ab-image/loader.conf:True", here + "/composer-ab-image/ab.conf:True",
+        sys.argv[3] + ":True", sys.argv[4] + ":False"]
+missing = [w for w in want if w not in got]
+assert not missing, "missing: %s" % missing
+assert not [g for g in got if "$" in g or "/lib/modules" in g], "a ${VAR} path was listed"
+# An absolute host path in a YAML (here /bin/sh, as a destination) is not listed.
+abs_yaml = os.path.join(os.path.dirname(sys.argv[4]), "abs.yaml")
+open(abs_yaml, "w").write("files:\n  /bin/sh: x\n")
+assert scope["composer_input_checksums"](abs_yaml, []) == "", "absolute path listed"
+EOF
+	then
+		pass "yocto: do_image_composer[file-checksums] lists the YAML's loader.conf and ab.conf and COMPOSER_LAYER_DIRS, no host path"
+	else
+		fail "yocto: composer_input_checksums" "${LOG}"
+	fi
+}
+
 br_qemu
 br_rpi4
 br_errors
+br_rootfs_type
 yocto
+yocto_file_checksums
 
 echo "${passed} passed, ${failed} failed"
 [ "${failed}" = 0 ]

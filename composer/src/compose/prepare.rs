@@ -480,10 +480,7 @@ fn ext4_options(name: &str, e: &config::Ext4) -> Result<Ext4Options> {
             config::JournalInit::Zero => ext4::JournalInit::Zero,
             config::JournalInit::Lazy => ext4::JournalInit::Lazy,
         },
-        inode_ratio: e
-            .inode_ratio
-            .as_ref()
-            .map_or(defaults.inode_ratio, |r| r.value.bytes()),
+        inode_ratio: e.inode_ratio.as_ref().map(|r| r.value.bytes()),
         inodes: e.inodes.as_ref().map(|n| n.value),
         reserved_percent: f64::from(e.reserved.value),
     })

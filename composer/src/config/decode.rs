@@ -1537,6 +1537,9 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
             }
         }
     });
+    if let Some(j) = &journal {
+        check_journal_features(cx, j, &features);
+    }
     let journal = f.or_default("journal", journal, Journal::Default);
     let journal_init = f.get("journal-init").and_then(|n| {
         cx.choice(
@@ -1689,6 +1692,38 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
         level,
         block_size,
     })
+}
+
+/// A `journal:` written explicitly that `features:` contradicts (mke2fs
+/// refuses `-J size=` with `-O ^has_journal`; here the feature list and the
+/// journal key would silently disagree).
+fn check_journal_features(
+    cx: &mut Cx<'_>,
+    journal: &Spanned<Journal>,
+    features: &[Spanned<Feature>],
+) {
+    let Some(feature) = features
+        .iter()
+        .rev()
+        .find(|f| f.value.name == "has_journal")
+    else {
+        return;
+    };
+    let (message, help) = match (journal.value, feature.value.enabled) {
+        (Journal::None, true) => (
+            "journal: false contradicts the feature has_journal",
+            "keep one: remove 'has_journal' from features, or remove 'journal: false'",
+        ),
+        (Journal::Default | Journal::Size(_), false) => (
+            "a journal is asked for, but features turns has_journal off",
+            "keep one: remove '^has_journal' from features (the journal then has this size), or write 'journal: false'",
+        ),
+        _ => return,
+    };
+    cx.diags.push(journal.diag(message).help(format!(
+        "{help} ({} at line {})",
+        feature.key, feature.span.line
+    )));
 }
 
 fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {

@@ -1074,6 +1074,14 @@ fn more_diagnostics() {
             "board.yaml:3:52: partitions[0].fs.inodes: \"0\" inodes\n  help: use a positive count, or leave it out",
         ),
         (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, features: [^has_journal], journal: 16MiB } }\n",
+            "board.yaml:3:79: partitions[0].fs.journal: a journal is asked for, but features turns has_journal off\n  help: keep one: remove '^has_journal' from features (the journal then has this size), or write 'journal: false' (partitions[0].fs.features[0] at line 3)",
+        ),
+        (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, journal: false, features: [has_journal] } }\n",
+            "board.yaml:3:53: partitions[0].fs.journal: journal: false contradicts the feature has_journal\n  help: keep one: remove 'has_journal' from features, or remove 'journal: false' (partitions[0].fs.features[0] at line 3)",
+        ),
+        (
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, inodes: 1000, inode-ratio: 16K } }\n",
             "board.yaml:3:71: partitions[0].fs.inode-ratio: inode-ratio and inodes both set\n  help: keep one: inodes is an exact count, inode-ratio derives it from the size",
         ),

@@ -50,7 +50,7 @@ use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::window::Window;
 use anyhow::{bail, Context, Result};
 use newc::Entry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +62,8 @@ const FILE_MODE: u32 = 0o644;
 const LINK_MODE: u32 = 0o777;
 /// Execute bits forced onto `/init`.
 const EXEC_BITS: u32 = 0o111;
+/// newc's size field is 32 bits wide.
+const NEWC_MAX_FILE: u64 = u32::MAX as u64;
 /// Where the module load order is written (read by the layers' `/init`).
 pub const MODULES_LOAD_ORDER: &str = "etc/modules-load.order";
 
@@ -429,15 +431,51 @@ fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
     }
     a.tree.apply_rules(&opts.rules)?;
 
+    let walk = a.tree.walk();
+    let links = a.tree.link_counts();
+    // Of a hard-linked file, the path that sorts last carries the data
+    // (newc's convention); the file is read once.
+    let mut data_path: HashMap<usize, &[u8]> = HashMap::new();
+    for (path, id) in &walk {
+        if let TreeKind::File { size, .. } = &a.tree.node(*id).kind {
+            if *size > NEWC_MAX_FILE {
+                bail!(
+                    "'{}' is {}, more than a cpio newc member holds ({}); leave it out of the initramfs or put it on a filesystem",
+                    String::from_utf8_lossy(path),
+                    crate::units::human(*size),
+                    crate::units::human(NEWC_MAX_FILE)
+                );
+            }
+            if links[*id] > 1 {
+                let last = data_path.entry(*id).or_insert(path);
+                if path.as_slice() > *last {
+                    *last = path;
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
-    for (path, id) in a.tree.walk() {
+    for (path, id) in &walk {
+        let id = *id;
         let node = a.tree.node(id);
-        let Ok(path) = String::from_utf8(path) else {
-            bail!("a file name in the tree is not UTF-8");
-        };
-        let path = path.trim_start_matches('/').to_string();
+        let path = path.strip_prefix(b"/").unwrap_or(path).to_vec();
+        let mut link = None;
         let (data, rdev) = match &node.kind {
-            TreeKind::File { .. } => (a.tree.read_file(id)?.as_ref().clone(), (0, 0)),
+            TreeKind::File { .. } => {
+                let carries = match data_path.get(&id) {
+                    Some(last) => {
+                        link = Some(id as u64);
+                        last.strip_prefix(b"/") == Some(path.as_slice())
+                    }
+                    None => true,
+                };
+                let data = if carries {
+                    a.tree.read_file(id)?.as_ref().clone()
+                } else {
+                    Vec::new()
+                };
+                (data, (0, 0))
+            }
             TreeKind::Symlink { target } => (target.clone(), (0, 0)),
             TreeKind::CharDev { major, minor } | TreeKind::BlockDev { major, minor } => {
                 (Vec::new(), (*major, *minor))
@@ -449,9 +487,11 @@ fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
             mode: node.st_mode(),
             uid: node.uid,
             gid: node.gid,
-            mtime: u64::try_from(node.mtime.sec).unwrap_or(0),
+            // newc times are unsigned 32-bit: clamped, not wrapped.
+            mtime: u64::try_from(node.mtime.sec.clamp(0, i64::from(u32::MAX))).unwrap_or(0),
             rdev,
             data,
+            link,
         });
     }
     Ok(out)
@@ -510,6 +550,7 @@ impl Content for Initramfs {
 mod tests {
     use super::*;
     use crate::ids::Seed;
+    use std::os::unix::ffi::OsStrExt;
     use std::process::{Command, Stdio};
 
     fn ctx(epoch: Option<u64>) -> BuildContext {
@@ -686,6 +727,69 @@ mod tests {
     }
 
     #[test]
+    fn hard_links_are_stored_once_and_extracted_as_links() {
+        if !have("cpio") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        let data = vec![0x5au8; 200_000];
+        std::fs::write(tree.join("bin/tool"), &data).unwrap();
+        for name in ["a", "z", "bin/alias"] {
+            std::fs::hard_link(tree.join("bin/tool"), tree.join(name)).unwrap();
+        }
+        let opts = InitramfsOptions {
+            from: Some(tree),
+            compression: Compression::None,
+            ..Default::default()
+        };
+        let a = build(&opts, &ctx(Some(86_400))).unwrap();
+        assert!(a.len() < 2 * data.len(), "{} bytes", a.len());
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(d.path().join("a.cpio"), &a).unwrap();
+        let st = Command::new("sh")
+            .current_dir(&out)
+            .arg("-c")
+            .arg("cpio -id --quiet --no-absolute-filenames < ../a.cpio")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ino = std::fs::metadata(out.join("a")).unwrap().ino();
+        for name in ["a", "z", "bin/alias", "bin/tool"] {
+            let md = std::fs::metadata(out.join(name)).unwrap();
+            assert_eq!((md.ino(), md.nlink()), (ino, 4), "{name}");
+            assert_eq!(std::fs::read(out.join(name)).unwrap(), data, "{name}");
+        }
+    }
+
+    #[test]
+    fn too_large_files_and_odd_names_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        std::fs::write(tree.join(name), b"latin-1").unwrap();
+        let opts = InitramfsOptions {
+            from: Some(tree.clone()),
+            compression: Compression::None,
+            ..Default::default()
+        };
+        // newc names are bytes: the name is kept as it is.
+        let a = build(&opts, &ctx(Some(86_400))).unwrap();
+        assert!(a.windows(5).any(|w| w == b"caf\xe9\0"));
+        // 4.5 GiB, sparse: refused before anything is read.
+        let big = std::fs::File::create(tree.join("huge")).unwrap();
+        big.set_len(4608 << 20).unwrap();
+        let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
+        assert!(
+            err.contains("'/huge' is 4.5 GiB, more than a cpio newc member holds"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_compression_decodes_with_the_reference_tool() {
         if !have("cpio") {
             return;
@@ -727,7 +831,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut opts = sample(d.path());
         let members = collect(&opts, &ctx(None)).unwrap();
-        let hostname = members.iter().find(|e| e.path == "etc/hostname").unwrap();
+        let hostname = members.iter().find(|e| e.path == b"etc/hostname").unwrap();
         assert_eq!(hostname.data, b"device\n");
         opts.symlinks.push(SymlinkSpec {
             path: "/init/".into(),
@@ -770,7 +874,7 @@ mod tests {
         std::fs::write(d.path().join("tree/bin/sh"), "real sh").unwrap();
         opts.busybox = Some(d.path().join("busybox"));
         let members = collect(&opts, &ctx(None)).unwrap();
-        let get = |p: &str| members.iter().find(|e| e.path == p).unwrap();
+        let get = |p: &str| members.iter().find(|e| e.path == p.as_bytes()).unwrap();
         assert_eq!(get("bin/busybox").data, bin);
         assert_eq!(get("bin/busybox").mode & 0o111, 0o111);
         assert_eq!(get("bin/switch_root").data, b"busybox");
@@ -778,7 +882,7 @@ mod tests {
         assert_eq!(get("bin/sh").data, b"real sh");
         opts.applets = Some(vec!["ls".into()]);
         let members = collect(&opts, &ctx(None)).unwrap();
-        assert!(members.iter().all(|e| e.path != "bin/cat"));
+        assert!(members.iter().all(|e| e.path != b"bin/cat"));
     }
 
     #[test]
@@ -797,7 +901,7 @@ mod tests {
             ..Default::default()
         });
         let members = collect(&opts, &ctx(Some(1))).unwrap();
-        let get = |p: &str| members.iter().find(|e| e.path == p).unwrap();
+        let get = |p: &str| members.iter().find(|e| e.path == p.as_bytes()).unwrap();
         assert_eq!(get("dev/null").mode, newc::S_IFCHR | 0o666);
         assert_eq!(get("dev/null").rdev, (1, 3));
         assert_eq!(get("etc/passwd").mode & 0o7777, 0o600);
@@ -828,7 +932,7 @@ mod tests {
         let members = collect(&opts, &ctx(None)).unwrap();
         let order = members
             .iter()
-            .find(|e| e.path == MODULES_LOAD_ORDER)
+            .find(|e| e.path == MODULES_LOAD_ORDER.as_bytes())
             .unwrap();
         let order = String::from_utf8(order.data.clone()).unwrap();
         let lines: Vec<&str> = order.lines().collect();
@@ -849,12 +953,12 @@ mod tests {
             );
             let m = members
                 .iter()
-                .find(|e| format!("/{}", e.path) == *l)
+                .find(|e| format!("/{}", e.display()) == *l)
                 .unwrap();
             assert_eq!(&m.data[..4], b"\x7fELF", "{l} is a plain ELF module");
         }
         assert!(members
             .iter()
-            .any(|e| e.path == format!("lib/modules/{version}/modules.dep")));
+            .any(|e| e.path == format!("lib/modules/{version}/modules.dep").as_bytes()));
     }
 }

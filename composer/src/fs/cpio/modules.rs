@@ -11,7 +11,8 @@
 //! - dependencies come from `modules.dep` and are loaded first (depth
 //!   first, each module once);
 //! - `softdep` lines of `modules.softdep` add `pre:` modules before and
-//!   `post:` modules after (ext4 and jbd2 need `crypto-crc32c`, which the
+//!   `post:` modules after (names before the first `pre:`/`post:` are
+//!   ignored, as kmod's parser does) (ext4 and jbd2 need `crypto-crc32c`, which the
 //!   kernel cannot request without modprobe in the initramfs).
 //!   A soft dependency that does not resolve is skipped, as modprobe does.
 //!
@@ -107,13 +108,16 @@ impl ModuleIndex {
             }
             let Some(module) = w.next() else { continue };
             let entry = idx.softdeps.entry(canonical(module)).or_default();
-            let mut post = false;
+            // As kmod's `kmod_config_add_softdep`: names before the first
+            // `pre:` or `post:` belong to neither and are ignored.
+            let mut into = None;
             for word in w {
-                match word {
-                    "pre:" => post = false,
-                    "post:" => post = true,
-                    m if post => entry.1.push(m.to_string()),
-                    m => entry.0.push(m.to_string()),
+                match (word, into) {
+                    ("pre:", _) => into = Some(false),
+                    ("post:", _) => into = Some(true),
+                    (m, Some(false)) => entry.0.push(m.to_string()),
+                    (m, Some(true)) => entry.1.push(m.to_string()),
+                    (_, None) => {}
                 }
             }
         }
@@ -254,6 +258,21 @@ alias pci:v00001AF4d00001001sv*sd*bc*sc*i* virtio_blk
                 "virtio",
                 "virtio_blk"
             ]
+        );
+    }
+
+    #[test]
+    fn softdep_names_before_pre_or_post_are_ignored_like_kmod() {
+        let idx = ModuleIndex::parse(
+            DEP,
+            ALIAS,
+            "softdep virtio_blk virtio_ring\nsoftdep ext4 crc16 pre: mbcache post: virtio\n",
+            "",
+        );
+        assert_eq!(idx.softdeps["virtio_blk"], (vec![], vec![]));
+        assert_eq!(
+            idx.softdeps["ext4"],
+            (vec!["mbcache".to_string()], vec!["virtio".to_string()])
         );
     }
 

@@ -10,16 +10,20 @@
 //! Reproducibility: the caller passes entries in any order; [`write_archive`]
 //! sorts them by path, numbers inodes 1, 2, 3... in that order and writes
 //! device numbers of the archive's own filesystem as 0 (what GNU cpio's
-//! `--reproducible` does). Hard links are not represented: every regular
-//! file carries its own data (an initramfs has few duplicates, and the
-//! kernel's hard-link handling keys on inode numbers we would have to
-//! invent consistently).
+//! `--reproducible` does). Hard links (members with the same
+//! [`Entry::link`]) share one inode number and carry their link count; the
+//! data is stored once, with the last of them in archive order, the others
+//! having size 0: what GNU cpio and the kernel's `gen_init_cpio` write, and
+//! what the kernel's unpacker expects (it links a name to the first member
+//! of that inode and writes the data when it comes). Names are bytes: newc
+//! stores any name without NUL, as the kernel does.
 //!
 //! Rejected: the `cpio` crate as the writer. It streams entries the caller
 //! orders and numbers, so sorting, inode numbering and padding would live
 //! here anyway; it is kept as an independent reader in the tests.
 
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 use std::io::Write;
 
 /// Magic of the newc format (no checksum; `070702` would be "crc").
@@ -41,8 +45,9 @@ pub const S_IFSOCK: u32 = 0o140_000;
 /// One archive member, fully resolved: its data is in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// Path inside the archive, without a leading `/` (`bin/busybox`).
-    pub path: String,
+    /// Path inside the archive, without a leading `/` (`bin/busybox`):
+    /// bytes, not necessarily UTF-8.
+    pub path: Vec<u8>,
     /// File type and permission bits (`S_IFREG | 0o755`).
     pub mode: u32,
     pub uid: u32,
@@ -51,14 +56,28 @@ pub struct Entry {
     pub mtime: u64,
     /// Device number of a character or block special file.
     pub rdev: (u32, u32),
-    /// File contents, or the target of a symbolic link.
+    /// File contents, or the target of a symbolic link. Of hard links,
+    /// only the last in archive order needs the data (the others' is
+    /// ignored).
     pub data: Vec<u8>,
+    /// Regular files that are hard links of one another have the same key.
+    pub link: Option<u64>,
+}
+
+impl Entry {
+    /// The path for messages.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
 }
 
 /// Writes one header field: 8 upper-case hex digits.
-fn field(out: &mut Vec<u8>, value: u64, what: &str, path: &str) -> Result<()> {
+fn field(out: &mut Vec<u8>, value: u64, what: &str, path: &[u8]) -> Result<()> {
     let Ok(value) = u32::try_from(value) else {
-        bail!("{what} of '{path}' ({value}) does not fit in a cpio newc header");
+        bail!(
+            "{what} of '{}' ({value}) does not fit in a cpio newc header",
+            String::from_utf8_lossy(path)
+        );
     };
     // Formatting into a Vec cannot fail.
     let _ = write!(out, "{value:08X}");
@@ -71,11 +90,23 @@ fn pad(out: &mut Vec<u8>) {
     }
 }
 
-fn write_entry(out: &mut Vec<u8>, ino: u64, e: &Entry) -> Result<()> {
-    if e.path.is_empty() || e.path.contains('\0') {
-        bail!("cpio member name {:?} is empty or contains NUL", e.path);
+/// How one member is written: its inode number, link count and whether it
+/// carries its data.
+struct Placement {
+    ino: u64,
+    nlink: u64,
+    with_data: bool,
+}
+
+fn write_entry(out: &mut Vec<u8>, at: &Placement, e: &Entry) -> Result<()> {
+    if e.path.is_empty() || e.path.contains(&0) {
+        bail!(
+            "cpio member name {:?} is empty or contains NUL",
+            e.display()
+        );
     }
-    let nlink = if e.mode & S_IFMT == S_IFDIR { 2 } else { 1 };
+    let (ino, nlink) = (at.ino, at.nlink);
+    let data: &[u8] = if at.with_data { &e.data } else { &[] };
     out.extend_from_slice(NEWC_MAGIC);
     field(out, ino, "inode number", &e.path)?;
     field(out, e.mode.into(), "mode", &e.path)?;
@@ -83,17 +114,17 @@ fn write_entry(out: &mut Vec<u8>, ino: u64, e: &Entry) -> Result<()> {
     field(out, e.gid.into(), "gid", &e.path)?;
     field(out, nlink, "link count", &e.path)?;
     field(out, e.mtime, "mtime", &e.path)?;
-    field(out, e.data.len() as u64, "size", &e.path)?;
+    field(out, data.len() as u64, "size", &e.path)?;
     field(out, 0, "device major", &e.path)?;
     field(out, 0, "device minor", &e.path)?;
     field(out, e.rdev.0.into(), "rdev major", &e.path)?;
     field(out, e.rdev.1.into(), "rdev minor", &e.path)?;
     field(out, e.path.len() as u64 + 1, "name size", &e.path)?;
     field(out, 0, "checksum", &e.path)?;
-    out.extend_from_slice(e.path.as_bytes());
+    out.extend_from_slice(&e.path);
     out.push(0);
     pad(out);
-    out.extend_from_slice(&e.data);
+    out.extend_from_slice(data);
     pad(out);
     Ok(())
 }
@@ -103,11 +134,32 @@ fn write_entry(out: &mut Vec<u8>, ino: u64, e: &Entry) -> Result<()> {
 pub fn write_archive(entries: &mut [Entry]) -> Result<Vec<u8>> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
-        bail!("two cpio members are named '{}'", w[0].path);
+        bail!("two cpio members are named '{}'", w[0].display());
+    }
+    // Per link key: the first member's inode number, the count, the last.
+    let mut links: HashMap<u64, (u64, u64, usize)> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(key) = e.link {
+            let l = links.entry(key).or_insert((i as u64 + 1, 0, i));
+            l.1 += 1;
+            l.2 = i;
+        }
     }
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.data.len() + 128).sum());
     for (i, e) in entries.iter().enumerate() {
-        write_entry(&mut out, i as u64 + 1, e)?;
+        let at = match e.link.and_then(|k| links.get(&k)) {
+            Some(&(ino, nlink, last)) => Placement {
+                ino,
+                nlink,
+                with_data: i == last,
+            },
+            None => Placement {
+                ino: i as u64 + 1,
+                nlink: if e.mode & S_IFMT == S_IFDIR { 2 } else { 1 },
+                with_data: true,
+            },
+        };
+        write_entry(&mut out, &at, e)?;
     }
     let trailer = Entry {
         path: TRAILER_NAME.into(),
@@ -117,8 +169,14 @@ pub fn write_archive(entries: &mut [Entry]) -> Result<Vec<u8>> {
         mtime: 0,
         rdev: (0, 0),
         data: Vec::new(),
+        link: None,
     };
-    write_entry(&mut out, 0, &trailer)?;
+    let at = Placement {
+        ino: 0,
+        nlink: 1,
+        with_data: true,
+    };
+    write_entry(&mut out, &at, &trailer)?;
     Ok(out)
 }
 
@@ -135,6 +193,7 @@ mod tests {
             mtime: 1_700_000_000,
             rdev: (0, 0),
             data: data.to_vec(),
+            link: None,
         }
     }
 
@@ -172,6 +231,37 @@ mod tests {
         let mut dup = [entry("a", S_IFREG, b""), entry("a", S_IFDIR, b"")];
         let err = write_archive(&mut dup).unwrap_err().to_string();
         assert!(err.contains("two cpio members are named 'a'"), "{err}");
+    }
+
+    #[test]
+    fn hard_links_share_an_inode_and_store_the_data_once() {
+        let mut es = [
+            entry("z", S_IFREG | 0o644, b"data"),
+            entry("a", S_IFREG | 0o644, b""),
+            entry("m", S_IFREG | 0o644, b"other"),
+        ];
+        es[0].link = Some(7);
+        es[1].link = Some(7);
+        let a = write_archive(&mut es).unwrap();
+        let mut r = cpio::NewcReader::new(&a[..]).unwrap();
+        let mut seen = Vec::new();
+        while !r.entry().is_trailer() {
+            let e = r.entry();
+            seen.push((e.name().to_string(), e.ino(), e.nlink(), e.file_size()));
+            r = cpio::NewcReader::new(r.finish().unwrap()).unwrap();
+        }
+        assert_eq!(seen[0], ("a".into(), 1, 2, 0));
+        assert_eq!(seen[1], ("m".into(), 2, 1, 5));
+        assert_eq!(seen[2], ("z".into(), 1, 2, 4));
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn names_need_not_be_utf8() {
+        let mut e = entry("x", S_IFREG, b"");
+        e.path = vec![b'x', 0xff];
+        let a = write_archive(&mut [e]).unwrap();
+        assert_eq!(&a[110..113], &[b'x', 0xff, 0]);
     }
 
     #[test]

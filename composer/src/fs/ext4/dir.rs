@@ -137,9 +137,9 @@ pub fn build(p: &DirParams<'_>, entries: &[DirEntry<'_>]) -> anyhow::Result<(Vec
         let nodes = n.div_ceil(node_limit);
         if nodes > root_limit {
             bail!(
-                "directory inode {} has {} entries, more than a two-level hash index holds at this block size",
-                p.ino,
-                entries.len()
+                "it has {} entries, more than a two-level hash index holds at {}-byte blocks; use a larger block size ('block-size: 4096'), split the directory, or index no directory ('features: [^dir_index]', slower lookups)",
+                entries.len(),
+                bs
             );
         }
         // Block 0 root, blocks 1..=nodes index nodes, then leaves.

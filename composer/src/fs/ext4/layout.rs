@@ -24,6 +24,30 @@ pub const FLEX_GROUPS: u64 = 16;
 /// blocks: such a sliver holds no useful data.
 const LAST_GROUP_SLACK: u64 = 50;
 
+/// mke2fs.conf's size classes (`mke2fs(8)` "-T usage-types"): a
+/// filesystem below 3 MiB is "floppy", below 512 MiB "small", from 4 TiB
+/// "big", from 16 TiB "huge", else "default".
+const FLOPPY_BELOW: u64 = 3 << 20;
+const SMALL_BELOW: u64 = 512 << 20;
+const BIG_FROM: u64 = 4 << 40;
+const HUGE_FROM: u64 = 16 << 40;
+
+/// The `inode_ratio` of mke2fs.conf's profile for a filesystem of `bytes`
+/// (Debian's and upstream's `/etc/mke2fs.conf`: floppy 8192, small 4096,
+/// default 16384, big 32768, huge 65536). The profiles' other settings are
+/// not followed: their `blocksize = 1024` because the block size is fixed
+/// before an `auto` size is known, and `inode_size = 128` (older
+/// mke2fs.conf) because such inodes hold no times past 2038.
+pub fn profile_inode_ratio(bytes: u64) -> u64 {
+    match bytes {
+        b if b < FLOPPY_BELOW => 8192,
+        b if b < SMALL_BELOW => 4096,
+        b if b >= HUGE_FROM => 65536,
+        b if b >= BIG_FROM => 32768,
+        _ => 16384,
+    }
+}
+
 /// Journal sizing request, in blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JournalBlocks {
@@ -40,7 +64,9 @@ pub struct Params {
     pub sparse_super: bool,
     pub flex_bg: bool,
     pub force_64bit: bool,
-    pub inode_ratio: u64,
+    /// Bytes per inode; `None`: mke2fs.conf's profile for the size
+    /// ([`profile_inode_ratio`]).
+    pub inode_ratio: Option<u64>,
     pub inodes: Option<u64>,
     pub reserved_percent: f64,
     pub journal: JournalBlocks,
@@ -220,7 +246,12 @@ pub fn geometry(p: &Params, blocks: u64) -> Result<Geometry, u64> {
         geo.gdt_blocks = (geo.groups * desc_size).div_ceil(bs);
         let target = match p.inodes {
             Some(n) => n,
-            None => (geo.blocks * bs / p.inode_ratio.max(1024)).max(p.inodes_needed),
+            None => {
+                let ratio = p
+                    .inode_ratio
+                    .unwrap_or_else(|| profile_inode_ratio(geo.blocks * bs));
+                (geo.blocks * bs / ratio.max(1024)).max(p.inodes_needed)
+            }
         };
         let mut ipg = target.div_ceil(geo.groups).max(16).next_multiple_of(align);
         let cap = 8 * bs;
@@ -532,7 +563,7 @@ mod tests {
             sparse_super: true,
             flex_bg: true,
             force_64bit: false,
-            inode_ratio: 16384,
+            inode_ratio: Some(16384),
             inodes: None,
             reserved_percent: 0.0,
             journal: JournalBlocks::Default,

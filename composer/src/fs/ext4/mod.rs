@@ -38,6 +38,8 @@ mod ondisk;
 mod write;
 mod xattr;
 
+pub use layout::profile_inode_ratio;
+
 use crate::fs::tree::{Node, NodeId, NodeKind, Timestamp, Tree, ROOT};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::ids::Uuid;
@@ -206,9 +208,11 @@ pub struct Ext4Options {
     pub features: Features,
     pub journal: Journal,
     pub journal_init: JournalInit,
-    /// Bytes per inode for the inode count (mke2fs `-i`, default 16384);
-    /// raised automatically when the content has more inodes.
-    pub inode_ratio: u64,
+    /// Bytes per inode for the inode count (mke2fs `-i`); `None`: by the
+    /// filesystem's size, as mke2fs.conf's profiles (4096 below 512 MiB,
+    /// 16384 up to 4 TiB, see [`profile_inode_ratio`]); raised
+    /// automatically when the content has more inodes.
+    pub inode_ratio: Option<u64>,
     /// Exact inode count (mke2fs `-N`); overrides `inode_ratio`.
     pub inodes: Option<u64>,
     /// Blocks reserved for root, in percent (mke2fs `-m`, default 5).
@@ -226,7 +230,7 @@ impl Default for Ext4Options {
             features: Features::default(),
             journal: Journal::Default,
             journal_init: JournalInit::Zero,
-            inode_ratio: 16384,
+            inode_ratio: None,
             inodes: None,
             reserved_percent: 5.0,
         }
@@ -459,7 +463,10 @@ pub fn prepare(
             &empty
         }
     };
+    check_lost_found(tree).with_context(ctxmsg)?;
     let (inos, order, lpf_in_tree) = number_inodes(tree);
+    let path_of = |id: NodeId| node_path(tree, id);
+    let mut large_file_needed = false;
     let links = tree.link_counts();
     let last_ino = FIRST_INO + order.len() as u32;
     let parents = parents(tree);
@@ -527,15 +534,23 @@ pub fn prepare(
         } else {
             Err(anyhow!("extended attributes need the ext_attr feature"))
         }
-        .with_context(|| format!("placing extended attributes of inode {ino}"))
+        .with_context(|| format!("placing extended attributes of '{}'", path_of(id)))
         .with_context(ctxmsg)?;
         let mut link_count = links[id];
         if !node.is_dir() && link_count > MAX_LINKS {
-            bail!("ext4 '{name}': a file has {link_count} hard links; ext4 allows {MAX_LINKS}");
+            bail!(
+                "ext4 '{name}': '{}' has {link_count} hard links; ext4 allows {MAX_LINKS}: make some of them copies or symlinks",
+                path_of(id)
+            );
         }
         if node.is_dir() && link_count >= MAX_LINKS {
             if !features.dir_nlink {
-                bail!("ext4 '{name}': a directory has more than 65000 subdirectories; enable the dir_nlink feature");
+                bail!(
+                    "ext4 '{name}': directory '{}' has {} subdirectories, more than ext4 counts without dir_nlink ({}); enable the feature (remove '^dir_nlink' from 'features')",
+                    path_of(id),
+                    link_count - 2,
+                    MAX_LINKS - 2
+                );
             }
             link_count = 1;
         }
@@ -572,8 +587,9 @@ pub fn prepare(
                     parents[id].map(|p| inos[p]).unwrap_or(ROOT_INO)
                 };
                 let min = if ino == LOST_FOUND_INO { lpf_blocks } else { 1 };
-                let (blocks, indexed) =
-                    dir::build(&dir_params(ino, parent, min), &list).with_context(ctxmsg)?;
+                let (blocks, indexed) = dir::build(&dir_params(ino, parent, min), &list)
+                    .with_context(|| format!("building directory '{}'", path_of(id)))
+                    .with_context(ctxmsg)?;
                 flags = EXTENTS_FL | if indexed { INDEX_FL } else { 0 };
                 ranges.push((0, blocks.len() as u64 / bs));
                 let size = blocks.len() as u64;
@@ -587,10 +603,20 @@ pub fn prepare(
                 let max = (1u64 << 32) * bs;
                 if *size > max {
                     bail!(
-                        "ext4 '{name}': a file of {} exceeds the largest file at this block size ({})",
+                        "ext4 '{name}': '{}' ({}) exceeds the largest file at {bs}-byte blocks ({}); use a larger block size",
+                        path_of(id),
                         human(*size),
                         human(max)
                     );
+                }
+                if *size > LARGE_FILE_BYTES && !features.large_file && !large_file_needed {
+                    // What mke2fs -d (libext2fs) and the kernel do when such
+                    // a file is written: the flag follows the content.
+                    tracing::warn!(
+                        "ext4({name}): '{}' is larger than 2 GiB: turning the large_file feature on",
+                        path_of(id)
+                    );
+                    large_file_needed = true;
                 }
                 flags = EXTENTS_FL;
                 ranges = if *sparse {
@@ -603,7 +629,8 @@ pub fn prepare(
             NodeKind::Symlink { target } => {
                 if target.is_empty() || target.len() >= bs as usize {
                     bail!(
-                        "ext4 '{name}': symlink target of {} bytes does not fit (1 to {} bytes)",
+                        "ext4 '{name}': the target of symlink '{}' is {} bytes long; ext4 holds 1 to {} bytes at this block size",
+                        path_of(id),
                         target.len(),
                         bs - 1
                     );
@@ -674,6 +701,7 @@ pub fn prepare(
         .map(|n| n.ranges.iter().map(|r| r.1).sum::<u64>() + u64::from(n.xattr_block))
         .sum();
     let min_blocks = layout::min_blocks(&params, &needs, content + u64::from(last_ino) * 256 / bs);
+    opts.features.large_file |= large_file_needed;
     Ok(Ext4Fs {
         opts,
         uuid,
@@ -686,6 +714,47 @@ pub fn prepare(
         time,
         min_blocks,
     })
+}
+
+/// Files larger than this need the `large_file` feature (`i_size_high`).
+const LARGE_FILE_BYTES: u64 = (1 << 31) - 1;
+
+/// Refuses a tree whose `/lost+found` is not a directory: ext4 keeps inode
+/// 11 there for e2fsck, so the name would appear twice in the root.
+fn check_lost_found(tree: &Tree) -> anyhow::Result<()> {
+    let NodeKind::Dir { entries } = &tree.node(ROOT).kind else {
+        return Ok(());
+    };
+    match entries.get(&b"lost+found"[..]) {
+        Some(&id) if !tree.node(id).is_dir() => bail!(
+            "'/lost+found' in the tree is a {}, not a directory; ext4 needs that name for the directory e2fsck reconnects files to (mke2fs -d refuses it too): remove or rename it in the source tree",
+            kind_name(&tree.node(id).kind)
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn kind_name(kind: &NodeKind) -> &'static str {
+    match kind {
+        NodeKind::Dir { .. } => "directory",
+        NodeKind::File { .. } => "regular file",
+        NodeKind::Symlink { .. } => "symbolic link",
+        NodeKind::CharDev { .. } => "character device",
+        NodeKind::BlockDev { .. } => "block device",
+        NodeKind::Fifo => "FIFO",
+        NodeKind::Socket => "socket",
+    }
+}
+
+/// The first path naming `id` in the tree, for messages (`/` for the root).
+fn node_path(tree: &Tree, id: NodeId) -> String {
+    if id == ROOT {
+        return "/".into();
+    }
+    tree.walk().into_iter().find(|&(_, n)| n == id).map_or_else(
+        || format!("node {id}"),
+        |(p, _)| String::from_utf8_lossy(&p).into_owned(),
+    )
 }
 
 /// The directory holding each directory (the one entry naming it).

@@ -577,10 +577,24 @@ pub fn crc16(mut crc: u16, data: &[u8]) -> u16 {
     crc
 }
 
+/// The earliest and latest second ext4's 34-bit times hold
+/// (1901-12-13 and 2446-05-10): the kernel's `s_time_min`/`s_time_max`.
+pub const TIME_MIN: i64 = -(1 << 31);
+pub const TIME_MAX: i64 = (1 << 31) - 1 + (3 << 32);
+
 /// Encodes a time as (seconds field, `_extra` field): the low 32 bits of
 /// the seconds, and nanoseconds << 2 with the two epoch bits that extend
-/// the signed 32-bit seconds to 34 bits (years 1901 to 2446).
+/// the signed 32-bit seconds to 34 bits (years 1901 to 2446). Times outside
+/// that range are clamped to its ends with nanoseconds 0, as the kernel's
+/// `timestamp_truncate` does, instead of wrapping into the other end.
 pub fn encode_time(sec: i64, nsec: u32) -> (u32, u32) {
+    let (sec, nsec) = if sec <= TIME_MIN {
+        (TIME_MIN, 0)
+    } else if sec >= TIME_MAX {
+        (TIME_MAX, 0)
+    } else {
+        (sec, nsec)
+    };
     let lo = sec as i32;
     let epoch = ((sec - i64::from(lo)) >> 32) as u32 & 3;
     (lo as u32, (nsec.min(999_999_999) << 2) | epoch)
@@ -608,5 +622,13 @@ mod tests {
         assert_eq!(encode_time(-1, 0), (u32::MAX, 0));
         let (lo, extra) = encode_time(1 << 31, 0);
         assert_eq!((lo, extra), (1 << 31, 1));
+    }
+
+    #[test]
+    fn times_outside_the_range_are_clamped_not_wrapped() {
+        // 1800-01-01 and 3000-01-01.
+        assert_eq!(encode_time(-5_364_662_400, 5), (0x8000_0000, 0));
+        assert_eq!(encode_time(32_503_680_000, 5), (0x7fff_ffff, 3));
+        assert_eq!(encode_time(TIME_MIN + 1, 4), (0x8000_0001, 16));
     }
 }

@@ -150,7 +150,7 @@ pub fn place(xattrs: &BTreeMap<Vec<u8>, Vec<u8>>, block_size: usize) -> anyhow::
                 .map(|a| a.entry_size() + a.value_size())
                 .sum::<usize>();
         if need > block_size {
-            bail!("extended attributes need {need} bytes, more than one {block_size}-byte block");
+            bail!("extended attributes need {need} bytes, more than one {block_size}-byte block; use a larger block size ('block-size: 4096') or fewer or smaller attributes");
         }
         let mut b = vec![0u8; block_size];
         let hdr = XattrHeader {

@@ -622,6 +622,21 @@ mod tests {
     }
 
     #[test]
+    fn a_from_that_is_a_symlink_is_followed_but_links_inside_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::fs::write(real.join("sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("sub", real.join("inner")).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("link")).unwrap();
+        let t = scan(&d.path().join("link"), &TreeOptions::default(), &ctx()).unwrap();
+        assert!(t.node(ROOT).is_dir());
+        assert!(t.lookup("/sub/f").unwrap().is_some());
+        let inner = t.lookup("/inner").unwrap().unwrap();
+        assert!(matches!(&t.node(inner).kind, NodeKind::Symlink { target } if target == b"sub"));
+    }
+
+    #[test]
     fn times_clamp_to_source_date_epoch() {
         let c = ctx();
         let t = Timestamp {

@@ -3,8 +3,13 @@
 
 use super::*;
 
-/// Scans the directory `root` into a tree.
+/// Scans the directory `root` into a tree. `root` itself may be a
+/// symbolic link to a directory (followed, like every filesystem kind's
+/// `from:`); links inside the tree never are.
 pub fn scan(root: &Path, opts: &TreeOptions, ctx: &BuildContext) -> anyhow::Result<Tree> {
+    let root = &root
+        .canonicalize()
+        .with_context(|| format!("reading source tree '{}'", root.display()))?;
     let meta = std::fs::symlink_metadata(root)
         .with_context(|| format!("reading source tree '{}'", root.display()))?;
     if !meta.is_dir() {

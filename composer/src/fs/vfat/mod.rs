@@ -69,7 +69,7 @@ use zerocopy::IntoBytes;
 pub struct VfatOptions {
     /// The partition or artifact name, for identifiers and messages.
     pub name: String,
-    /// Volume label, at most 11 characters; upper-cased.
+    /// Volume label, at most 11 characters; case kept as given.
     pub label: Option<String>,
     /// 12, 16 or 32; None chooses by size like mkfs.fat.
     pub fat_bits: Option<u8>,
@@ -157,6 +157,10 @@ struct FileItem {
     size: u64,
 }
 
+/// Most 32-byte slots of one directory: the FAT specification caps a
+/// directory at 2 MiB (entry indexes are 16 bits), and Linux's vfat
+/// (`FAT_MAX_DIR_ENTRIES`) refuses to grow one further.
+const MAX_DIR_SLOTS: u64 = 65536;
 /// Most bytes of one FAT file (32-bit size field).
 const MAX_FILE_BYTES: u64 = u32::MAX as u64;
 /// Media descriptor for fixed disks, also the low byte of FAT entry 0.
@@ -286,32 +290,33 @@ fn check_options(opts: &VfatOptions) -> anyhow::Result<Choice> {
     Ok(choice)
 }
 
-/// Checks and normalises a volume label: upper case, at most 11 characters
-/// allowed in 8.3 names, or spaces. An empty label means none.
+/// Checks a volume label: at most 11 characters allowed in 8.3 names
+/// (lower-case letters too), or spaces. The case is kept as written, like
+/// mkfs.fat 4.2, genimage and wic: `/dev/disk/by-label` and `LABEL=` in
+/// fstab compare case-sensitively. An empty label means none.
 fn parse_label(text: &str) -> anyhow::Result<Option<[u8; 11]>> {
-    let upper = text.trim_end().to_ascii_uppercase();
-    if upper.is_empty() {
+    let label = text.trim_end();
+    if label.is_empty() {
         return Ok(None);
     }
-    if upper.len() > 11 {
+    if label.len() > 11 {
         bail!(
             "label '{text}' is {} bytes long; FAT labels hold at most 11",
-            upper.len()
+            label.len()
         );
     }
-    if let Some(c) = upper
-        .chars()
-        .find(|&c| !(c == ' ' || (c.is_ascii() && names::short_char_ok(c as u8))))
-    {
+    if let Some(c) = label.chars().find(|&c| {
+        !(c == ' ' || (c.is_ascii() && names::short_char_ok(c.to_ascii_uppercase() as u8)))
+    }) {
         bail!(
             "label '{text}' contains {c:?}; use letters, digits, spaces and ! # $ % & ' ( ) - @ ^ _ ` {{ }} ~"
         );
     }
-    if upper.starts_with(' ') {
+    if label.starts_with(' ') {
         bail!("label '{text}' starts with a space");
     }
     let mut raw = [b' '; 11];
-    raw[..upper.len()].copy_from_slice(upper.as_bytes());
+    raw[..label.len()].copy_from_slice(label.as_bytes());
     Ok(Some(raw))
 }
 
@@ -582,6 +587,13 @@ impl VfatFs {
                 mtime,
                 target,
             });
+        }
+        if slots > MAX_DIR_SLOTS {
+            bail!(
+                "directory '{}/' needs {slots} directory slots ({} entries and their long names); FAT directories hold at most {MAX_DIR_SLOTS} (Linux and Windows refuse more): split the directory or use names of at most 8.3 characters",
+                path,
+                entries.len()
+            );
         }
         self.dirs[index].entries = entries;
         self.dirs[index].slots = slots;
@@ -975,8 +987,8 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_upper_cased_and_checked() {
-        assert_eq!(parse_label("boot").unwrap(), Some(*b"BOOT       "));
+    fn labels_keep_their_case_and_are_checked() {
+        assert_eq!(parse_label("boot").unwrap(), Some(*b"boot       "));
         assert_eq!(parse_label("  ").unwrap(), None);
         assert_eq!(parse_label("RASPIFIRM").unwrap(), Some(*b"RASPIFIRM  "));
         assert_eq!(
@@ -1048,5 +1060,23 @@ mod tests {
         let fs = prepare(&o, &ctx()).unwrap();
         assert_eq!(fs.dirs[1].slots, 2 + 60);
         assert_eq!(fs.clusters_needed(&g), 1 + 4);
+    }
+
+    #[test]
+    fn a_directory_over_65536_slots_is_refused_by_name() {
+        let empty = FileSource::Bytes(Arc::new(Vec::new()));
+        let mut o = VfatOptions::new("x");
+        // `.`, `..` and 65534 short names: exactly the limit.
+        o.files = (0..65_534)
+            .map(|i| (format!("/big/F{i:05}"), empty.clone()))
+            .collect();
+        assert!(prepare(&o, &ctx()).is_ok());
+        o.files.push(("/big/G".into(), empty));
+        let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
+        assert!(
+            err.contains("directory '/big/' needs 65537 directory slots (65535 entries")
+                && err.contains("at most 65536"),
+            "{err}"
+        );
     }
 }
