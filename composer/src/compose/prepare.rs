@@ -13,6 +13,7 @@ use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
+use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
 use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
@@ -40,6 +41,7 @@ pub enum Prepared {
     Vfat(VfatFs),
     Initramfs(Initramfs),
     Ext4(Box<Ext4Fs>),
+    Squashfs(SquashfsFs),
 }
 
 impl Prepared {
@@ -56,6 +58,7 @@ impl Prepared {
             Prepared::Vfat(fs) => Some(fs),
             Prepared::Initramfs(i) => Some(i),
             Prepared::Ext4(fs) => Some(fs.as_ref()),
+            Prepared::Squashfs(fs) => Some(fs),
         }
     }
 
@@ -78,6 +81,7 @@ impl Prepared {
                 "" => "ext4".into(),
                 label => format!("ext4 '{label}'"),
             },
+            Prepared::Squashfs(_) => "squashfs".into(),
         }
     }
 
@@ -105,10 +109,20 @@ impl Artifact {
     /// Its length as a file (standalone output, bundle): a filesystem at
     /// the artifact's size, an archive or a raw image its own bytes.
     pub fn file_size(&self) -> u64 {
-        match self.prepared {
-            Prepared::Vfat(_) | Prepared::Ext4(_) => self.size,
-            _ => self.prepared.min_size(),
+        if self.is_filesystem() {
+            self.size
+        } else {
+            self.prepared.min_size()
         }
+    }
+
+    /// A filesystem is written at the artifact's size; an archive or a raw
+    /// image is its own bytes, not padded.
+    pub fn is_filesystem(&self) -> bool {
+        matches!(
+            self.prepared,
+            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_)
+        )
     }
 }
 
@@ -369,8 +383,22 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.ext4_tree(name, e)?;
+                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
                 Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
+            }
+            Model::Fs(Filesystem::Squashfs(q)) => {
+                let defaults = SquashfsOptions::default();
+                let opts = SquashfsOptions {
+                    name: name.to_string(),
+                    codec: q.compression.value.squashfs_codec(),
+                    level: q.level.as_ref().map(|l| l.value),
+                    block_size: q
+                        .block_size
+                        .as_ref()
+                        .map_or(defaults.block_size, |b| b.value),
+                };
+                let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
+                Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
@@ -381,11 +409,15 @@ impl Preparer<'_> {
         })
     }
 
-    /// The source tree of an ext4 filesystem with ownership overrides
-    /// applied; `None` for an empty filesystem without overrides.
-    fn ext4_tree(&mut self, name: &str, e: &config::Ext4) -> Result<Option<Tree>> {
-        let own = &e.ownership;
-        let mut tree = match &e.from {
+    /// The source tree of a filesystem (ext4, squashfs) with ownership
+    /// overrides applied; `None` for an empty filesystem without overrides.
+    fn tree(
+        &mut self,
+        name: &str,
+        from: Option<&config::InputPath>,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        let mut tree = match from {
             Some(from) => {
                 let mut tree = match self.scanned.iter().find(|(k, _)| *k == from.path) {
                     Some((_, tree)) => tree.clone(),
@@ -396,7 +428,7 @@ impl Preparer<'_> {
                     }
                 };
                 let choice = self.owners(name, own);
-                tree.apply_owners(&choice, &format!("ext4({name})"));
+                tree.apply_owners(&choice, name);
                 tree
             }
             None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),

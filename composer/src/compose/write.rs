@@ -321,6 +321,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Vfat(_) => "vfat",
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
+        Prepared::Squashfs(_) => "squashfs",
     }
 }
 
@@ -351,9 +352,7 @@ fn write_artifacts(
             continue;
         };
         let file_name = &output.value;
-        // A filesystem is written at the artifact's size; an archive or a
-        // raw image is its own bytes, not padded.
-        let filesystem = matches!(artifact.prepared, Prepared::Vfat(_) | Prepared::Ext4(_));
+        let filesystem = artifact.is_filesystem();
         let len = artifact.file_size();
         let file = staging.create(file_name)?;
         file.set_len(len)

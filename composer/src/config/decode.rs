@@ -96,6 +96,16 @@ const EXT4_KEYS: [&str; 15] = [
     "reserved",
     "hash-seed",
 ];
+const SQUASHFS_KEYS: [&str; 8] = [
+    "type",
+    "from",
+    "owners",
+    "device-table",
+    "rules",
+    "compression",
+    "level",
+    "block-size",
+];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
     "files",
@@ -1413,7 +1423,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         cx.err(
             node,
             "missing key 'type'",
-            "add `type: ext4` or `type: vfat`",
+            "add `type: ext4`, `type: vfat` or `type: squashfs`",
         );
         return None;
     };
@@ -1421,15 +1431,21 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
     enum Kind {
         Vfat,
         Ext4,
+        Squashfs,
     }
     let kind = cx.choice(
         t,
         "a filesystem type",
-        &[("vfat", Kind::Vfat), ("ext4", Kind::Ext4)],
+        &[
+            ("vfat", Kind::Vfat),
+            ("ext4", Kind::Ext4),
+            ("squashfs", Kind::Squashfs),
+        ],
     )?;
     match kind {
         Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
+        Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
     }
 }
 
@@ -1864,6 +1880,71 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     })
 }
 
+/// `compression:` of an initramfs or squashfs; default gzip.
+fn compression(cx: &mut Cx<'_>, f: &Fields<'_>) -> Spanned<Compression> {
+    let compression = f.get("compression").and_then(|n| {
+        cx.choice(
+            n,
+            "a compression",
+            &[
+                ("none", Compression::None),
+                ("gzip", Compression::Gzip),
+                ("zstd", Compression::Zstd),
+                ("xz", Compression::Xz),
+                ("lz4", Compression::Lz4),
+            ],
+        )
+        .map(|c| cx.spanned(n, c))
+    });
+    f.or_default("compression", compression, Compression::Gzip)
+}
+
+fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
+    let f = cx.fields(node, &SQUASHFS_KEYS, "write `fs: { type: squashfs }`")?;
+    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let ownership = decode_ownership(cx, &f);
+    let compression = compression(cx, &f);
+    let level = f.get("level").and_then(|n| {
+        let Some((lo, hi)) = compression.value.squashfs_codec().level_range() else {
+            cx.err(
+                n,
+                "lz4 and none take no level",
+                "remove `level:`, or choose gzip, xz or zstd",
+            );
+            return None;
+        };
+        let v = cx.uint(n, u64::from(u32::MAX), "a compression level")?;
+        if !(u64::from(lo)..=u64::from(hi)).contains(&v) {
+            cx.err(
+                n,
+                format!("\"{v}\" is out of range for this compression"),
+                format!("use a level from {lo} to {hi}"),
+            );
+            return None;
+        }
+        u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+    });
+    let block_size = f.get("block-size").and_then(|n| {
+        let s = cx.size(n)?;
+        if !s.0.is_power_of_two() || !(4 * KIB..=1024 * KIB).contains(&s.0) {
+            cx.err(
+                n,
+                format!("\"{s}\" is not a squashfs block size"),
+                "use a power of two from 4KiB to 1MiB, e.g. 128KiB (the default)",
+            );
+            return None;
+        }
+        u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
+    });
+    Some(Squashfs {
+        from,
+        ownership,
+        compression,
+        level,
+        block_size,
+    })
+}
+
 /// A `journal:` written explicitly that `features:` contradicts (mke2fs
 /// refuses `-J size=` with `-O ^has_journal`; here the feature list and the
 /// journal key would silently disagree).
@@ -2013,21 +2094,7 @@ fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {
         }
         _ => cx.input_path(n, PathKind::File).map(Init::File),
     });
-    let compression = f.get("compression").and_then(|n| {
-        cx.choice(
-            n,
-            "a compression",
-            &[
-                ("none", Compression::None),
-                ("gzip", Compression::Gzip),
-                ("zstd", Compression::Zstd),
-                ("xz", Compression::Xz),
-                ("lz4", Compression::Lz4),
-            ],
-        )
-        .map(|c| cx.spanned(n, c))
-    });
-    let compression = f.or_default("compression", compression, Compression::Gzip);
+    let compression = compression(cx, &f);
     let ownership = decode_ownership(cx, &f);
     Some(Initramfs {
         from,

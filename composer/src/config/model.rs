@@ -240,6 +240,7 @@ pub struct InputPath {
 pub enum Filesystem {
     Vfat(Box<Vfat>),
     Ext4(Box<Ext4>),
+    Squashfs(Box<Squashfs>),
 }
 
 /// A file placed into a filesystem or archive: `files: { /dest: source }`.
@@ -353,6 +354,20 @@ pub struct Ext4 {
     pub hash_seed: Option<Spanned<Uuid>>,
 }
 
+/// `fs: { type: squashfs }`: a compressed read-only filesystem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Squashfs {
+    /// The directory tree; an empty root when absent.
+    pub from: Option<InputPath>,
+    pub ownership: Ownership,
+    /// Default gzip (mksquashfs's).
+    pub compression: Spanned<Compression>,
+    /// The codec's level; its default when absent (validated against the codec).
+    pub level: Option<Spanned<u32>>,
+    /// A power of two from 4KiB to 1MiB; default 128KiB.
+    pub block_size: Option<Spanned<u32>>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -360,6 +375,20 @@ pub enum Compression {
     Zstd,
     Xz,
     Lz4,
+}
+
+impl Compression {
+    /// The squashfs codec of this name.
+    pub fn squashfs_codec(self) -> crate::fs::squashfs::Codec {
+        use crate::fs::squashfs::Codec;
+        match self {
+            Compression::None => Codec::None,
+            Compression::Gzip => Codec::Gzip,
+            Compression::Zstd => Codec::Zstd,
+            Compression::Xz => Codec::Xz,
+            Compression::Lz4 => Codec::Lz4,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

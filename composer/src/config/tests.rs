@@ -442,7 +442,7 @@ fn partition_types() {
 fn filesystems() {
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: btrfs } }\n"),
-        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4"
+        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4, squashfs"
     );
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: vfat, fat: 24 } }\n"),
@@ -1272,4 +1272,52 @@ fn an_empty_caps_removes_capabilities_and_owners_default_to_the_session() {
     assert_eq!(e.ownership.rules[0].caps.as_ref().unwrap().value, "");
     // No `owners:` is no choice: the build decides from its session.
     assert!(e.ownership.owners.is_none());
+}
+
+#[test]
+fn squashfs_keys_decode_and_bad_values_are_named() {
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        "image: { name: sd }
+artifacts:
+  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source } }
+",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
+        panic!()
+    };
+    assert_eq!(q.compression.value, Compression::Zstd);
+    assert_eq!(q.level.as_ref().unwrap().value, 19);
+    assert_eq!(q.block_size.as_ref().unwrap().value, 256 * 1024);
+    assert_eq!(q.ownership.owners.as_ref().unwrap().value, Owners::Source);
+    let d = load_in(
+        &dir,
+        "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs } }\n",
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            q.compression.value,
+            q.level.is_none(),
+            q.block_size.is_none()
+        ),
+        (Compression::Gzip, true, true)
+    );
+
+    let bad = "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, compression: lz4, level: 3, block-size: 3KiB } }\n";
+    let e = load_in(&dir, bad).unwrap_err();
+    assert_eq!(
+        e,
+        "board.yaml:3:58: artifacts.root.fs.level: lz4 and none take no level\n  help: remove `level:`, or choose gzip, xz or zstd\n\
+         board.yaml:3:73: artifacts.root.fs.block-size: \"3KiB\" is not a squashfs block size\n  help: use a power of two from 4KiB to 1MiB, e.g. 128KiB (the default)"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, level: 10 } }\n"),
+        "board.yaml:3:40: artifacts.root.fs.level: \"10\" is out of range for this compression\n  help: use a level from 1 to 9"
+    );
 }

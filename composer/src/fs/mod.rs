@@ -8,7 +8,9 @@
 
 pub mod cpio;
 pub mod ext4;
+pub mod parallel;
 pub mod raw;
+pub mod squashfs;
 pub mod tree;
 pub mod vfat;
 

@@ -16,7 +16,7 @@
 //!
 //! Dropping an uncommitted `Staging` removes the staging directory (a
 //! failed build leaves the previous outputs as they were); SIGINT and
-//! SIGTERM remove it too ([`remove_on_signals`]). A staging directory left
+//! SIGTERM remove it too (`remove_on_signals`). A staging directory left
 //! by SIGKILL is removed by the next build into the directory, which holds
 //! the lock and so knows that no other build owns it.
 //!
