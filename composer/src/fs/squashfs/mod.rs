@@ -5,7 +5,7 @@
 //! Purpose: compressed read-only root filesystems (2-3x smaller than ext4)
 //! for partitions and for standalone update artifacts. [`prepare`] reads and
 //! compresses every file (data blocks in parallel on all cores, see
-//! [`parallel`](crate::fs::parallel)), packs file tails into fragment
+//! [`parallel`]), packs file tails into fragment
 //! blocks, and builds the inode, directory, fragment, id and xattr tables
 //! in memory, so the exact image size is known before planning
 //! ([`Content::min_size`]); [`Content::write`] then writes it front to back
