@@ -17,7 +17,7 @@ step() {
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
-step "cargo test" cargo test --workspace --locked
+step "cargo test" cargo test --workspace --locked --no-fail-fast
 # The minimum supported Rust (rust-version): Debian's rustc-web 1.85 under
 # /usr/bin, which .ci/run installs pinned; one compile, the unit tests.
 msrv() {

@@ -27,18 +27,30 @@ use std::path::{Path, PathBuf};
 /// than any real one (the largest example is a few KiB).
 pub const MAX_TEXT_BYTES: u64 = 16 << 20;
 
+/// Why a text input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// Longer than [`MAX_TEXT_BYTES`]; the limit falls at this line and
+    /// column (1-based), so a diagnostic can point at it.
+    #[error("longer than {} MiB", MAX_TEXT_BYTES >> 20)]
+    TooLong { line: u32, column: u32 },
+}
+
 /// Reads `path` as UTF-8 text of at most [`MAX_TEXT_BYTES`].
-pub fn read_text(path: &Path) -> io::Result<String> {
+pub fn read_text(path: &Path) -> Result<String, TextError> {
     let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_TEXT_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_TEXT_BYTES {
-        return Err(io::Error::other(format!(
-            "longer than {} MiB",
-            MAX_TEXT_BYTES >> 20
-        )));
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        let before = &bytes[..bytes.len() - 1];
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1);
+        let line = count(before.iter().filter(|&&b| b == b'\n').count());
+        let column = count(before.iter().rev().take_while(|&&b| b != b'\n').count());
+        return Err(TextError::TooLong { line, column });
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e).into())
 }
 
 /// A host file opened to be copied into an image; see the module docs.
@@ -121,4 +133,30 @@ fn stamp(file: &File, path: &Path) -> anyhow::Result<(u64, i64, i64)> {
         .metadata()
         .with_context(|| format!("reading the metadata of '{}'", path.display()))?;
     Ok((meta.len(), meta.mtime(), meta.mtime_nsec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_long_text_names_where_the_limit_falls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        // Two short lines, then one line running past the limit.
+        let mut text = b"a: 1\nb: 2\n".to_vec();
+        text.resize(usize::try_from(MAX_TEXT_BYTES).unwrap() + 10, b'x');
+        std::fs::write(&path, &text).unwrap();
+        match read_text(&path) {
+            Err(TextError::TooLong { line, column }) => {
+                assert_eq!(
+                    (line, column),
+                    (3, u32::try_from(MAX_TEXT_BYTES).unwrap() - 10 + 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, b"a: 1\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "a: 1\n");
+    }
 }

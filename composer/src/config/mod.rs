@@ -62,6 +62,18 @@ pub fn load_str(text: &str, path: &Path, opts: &LoadOptions) -> Result<Descripti
 pub fn load_all(path: &Path, opts: &LoadOptions) -> (Option<Description>, Vec<Diagnostic>) {
     match crate::input::read_text(path) {
         Ok(text) => load_str_all(&text, path, opts),
+        Err(crate::input::TextError::TooLong { line, column }) => (
+            None,
+            vec![Diagnostic::new(
+                Span::new(Arc::new(path.to_path_buf()), line, column),
+                "",
+                format!(
+                    "the description is longer than {} MiB",
+                    crate::input::MAX_TEXT_BYTES >> 20
+                ),
+            )
+            .help("a description has a few KiB; check that this is the file you meant")],
+        ),
         Err(e) => (
             None,
             vec![Diagnostic::new(
