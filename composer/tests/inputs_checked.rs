@@ -298,8 +298,8 @@ fn verbose_shows_decisions_and_very_verbose_every_file() {
     for decision in [
         "layers, in the order they were merged: '",
         "layer.yaml', 'board.yaml'",
-        "ext4: tree ",
-        "owners source (uid and gid as on the build host)",
+        "a: owners source (`partitions[0].fs.owners: source` at board.yaml:",
+        "device tables [], 0 rule(s)",
         "size(a): Auto",
         "plan:",
     ] {

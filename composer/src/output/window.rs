@@ -247,7 +247,7 @@ impl<'f> Window<'f> {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "source file is shorter than expected",
+                        "the source file changed while it was copied: it is shorter than scanned",
                     ))
                 }
                 Ok(n) => left -= n as u64,
