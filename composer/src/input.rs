@@ -17,7 +17,7 @@
 //! rewritten with the same size between the scan and the copy is stored
 //! consistently (the copy is checked), so the size is what the layout needs.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -53,6 +53,12 @@ pub fn read_text(path: &Path) -> Result<String, TextError> {
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e).into())
 }
 
+/// A host file changed while the build read it: the build failed (exit 1);
+/// the description is not at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Changed(pub String);
+
 /// A host file opened to be copied into an image; see the module docs.
 #[derive(Debug)]
 pub struct InputFile {
@@ -72,12 +78,12 @@ impl InputFile {
             path: path.to_path_buf(),
         };
         if input.stamp.0 != scanned_size {
-            bail!(
+            return Err(Changed(format!(
                 "'{}' changed while the image was built: {scanned_size} bytes when scanned, {} now; \
                  build again once the file is complete",
                 path.display(),
                 input.stamp.0
-            );
+            )).into());
         }
         Ok(input)
     }
@@ -92,13 +98,14 @@ impl InputFile {
     pub fn check_unchanged(&self) -> anyhow::Result<()> {
         let now = stamp(&self.file, &self.path)?;
         if now != self.stamp {
-            bail!(
+            return Err(Changed(format!(
                 "'{}' changed while it was copied into the image ({} bytes, then {}); \
                  build again once the file is complete",
                 self.path.display(),
                 self.stamp.0,
                 now.0
-            );
+            ))
+            .into());
         }
         tracing::trace!(
             "copied '{}' ({} bytes, unchanged)",
@@ -117,12 +124,13 @@ impl InputFile {
             .with_context(|| format!("reading '{}'", self.path.display()))?;
         self.check_unchanged()?;
         if data.len() as u64 != self.stamp.0 {
-            bail!(
+            return Err(Changed(format!(
                 "'{}' changed while it was read ({} bytes, then {})",
                 self.path.display(),
                 self.stamp.0,
                 data.len()
-            );
+            ))
+            .into());
         }
         Ok(data)
     }

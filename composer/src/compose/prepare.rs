@@ -312,6 +312,9 @@ impl Preparer<'_> {
         if let Some(ScratchFailed(e)) = e.downcast_ref::<ScratchFailed>() {
             return Err(Failure::Build(anyhow::anyhow!("{e:#}")));
         }
+        if e.chain().any(|c| c.is::<crate::input::Changed>()) {
+            return Err(Failure::Build(e));
+        }
         if e.downcast_ref::<Skipped>().is_some() {
             return Ok(());
         }
