@@ -54,7 +54,8 @@ body="$(python3 - "${LAYER}/classes-recipe/image_types_composer.bbclass" \
 	"IMAGE_BASENAME=composer-ab-image" "MACHINE=qemux86-64" "KERNEL_IMAGETYPE=bzImage" \
 	"INITRAMFS_FSTYPES=cpio.gz" "COMPOSER_KERNEL_VERSION=${kver}" \
 	"COMPOSER_VARS=$(recipe_value COMPOSER_VARS)" "COMPOSER_IMAGE_NAME=$(recipe_value COMPOSER_IMAGE_NAME)" \
-	"COMPOSER_LAYER_DIRS=${TOP}/layers" "COMPOSER_EXTRA_ARGS=" <<'PY'
+	"COMPOSER_LAYER_DIRS=${TOP}/layers" "COMPOSER_EXTRA_ARGS=" \
+	"COMPOSER_BUNDLE_KEY=" "COMPOSER_BUNDLE_VERSION=" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 m = re.search(r"^IMAGE_CMD:composer \(\) \{\n(.*?)^\}", text, re.M | re.S)
