@@ -21,7 +21,6 @@
 //! blocks for the bmap and start their writeback while the sweep goes on,
 //! instead of after the whole region.
 
-use rustix::fs::SeekFrom;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -207,26 +206,8 @@ impl<'f> Window<'f> {
     /// user space; falls back to read/write where the kernel refuses.
     pub fn copy_from(&mut self, src: &File, src_pos: u64, len: u64, pos: u64) -> io::Result<()> {
         self.check(pos, len)?;
-        let src_end = src_pos + len;
-        let mut cursor = src_pos;
-        while cursor < src_end {
-            let data = match rustix::fs::seek(src, SeekFrom::Data(cursor)) {
-                Ok(d) => d,
-                // ENXIO: no data after `cursor`; the rest is a hole.
-                Err(rustix::io::Errno::NXIO) => break,
-                // The source filesystem cannot tell holes: copy everything.
-                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => cursor,
-                Err(e) => return Err(e.into()),
-            };
-            if data >= src_end {
-                break;
-            }
-            let hole = match rustix::fs::seek(src, SeekFrom::Hole(data)) {
-                Ok(h) => h.min(src_end),
-                Err(_) => src_end,
-            };
+        for (data, hole) in crate::input::data_segments(src, src_pos, src_pos + len)? {
             self.copy_range(src, data, hole - data, pos + (data - src_pos))?;
-            cursor = hole;
         }
         Ok(())
     }
