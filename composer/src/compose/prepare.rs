@@ -14,6 +14,7 @@ use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
+use crate::fs::swap::{self, SwapArea, SwapOptions};
 use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
@@ -42,6 +43,7 @@ pub enum Prepared {
     Initramfs(Initramfs),
     Ext4(Box<Ext4Fs>),
     Squashfs(SquashfsFs),
+    Swap(SwapArea),
 }
 
 impl Prepared {
@@ -59,6 +61,7 @@ impl Prepared {
             Prepared::Initramfs(i) => Some(i),
             Prepared::Ext4(fs) => Some(fs.as_ref()),
             Prepared::Squashfs(fs) => Some(fs),
+            Prepared::Swap(area) => Some(area),
         }
     }
 
@@ -82,6 +85,7 @@ impl Prepared {
                 label => format!("ext4 '{label}'"),
             },
             Prepared::Squashfs(_) => "squashfs".into(),
+            Prepared::Swap(_) => "swap".into(),
         }
     }
 
@@ -121,7 +125,7 @@ impl Artifact {
     pub fn is_filesystem(&self) -> bool {
         matches!(
             self.prepared,
-            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_)
+            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_) | Prepared::Swap(_)
         )
     }
 }
@@ -402,6 +406,19 @@ impl Preparer<'_> {
                 };
                 let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
+            }
+            Model::Fs(Filesystem::Swap(w)) => {
+                let opts = SwapOptions {
+                    name: name.to_string(),
+                    label: w
+                        .label
+                        .as_ref()
+                        .map(|l| l.value.clone())
+                        .unwrap_or_default(),
+                    uuid: w.uuid.as_ref().map(|u| u.value),
+                    page_size: w.page_size.as_ref().map_or(4096, |p| p.value),
+                };
+                Prepared::Swap(swap::prepare(&opts, self.ctx)?)
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;

@@ -106,6 +106,7 @@ const SQUASHFS_KEYS: [&str; 8] = [
     "level",
     "block-size",
 ];
+const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
     "files",
@@ -1423,7 +1424,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         cx.err(
             node,
             "missing key 'type'",
-            "add `type: ext4`, `type: vfat` or `type: squashfs`",
+            "add `type: ext4`, `type: vfat`, `type: squashfs` or `type: swap`",
         );
         return None;
     };
@@ -1432,6 +1433,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Vfat,
         Ext4,
         Squashfs,
+        Swap,
     }
     let kind = cx.choice(
         t,
@@ -1440,12 +1442,14 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
             ("vfat", Kind::Vfat),
             ("ext4", Kind::Ext4),
             ("squashfs", Kind::Squashfs),
+            ("swap", Kind::Swap),
         ],
     )?;
     match kind {
         Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
         Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
+        Kind::Swap => decode_swap(cx, node).map(|w| Filesystem::Swap(Box::new(w))),
     }
 }
 
@@ -1942,6 +1946,34 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
         compression,
         level,
         block_size,
+    })
+}
+
+fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
+    use crate::fs::swap::{LABEL_MAX, PAGE_SIZES};
+    let f = cx.fields(node, &SWAP_KEYS, "write `fs: { type: swap }`")?;
+    let label = label(cx, &f, LABEL_MAX, "swap");
+    let uuid = f
+        .get("uuid")
+        .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
+    let page_size = f.get("page-size").and_then(|n| {
+        let s = cx.size(n)?;
+        match u32::try_from(s.0).ok().filter(|p| PAGE_SIZES.contains(p)) {
+            Some(p) => Some(cx.spanned(n, p)),
+            None => {
+                cx.err(
+                    n,
+                    format!("\"{s}\" is not a kernel page size"),
+                    "use the target kernel's page size: 4KiB (the default), 16KiB or 64KiB",
+                );
+                None
+            }
+        }
+    });
+    Some(Swap {
+        label,
+        uuid,
+        page_size,
     })
 }
 

@@ -241,6 +241,7 @@ pub enum Filesystem {
     Vfat(Box<Vfat>),
     Ext4(Box<Ext4>),
     Squashfs(Box<Squashfs>),
+    Swap(Box<Swap>),
 }
 
 /// A file placed into a filesystem or archive: `files: { /dest: source }`.
@@ -366,6 +367,17 @@ pub struct Squashfs {
     pub level: Option<Spanned<u32>>,
     /// A power of two from 4KiB to 1MiB; default 128KiB.
     pub block_size: Option<Spanned<u32>>,
+}
+
+/// `fs: { type: swap }`: a Linux swap area (mkswap's signature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Swap {
+    /// Up to 16 bytes.
+    pub label: Option<Spanned<String>>,
+    /// Derived from the seed when absent.
+    pub uuid: Option<Spanned<Uuid>>,
+    /// The target kernel's page size; default 4096.
+    pub page_size: Option<Spanned<u32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

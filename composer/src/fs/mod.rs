@@ -11,6 +11,7 @@ pub mod ext4;
 pub mod parallel;
 pub mod raw;
 pub mod squashfs;
+pub mod swap;
 pub mod tree;
 pub mod vfat;
 
