@@ -772,21 +772,15 @@ pub fn sized(min: u64, size: &SizeSpec) -> Result<u64> {
     let bytes = match size {
         SizeSpec::Fixed(b) => return Ok(b.bytes()),
         SizeSpec::Auto(headroom) => min
-            .checked_add(headroom_bytes(min, headroom))
+            .checked_add(
+                super::layout::headroom(*headroom)
+                    .bytes(min)
+                    .context("artifact size overflows")?,
+            )
             .context("artifact size overflows")?,
         SizeSpec::Fill => bail!("an artifact cannot fill the disk"),
     };
     align_up(bytes, ARTIFACT_ALIGN).context("artifact size overflows")
-}
-
-pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
-    match headroom {
-        config::Headroom::None => 0,
-        config::Headroom::Bytes(b) => b.bytes(),
-        config::Headroom::Percent(p) => {
-            u64::try_from((u128::from(min) * u128::from(*p)).div_ceil(100)).unwrap_or(u64::MAX)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -794,6 +788,15 @@ mod tests {
     use super::*;
     use crate::config::Spanned;
     use crate::diag::Span;
+
+    #[test]
+    fn wic_extra_space_and_overhead_factor_translate_exactly() {
+        // wic: (content + --extra-space 10M) * --overhead-factor 1.3;
+        // here: auto +30% +13MiB (13 = 10 * 1.3).
+        let min = 100 << 20;
+        let spec = SizeSpec::Auto(config::Headroom::PercentAndBytes(30, ByteSize(13 << 20)));
+        assert_eq!(sized(min, &spec).unwrap(), (min + (10 << 20)) * 13 / 10);
+    }
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |name| {

@@ -313,7 +313,8 @@ impl Cx<'_> {
         );
     }
 
-    /// `SIZE | auto | auto +SIZE | auto +N% | fill` (fill only when `allow_fill`).
+    /// `SIZE | auto | auto +SIZE | auto +N% | auto +N% +SIZE | fill` (fill only
+    /// when `allow_fill`).
     fn size_spec(&mut self, node: &Node, allow_fill: bool) -> Option<SizeSpec> {
         let help = if allow_fill {
             "write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill"
@@ -337,27 +338,53 @@ impl Cx<'_> {
                 self.err(node, format!("\"{t}\" is not a size"), help);
                 return None;
             };
-            let extra = extra.trim();
-            if let Some(pct) = extra.strip_suffix('%') {
-                return match pct.trim().parse::<u32>() {
-                    Ok(p) if p <= 1000 => Some(SizeSpec::Auto(Headroom::Percent(p))),
-                    _ => {
-                        self.err(
-                            node,
-                            format!("\"{t}\" has an invalid percentage"),
-                            "write a whole percentage from 0 to 1000, e.g. \"auto +20%\"",
-                        );
-                        None
-                    }
+            // `+N%`, `+SIZE`, or both (wic's overhead factor and extra space).
+            let (mut percent, mut bytes) = (None, None);
+            for term in extra.split('+').map(str::trim) {
+                let twice = |what: &str| {
+                    (
+                        format!("\"{t}\" has two {what}"),
+                        "write at most one percentage and one size, e.g. \"auto +30% +13MiB\"",
+                    )
                 };
-            }
-            return match extra.parse::<ByteSize>() {
-                Ok(s) => Some(SizeSpec::Auto(Headroom::Bytes(s))),
-                Err(_) => {
-                    self.err(node, format!("\"{t}\" is not a size"), help);
-                    None
+                if let Some(pct) = term.strip_suffix('%') {
+                    match pct.trim().parse::<u32>() {
+                        Ok(_) if percent.is_some() => {
+                            let (m, h) = twice("percentages");
+                            self.err(node, m, h);
+                            return None;
+                        }
+                        Ok(p) if p <= 1000 => percent = Some(p),
+                        _ => {
+                            self.err(
+                                node,
+                                format!("\"{t}\" has an invalid percentage"),
+                                "write a whole percentage from 0 to 1000, e.g. \"auto +20%\"",
+                            );
+                            return None;
+                        }
+                    }
+                } else {
+                    match term.parse::<ByteSize>() {
+                        Ok(_) if bytes.is_some() => {
+                            let (m, h) = twice("sizes");
+                            self.err(node, m, h);
+                            return None;
+                        }
+                        Ok(s) => bytes = Some(s),
+                        Err(_) => {
+                            self.err(node, format!("\"{t}\" is not a size"), help);
+                            return None;
+                        }
+                    }
                 }
-            };
+            }
+            return Some(SizeSpec::Auto(match (percent, bytes) {
+                (Some(p), Some(b)) => Headroom::PercentAndBytes(p, b),
+                (Some(p), None) => Headroom::Percent(p),
+                (None, Some(b)) => Headroom::Bytes(b),
+                (None, None) => Headroom::None,
+            }));
         }
         match t.parse::<ByteSize>() {
             Ok(s) => Some(SizeSpec::Fixed(s)),

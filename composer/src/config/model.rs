@@ -138,6 +138,8 @@ pub enum Headroom {
     Bytes(ByteSize),
     /// Percent of the content's minimum size.
     Percent(u32),
+    /// Both: `auto +30% +13MiB`.
+    PercentAndBytes(u32, ByteSize),
 }
 
 /// `artifacts.<name>`.

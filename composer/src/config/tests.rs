@@ -260,6 +260,36 @@ fn not_a_size() {
         one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +200 %%\n"),
         "board.yaml:4:11: partitions[0].size: \"auto +200 %%\" has an invalid percentage\n  help: write a whole percentage from 0 to 1000, e.g. \"auto +20%\""
     );
+    // One percentage and one size at most.
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +10% +20%\n"),
+        "board.yaml:4:11: partitions[0].size: \"auto +10% +20%\" has two percentages\n  help: write at most one percentage and one size, e.g. \"auto +30% +13MiB\""
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +1MiB +2MiB\n"),
+        "board.yaml:4:11: partitions[0].size: \"auto +1MiB +2MiB\" has two sizes\n  help: write at most one percentage and one size, e.g. \"auto +30% +13MiB\""
+    );
+}
+
+#[test]
+fn wic_overhead_factor_and_extra_space() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, percent) in [
+        ("auto +30% +13MiB", 30),
+        ("auto +13MiB +30%", 30),
+        ("auto+0%+13MiB", 0),
+    ] {
+        let d = load_in(
+            &dir,
+            &format!("image: {{ name: sd }}\npartitions:\n  - {{ name: a, size: \"{text}\", fs: {{ type: ext4 }} }}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.partitions[0].size.as_ref().unwrap().value,
+            SizeSpec::Auto(Headroom::PercentAndBytes(percent, ByteSize(13 << 20))),
+            "{text}"
+        );
+    }
 }
 
 #[test]
