@@ -295,6 +295,7 @@ fn unpack(path: &Path) -> std::fs::File {
     let mut slot = bundle::slot_reader(r, &m).unwrap();
     let mut f = tempfile::tempfile().unwrap();
     std::io::copy(&mut slot, &mut f).unwrap();
+    std::io::Seek::rewind(&mut f).unwrap();
     f
 }
 

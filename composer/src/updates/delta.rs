@@ -160,6 +160,7 @@ fn unpack(staging: &mut Staging, path: &Path, manifest: &Manifest) -> Result<std
             .map_err(|e| refused(bundle::error_from_io(e, "payload")))?;
         w.flush().context("writing the slot contents")?;
     }
+    std::io::Seek::rewind(&mut scratch).context("rewinding the slot contents")?;
     Ok(scratch)
 }
 
