@@ -16,6 +16,9 @@ use std::cell::RefCell;
 use std::io::Read;
 use std::rc::Rc;
 
+/// The first refusal of a payload reader, shared with the readers above it.
+type Failure = Rc<RefCell<Option<Error>>>;
+
 pub const MAGIC: [u8; 8] = *b"ICBUNDLE";
 /// The one format this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -119,7 +122,7 @@ pub struct PayloadReader<R> {
     pos: usize,
     /// The first refusal, kept for the caller: a decompressor between this
     /// reader and its caller wraps it into an error of its own.
-    failure: Rc<RefCell<Option<Error>>>,
+    failure: Failure,
 }
 
 impl<R: Read> PayloadReader<R> {
@@ -214,7 +217,7 @@ impl<R: Read> Stream<R> {
 pub struct SlotReader<R: Read> {
     stream: Stream<R>,
     /// The payload reader's refusal, which the decoder's errors hide.
-    failure: Rc<RefCell<Option<Error>>>,
+    failure: Failure,
     hasher: Sha256,
     size: u64,
     expected_size: u64,
@@ -222,10 +225,7 @@ pub struct SlotReader<R: Read> {
 }
 
 /// Starts decompressing the payload of `manifest` from `inner`.
-fn decoder<R: Read>(
-    inner: R,
-    manifest: &Manifest,
-) -> Result<(Decoder<R>, Rc<RefCell<Option<Error>>>), Error> {
+fn decoder<R: Read>(inner: R, manifest: &Manifest) -> Result<(Decoder<R>, Failure), Error> {
     let payload = PayloadReader::new(inner, manifest);
     let failure = payload.failure.clone();
     let decoder = ruzstd::decoding::StreamingDecoder::new(payload).map_err(|e| {
@@ -284,7 +284,7 @@ pub fn walk_delta<R: Read>(inner: R, manifest: &Manifest) -> Result<DeltaStats, 
 }
 
 impl<R: Read> SlotReader<R> {
-    fn new(stream: Stream<R>, failure: Rc<RefCell<Option<Error>>>, manifest: &Manifest) -> Self {
+    fn new(stream: Stream<R>, failure: Failure, manifest: &Manifest) -> Self {
         SlotReader {
             stream,
             failure,
