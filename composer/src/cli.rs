@@ -66,6 +66,24 @@ pub enum Command {
         #[arg(long, value_name = "V")]
         version: Option<String>,
     },
+    /// Write a signed delta bundle: what NEW's slot lacks from OLD's
+    Delta {
+        /// The full bundle the device runs (the delta's base)
+        #[arg(long, value_name = "OLD.bundle")]
+        from: PathBuf,
+
+        /// The full bundle to install
+        #[arg(long, value_name = "NEW.bundle")]
+        to: PathBuf,
+
+        /// Directory the delta bundle is written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+
+        /// The secret key to sign with (from `keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
     /// Make an Ed25519 key pair for bundles: NAME.key and NAME.pub
     Keygen {
         /// Directory the keys are written to (created if missing)
@@ -136,6 +154,7 @@ mod tests {
             "validate",
             "plan",
             "bundle",
+            "delta",
             "keygen",
             "bundle-info",
         ] {

@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             let version = version.as_deref();
             compose::bundle::bundle(&request(input), &output_dir, &key, version).map(|_| ())
         }
+        cli::Command::Delta {
+            from,
+            to,
+            output_dir,
+            key,
+        } => composer::updates::delta(&from, &to, &output_dir, &key).map(|_| ()),
         cli::Command::Keygen { output_dir, name } => composer::updates::keygen(&output_dir, &name)
             .map(|_| ())
             .map_err(Error::Build),
