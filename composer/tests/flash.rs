@@ -228,11 +228,19 @@ fn flash_to_loop_devices_and_every_refusal() {
 
     let r = flash(&["--yes", &format!("{}.zst", image.display()), &disk.0]);
     assert!(r.status.success(), "{}", stderr(&r));
+    // The mapped ranges are the image's, the rest is left as it was.
     let written = fs::read(&disk_file).unwrap();
-    assert!(
-        written[..bytes.len()] == bytes[..],
-        "the device differs from the image"
-    );
+    let bmap = fs::read_to_string(format!("{}.bmap", image.display())).unwrap();
+    let bmap = bmap_parser::Bmap::from_xml(&bmap).unwrap();
+    let mut unmapped = vec![true; bytes.len()];
+    for range in bmap.block_map() {
+        let r = range.offset() as usize..(range.offset() + range.length()) as usize;
+        assert!(written[r.clone()] == bytes[r.clone()], "the device differs at {r:?}");
+        unmapped[r].fill(false);
+    }
+    let untouched = (0..bytes.len()).filter(|&i| unmapped[i]).all(|i| written[i] == 0xA5);
+    assert!(untouched, "an unmapped byte was written");
+    assert!(unmapped.iter().any(|&u| u));
     let dump = run(Command::new("sfdisk").args(["--dump", &disk.0]));
     assert!(
         dump.contains("name=\"boot\"") && dump.contains("name=\"root\""),
@@ -251,10 +259,11 @@ fn flash_to_loop_devices_and_every_refusal() {
         stderr(&r)
     );
 
-    // A mounted partition of the disk, and the partition itself. The
-    // kernel reads the new table when told (partx / blockdev).
-    let _ = Command::new("partx").args(["-u", &disk.0]).status();
-    let part = format!("{}p1", disk.0);
+    // A mounted partition of the disk, and the partition itself; `partx`
+    // tells the kernel about the new table (the scan at attach time found
+    // none).
+    let _ = Command::new("partx").args(["-a", &disk.0]).status();
+    let part = format!("{}p2", disk.0);
     let mnt = dir.path().join("mnt");
     fs::create_dir_all(&mnt).unwrap();
     if !Path::new(&part).exists()
@@ -264,7 +273,7 @@ fn flash_to_loop_devices_and_every_refusal() {
             .unwrap()
             .success()
     {
-        panic!("cannot mount {part} (the flashed vfat partition)");
+        panic!("cannot mount {part} (the flashed ext4 partition)");
     }
     let mount = Mount(mnt.clone());
     let r = flash(&["--yes", p(&image), &disk.0]);
@@ -299,5 +308,5 @@ fn flash_to_loop_devices_and_every_refusal() {
         );
     }
     drop(mount);
-    assert!(fs::read(&disk_file).unwrap()[..bytes.len()] == bytes[..]);
+    assert!(fs::read(&disk_file).unwrap() == written, "a refused flash wrote");
 }
