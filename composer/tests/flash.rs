@@ -235,10 +235,15 @@ fn flash_to_loop_devices_and_every_refusal() {
     let mut unmapped = vec![true; bytes.len()];
     for range in bmap.block_map() {
         let r = range.offset() as usize..(range.offset() + range.length()) as usize;
-        assert!(written[r.clone()] == bytes[r.clone()], "the device differs at {r:?}");
+        assert!(
+            written[r.clone()] == bytes[r.clone()],
+            "the device differs at {r:?}"
+        );
         unmapped[r].fill(false);
     }
-    let untouched = (0..bytes.len()).filter(|&i| unmapped[i]).all(|i| written[i] == 0xA5);
+    let untouched = (0..bytes.len())
+        .filter(|&i| unmapped[i])
+        .all(|i| written[i] == 0xA5);
     assert!(untouched, "an unmapped byte was written");
     assert!(unmapped.iter().any(|&u| u));
     let dump = run(Command::new("sfdisk").args(["--dump", &disk.0]));
@@ -308,5 +313,8 @@ fn flash_to_loop_devices_and_every_refusal() {
         );
     }
     drop(mount);
-    assert!(fs::read(&disk_file).unwrap() == written, "a refused flash wrote");
+    assert!(
+        fs::read(&disk_file).unwrap() == written,
+        "a refused flash wrote"
+    );
 }
