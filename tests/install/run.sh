@@ -96,12 +96,14 @@ else
 	fail "installed command: build failed" "${LOG}"
 fi
 
-# Completions load in bash and complete the subcommands.
-if have bash && bash -c "source '${PREFIX}/share/bash-completion/completions/image-composer' &&
-	COMP_WORDS=(image-composer bu) COMP_CWORD=1 COMP_LINE='image-composer bu' COMP_POINT=17 &&
-	_image-composer image-composer bu image-composer &&
-	printf '%s\n' \"\${COMPREPLY[@]}\"" > "${LOG}" 2>&1 && grep -qx build "${LOG}"; then
-	pass "bash completion completes 'bu' to build"
+# Completions load in bash and complete the subcommands (through the
+# function they register for the command).
+if bash -c "source '${PREFIX}/share/bash-completion/completions/image-composer' &&
+	fn=\$(complete -p image-composer | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p') &&
+	COMP_WORDS=(image-composer fl) COMP_CWORD=1 COMP_LINE='image-composer fl' COMP_POINT=17 &&
+	\"\$fn\" image-composer fl image-composer &&
+	printf '%s\\n' \"\${COMPREPLY[@]}\"" > "${LOG}" 2>&1 && grep -qx flash "${LOG}"; then
+	pass "bash completion completes 'fl' to flash"
 else
 	fail "bash completion" "${LOG}"
 fi
@@ -109,12 +111,12 @@ fi
 # The man pages render without warnings and name every option of build.
 if ! have man; then
 	missing "man pages render" "man (man-db)"
-elif MANWIDTH=80 man --warnings -l "${PREFIX}/share/man/man1/image-composer-build.1" > "${LOG}" 2>&1 &&
-	! grep -q "warning" "${LOG}" && grep -q -- "--output-dir" "${LOG}" &&
+elif MANWIDTH=80 man --warnings -l "${PREFIX}/share/man/man1/image-composer-build.1" \
+	> "${LOG}" 2> "${LOG}.err" && ! [ -s "${LOG}.err" ] && grep -q -- "--output-dir" "${LOG}" &&
 	MANWIDTH=80 man -l "${PREFIX}/share/man/man1/image-composer.1" 2>&1 | grep -q "validate"; then
 	pass "man pages render (image-composer.1 lists validate, image-composer-build.1 --output-dir)"
 else
-	fail "man pages render" "${LOG}"
+	fail "man pages render" "${LOG}.err"
 fi
 
 # DESTDIR: everything under DESTDIR/PREFIX, nothing elsewhere.
