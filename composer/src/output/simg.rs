@@ -205,29 +205,20 @@ mod tests {
 
     #[test]
     fn ranges_sharing_a_block_make_one_chunk_and_long_ones_are_cut() {
-        let list = chunks(10_000, 512, &extents(&[(0, 100), (300, 512 * 9000)]));
+        let list = chunks(50_000, 512, &extents(&[(0, 100), (300, 512 * 40_000)]));
         let max = MAX_RAW_BYTES / 512;
-        assert_eq!(
-            list[0],
-            Chunk {
-                first: 0,
-                blocks: max,
-                raw: true
-            }
-        );
-        assert_eq!(
-            list[1],
-            Chunk {
-                first: max,
-                blocks: 9000 - max,
-                raw: true
-            }
-        );
+        let raw = |first, blocks| Chunk {
+            first,
+            blocks,
+            raw: true,
+        };
+        assert_eq!(list[0], raw(0, max));
+        assert_eq!(list[1], raw(max, 40_000 - max));
         assert_eq!(
             list[2],
             Chunk {
-                first: 9000,
-                blocks: 1000,
+                first: 40_000,
+                blocks: 10_000,
                 raw: false
             }
         );
