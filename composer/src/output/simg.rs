@@ -18,7 +18,7 @@
 //! number of 512-byte sectors): libsparse needs whole blocks, and a larger
 //! block would make `simg2img`'s output longer than the image.
 //!
-//! Raw chunks are cut at [`MAX_RAW_BYTES`] so that each one is a bounded
+//! Raw chunks are cut at 16 MiB so that each one is a bounded
 //! read and stays far below the format's 32-bit byte count.
 //!
 //! Rejected: `FILL` chunks for zero runs inside mapped ranges (a scan of
