@@ -226,6 +226,38 @@ fn flash_to_loop_devices_and_every_refusal() {
         .iter()
         .all(|&b| b == 0xA5));
 
+    // On a terminal (`script` gives it one): the question names the
+    // device and its size; anything but "yes" writes nothing.
+    if have("script") {
+        let on_tty = |answer: &str| {
+            let cmd = format!(
+                "printf '{answer}\\n' | script -qec '{} flash {} {}' /dev/null",
+                env!("CARGO_BIN_EXE_image-composer"),
+                p(&image),
+                disk.0
+            );
+            Command::new("sh").args(["-c", &cmd]).output().unwrap()
+        };
+        let r = on_tty("no");
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert_eq!(r.status.code(), Some(1), "{out}");
+        assert!(
+            out.contains(&format!("to {} (loop device backed by", disk.0)),
+            "{out}"
+        );
+        assert!(
+            out.contains("48 MiB)?") && out.contains("not confirmed"),
+            "{out}"
+        );
+        assert!(fs::read(&disk_file).unwrap()[..512]
+            .iter()
+            .all(|&b| b == 0xA5));
+        let r = on_tty("yes");
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(r.status.success(), "{out}");
+        // The terminal gets a progress line with the rate and time left.
+        assert!(out.contains("/s, ") && out.contains("s left"), "{out}");
+    }
     let r = flash(&["--yes", &format!("{}.zst", image.display()), &disk.0]);
     assert!(r.status.success(), "{}", stderr(&r));
     // The mapped ranges are the image's, the rest is left as it was.
