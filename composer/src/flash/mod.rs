@@ -256,7 +256,7 @@ fn verify(
     rustix::fs::fadvise(out, 0, None, rustix::fs::Advice::DontNeed)
         .with_context(|| format!("dropping the cached pages of '{name}'"))?;
     let mut buf = vec![0u8; IO_CHUNK];
-    progress.restart("verifying");
+    progress.stage("verifying");
     for range in bmap.block_map() {
         let (start, len) = (range.offset(), range.length());
         let mut hasher = Sha256::new();
@@ -310,10 +310,6 @@ impl Progress {
         if !self.tty {
             tracing::info!("flash: {stage} {}", human(self.total));
         }
-    }
-
-    fn restart(&mut self, stage: &'static str) {
-        self.stage(stage);
     }
 
     fn advance(&mut self, n: u64) {
