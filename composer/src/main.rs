@@ -2,6 +2,7 @@
 //! outcome to an exit status (0 ok, 1 build failed, 2 bad input).
 
 mod cli;
+mod manual;
 
 use clap::Parser;
 use composer::compose::{self, Error, Request};
@@ -36,6 +37,25 @@ fn main() -> ExitCode {
             .map_err(Error::Build),
         cli::Command::BundleInfo { bundle, key } => {
             composer::updates::info(&bundle, key.as_deref())
+        }
+        cli::Command::Flash {
+            image,
+            target,
+            bmap,
+            no_verify,
+            yes,
+        } => composer::flash::flash(&composer::flash::Request {
+            image,
+            target,
+            bmap,
+            verify: !no_verify,
+            yes,
+        }),
+        cli::Command::Completions { shell } => {
+            manual::print_completions(shell).map_err(Error::Build)
+        }
+        cli::Command::Man { output_dir } => {
+            manual::write_man_pages(&output_dir).map_err(Error::Build)
         }
     };
     match outcome {

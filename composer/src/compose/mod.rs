@@ -70,7 +70,13 @@ pub fn validate(request: &Request) -> Result<(), Error> {
 /// Prints the resolved layout as a table, or as JSON, with the owners
 /// chosen for each `from:` tree and why.
 pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
-    let (_, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let (desc, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let image = &desc.image.name.value;
+    let outputs: Vec<String> = desc
+        .outputs
+        .iter()
+        .map(|o| o.value.file_name(image))
+        .collect();
     let text = if json {
         let mut value = crate::plan::render_json(&plan, &specs);
         if let Some(top) = value.as_object_mut() {
@@ -86,12 +92,14 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
                 })
                 .collect();
             top.insert("owners".into(), serde_json::Value::Array(owners));
+            top.insert("outputs".into(), serde_json::json!(outputs));
         }
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         text.push('\n');
         text
     } else {
         let mut text = crate::plan::render_text(&plan, &specs);
+        text.push_str(&format!("\noutputs: {}\n", outputs.join(", ")));
         if !contents.ownership.is_empty() {
             text.push_str("\nowners of the source trees:\n");
             for (name, c) in &contents.ownership {

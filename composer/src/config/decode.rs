@@ -748,17 +748,8 @@ pub fn decode(
         Some(n) => {
             if let Some(items) = cx.list(n, "write `outputs: [raw, bmap]`") {
                 for item in items {
-                    if let Some(k) = cx.choice(
-                        item,
-                        "an output format",
-                        &[
-                            ("raw", OutputKind::Raw),
-                            ("bmap", OutputKind::Bmap),
-                            ("zst", OutputKind::Zst),
-                            ("xz", OutputKind::Xz),
-                            ("gz", OutputKind::Gz),
-                        ],
-                    ) {
+                    let choices = OutputKind::ALL.map(|k| (k.keyword(), k));
+                    if let Some(k) = cx.choice(item, "an output format", &choices) {
                         if !outputs.iter().any(|o| o.value == k) {
                             outputs.push(cx.spanned(item, k));
                         }

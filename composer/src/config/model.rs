@@ -487,6 +487,7 @@ pub enum UpdateSlot {
     Artifact(String),
 }
 
+/// An entry of `outputs:`: a file the build writes beside the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OutputKind {
     Raw,
@@ -494,4 +495,43 @@ pub enum OutputKind {
     Zst,
     Xz,
     Gz,
+    /// Android sparse image (fastboot, UUU, `simg2img`).
+    Simg,
+    /// QEMU's qcow2, holes kept.
+    Qcow2,
+}
+
+impl OutputKind {
+    /// Every kind, in the order of the docs.
+    pub const ALL: [OutputKind; 7] = [
+        OutputKind::Raw,
+        OutputKind::Bmap,
+        OutputKind::Zst,
+        OutputKind::Xz,
+        OutputKind::Gz,
+        OutputKind::Simg,
+        OutputKind::Qcow2,
+    ];
+
+    /// The name written in `outputs:`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            OutputKind::Raw => "raw",
+            OutputKind::Bmap => "bmap",
+            OutputKind::Zst => "zst",
+            OutputKind::Xz => "xz",
+            OutputKind::Gz => "gz",
+            OutputKind::Simg => "simg",
+            OutputKind::Qcow2 => "qcow2",
+        }
+    }
+
+    /// The file this output is written to, for an image named `image`.
+    pub fn file_name(self, image: &str) -> String {
+        match self {
+            OutputKind::Raw => format!("{image}.img"),
+            OutputKind::Simg | OutputKind::Qcow2 => format!("{image}.{}", self.keyword()),
+            _ => format!("{image}.img.{}", self.keyword()),
+        }
+    }
 }

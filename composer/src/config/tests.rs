@@ -328,7 +328,7 @@ fn missing_image_and_name() {
 fn enum_values() {
     assert_eq!(
         one_error("image: { name: sd }\noutputs: [raw, zstd]\n"),
-        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz"
+        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz, simg, qcow2"
     );
     assert_eq!(
         one_error("image: { name: sd, sector-size: 1024 }\n"),

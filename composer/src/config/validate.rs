@@ -305,8 +305,8 @@ fn check_sizes(d: &Description, diags: &mut Vec<Diagnostic>) {
 fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
     let image = &d.image.name.value;
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
-    for ext in ["img", "img.bmap", "img.zst", "img.xz", "img.gz"] {
-        taken.insert(format!("{image}.{ext}"), "the image".to_string());
+    for kind in OutputKind::ALL {
+        taken.insert(kind.file_name(image), "the image".to_string());
     }
     for a in &d.artifacts {
         let Some(out) = &a.output else { continue };

@@ -92,6 +92,16 @@ impl Extents {
         before.into_iter().chain(after)
     }
 
+    /// The ranges in units of `block` bytes, rounded outwards (a block
+    /// with any covered byte is in), clipped to `total_blocks`.
+    pub fn to_blocks(&self, block: u64, total_blocks: u64) -> Extents {
+        let mut blocks = Extents::new();
+        for (s, e) in self.iter() {
+            blocks.insert(s / block, e.div_ceil(block).min(total_blocks));
+        }
+        blocks
+    }
+
     /// Total bytes covered.
     pub fn total(&self) -> u64 {
         self.ranges.iter().map(|(s, e)| e - s).sum()
@@ -100,6 +110,24 @@ impl Extents {
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
+}
+
+/// Reads `buf.len()` bytes of `image` from `start` as the image reads: the
+/// `mapped` ranges from the file, zeros elsewhere (never read: unmapped
+/// ranges are holes). Used by every copy of a finished image.
+pub fn read_mapped(image: &File, mapped: &Extents, start: u64, buf: &mut [u8]) -> io::Result<()> {
+    let end = start + buf.len() as u64;
+    buf.fill(0);
+    for (s, e) in mapped.iter_from(start) {
+        if s >= end {
+            break;
+        }
+        let (s, e) = (s.max(start), e.min(end));
+        let range = usize::try_from(s - start).map_err(io::Error::other)?
+            ..usize::try_from(e - start).map_err(io::Error::other)?;
+        image.read_exact_at(&mut buf[range], s)?;
+    }
+    Ok(())
 }
 
 /// Listener of [`Window::settle`]: gets the window's mapped ranges

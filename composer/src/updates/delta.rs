@@ -17,8 +17,9 @@
 //! slot hash checked), their slot contents kept in scratch files beside
 //! the output; memory: one SHA-256 per base block (8 MiB per GiB of slot).
 
-use super::{compress, file_problem, seal_into, CHUNK_BYTES};
+use super::{compress, seal_into, CHUNK_BYTES};
 use crate::compose::Error;
+use crate::diag::Diagnostics;
 use crate::output::staging::Staging;
 use anyhow::Context;
 use bundle::{Base, Manifest};
@@ -53,7 +54,7 @@ pub fn delta(from: &Path, to: &Path, out_dir: &Path, key_path: &Path) -> Result<
     .into_iter()
     .find(|(_, a, b)| a != b);
     if let Some((what, a, b)) = mismatch {
-        return Err(file_problem(
+        return Err(Diagnostics::about_file(
             to,
             "--to",
             format!("its {what} is '{b}', the --from bundle's is '{a}'"),
@@ -62,7 +63,7 @@ pub fn delta(from: &Path, to: &Path, out_dir: &Path, key_path: &Path) -> Result<
         .into());
     }
     if std::mem::discriminant(&old.slot) != std::mem::discriminant(&new.slot) {
-        return Err(file_problem(
+        return Err(Diagnostics::about_file(
             to,
             "--to",
             "its slot kind (partition or image file) differs from the --from bundle's",
@@ -116,7 +117,7 @@ pub fn delta(from: &Path, to: &Path, out_dir: &Path, key_path: &Path) -> Result<
 /// as `arg`), not a delta.
 fn read_manifest(path: &Path, arg: &str) -> Result<Manifest, crate::diag::Diagnostics> {
     let problem = |what: String| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             arg,
             what,
@@ -144,7 +145,7 @@ fn unpack(staging: &mut Staging, path: &Path, manifest: &Manifest) -> Result<std
         std::fs::File::open(path).with_context(|| format!("opening '{}'", path.display()))?;
     let mut r = std::io::BufReader::new(file);
     let refused = |e: bundle::Error| {
-        Error::Input(file_problem(
+        Error::Input(Diagnostics::about_file(
             path,
             "",
             format!("refused: {e}"),

@@ -17,14 +17,13 @@ mod delta;
 
 pub use delta::delta;
 
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::Diagnostics;
 use crate::output::staging::Staging;
 use anyhow::{Context, Result};
 use bundle::{Manifest, SlotKind, SlotReader};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Level 10: most of level 19's ratio on root filesystems at a fraction of
 /// its time; zero runs (unused slot space) cost nothing at any level.
@@ -180,25 +179,10 @@ impl Write for Chunker<'_> {
     }
 }
 
-/// A diagnostic about a file named on the command line (`--key`, a bundle).
-pub(crate) fn file_problem(
-    path: &Path,
-    key: &str,
-    message: impl Into<String>,
-    help: &str,
-) -> Diagnostics {
-    Diagnostics(vec![Diagnostic::new(
-        Span::new(Arc::new(path.to_path_buf()), 0, 0),
-        key,
-        message,
-    )
-    .help(help)])
-}
-
 /// Reads the secret key at `path` (`--key`).
 pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             format!("cannot read the key: {e}"),
@@ -206,7 +190,7 @@ pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
         )
     })?;
     bundle::decode_secret_key(&text).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             e.to_string(),
@@ -218,7 +202,7 @@ pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
 /// Reads the public key at `path` (`--key` of `bundle-info`).
 pub fn read_public_key(path: &Path) -> Result<bundle::VerifyingKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             format!("cannot read the key: {e}"),
@@ -226,7 +210,7 @@ pub fn read_public_key(path: &Path) -> Result<bundle::VerifyingKey, Diagnostics>
         )
     })?;
     bundle::decode_public_key(&text).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             e.to_string(),
@@ -278,7 +262,7 @@ pub fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
 pub fn info(path: &Path, key: Option<&Path>) -> Result<(), crate::compose::Error> {
     let key = key.map(read_public_key).transpose()?;
     let refused = |e: bundle::Error| {
-        crate::compose::Error::Input(file_problem(
+        crate::compose::Error::Input(Diagnostics::about_file(
             path,
             "",
             format!("refused: {e}"),
