@@ -11,6 +11,7 @@
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
+use crate::fs::erofs::{self, ErofsFs, ErofsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
@@ -42,6 +43,7 @@ pub enum Prepared {
     Initramfs(Initramfs),
     Ext4(Box<Ext4Fs>),
     Squashfs(SquashfsFs),
+    Erofs(ErofsFs),
 }
 
 impl Prepared {
@@ -59,6 +61,7 @@ impl Prepared {
             Prepared::Initramfs(i) => Some(i),
             Prepared::Ext4(fs) => Some(fs.as_ref()),
             Prepared::Squashfs(fs) => Some(fs),
+            Prepared::Erofs(fs) => Some(fs),
         }
     }
 
@@ -82,6 +85,7 @@ impl Prepared {
                 label => format!("ext4 '{label}'"),
             },
             Prepared::Squashfs(_) => "squashfs".into(),
+            Prepared::Erofs(_) => "erofs".into(),
         }
     }
 
@@ -121,7 +125,7 @@ impl Artifact {
     pub fn is_filesystem(&self) -> bool {
         matches!(
             self.prepared,
-            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_)
+            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_) | Prepared::Erofs(_)
         )
     }
 }
@@ -403,6 +407,13 @@ impl Preparer<'_> {
                 let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
+            Model::Fs(Filesystem::Erofs(e)) => {
+                let opts = ErofsOptions {
+                    name: name.to_string(),
+                };
+                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
+            }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
                 Prepared::Initramfs(Initramfs::prepare(&opts, self.ctx)?)
@@ -412,7 +423,7 @@ impl Preparer<'_> {
         })
     }
 
-    /// The source tree of a filesystem (ext4, squashfs) with ownership
+    /// The source tree of a filesystem (ext4, squashfs, erofs) with ownership
     /// overrides applied; `None` for an empty filesystem without overrides.
     fn tree(
         &mut self,

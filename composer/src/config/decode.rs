@@ -106,6 +106,7 @@ const SQUASHFS_KEYS: [&str; 8] = [
     "level",
     "block-size",
 ];
+const EROFS_KEYS: [&str; 5] = ["type", "from", "owners", "device-table", "rules"];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
     "files",
@@ -1423,7 +1424,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         cx.err(
             node,
             "missing key 'type'",
-            "add `type: ext4`, `type: vfat` or `type: squashfs`",
+            "add `type: ext4`, `type: vfat`, `type: squashfs` or `type: erofs`",
         );
         return None;
     };
@@ -1432,6 +1433,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Vfat,
         Ext4,
         Squashfs,
+        Erofs,
     }
     let kind = cx.choice(
         t,
@@ -1440,12 +1442,14 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
             ("vfat", Kind::Vfat),
             ("ext4", Kind::Ext4),
             ("squashfs", Kind::Squashfs),
+            ("erofs", Kind::Erofs),
         ],
     )?;
     match kind {
         Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
         Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
+        Kind::Erofs => decode_erofs(cx, node).map(|e| Filesystem::Erofs(Box::new(e))),
     }
 }
 
@@ -1943,6 +1947,13 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
         level,
         block_size,
     })
+}
+
+fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
+    let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
+    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let ownership = decode_ownership(cx, &f);
+    Some(Erofs { from, ownership })
 }
 
 /// A `journal:` written explicitly that `features:` contradicts (mke2fs
