@@ -13,17 +13,17 @@
 
 #[path = "support/random_tree.rs"]
 mod random_tree;
+#[path = "support/read_back.rs"]
+mod read_back;
 mod support;
 
 use composer::fs::squashfs::{prepare, Codec, SquashfsOptions};
-use composer::fs::tree::{self, NodeId, NodeKind, Tree, TreeOptions};
-use composer::fs::{BuildContext, Content, FileSource};
+use composer::fs::tree::{Timestamp, Tree};
+use composer::fs::BuildContext;
 use composer::ids::Seed;
-use composer::output::window::Window;
 use proptest::prelude::*;
 use random_tree::{build_tree, entry, Entry};
-use std::collections::HashMap;
-use std::fs::File;
+use read_back::{cases, compare, is_root, mount, write_image, Keeps};
 use std::path::Path;
 use std::process::Command;
 use support::{have_all, run};
@@ -37,89 +37,15 @@ fn ctx() -> BuildContext {
 
 /// Writes `tree` as squashfs into `img` at its minimum size.
 fn build(img: &Path, opts: &SquashfsOptions, tree: &Tree) {
-    let fs = prepare(opts, Some(tree), &ctx()).unwrap();
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(img)
-        .unwrap();
-    file.set_len(fs.min_size()).unwrap();
-    let mut w = Window::new(&file, 0, fs.min_size());
-    fs.write(&mut w).unwrap();
-    assert_eq!(
-        w.mapped().iter().collect::<Vec<_>>(),
-        [(0, fs.min_size())],
-        "every byte of the image is mapped"
-    );
+    write_image(img, &prepare(opts, Some(tree), &ctx()).unwrap());
 }
 
-fn content(source: &FileSource) -> Vec<u8> {
-    match source {
-        FileSource::Bytes(b) => b.to_vec(),
-        FileSource::Path(p) => std::fs::read(p).unwrap(),
+/// Squashfs keeps seconds in 32 bits.
+fn seconds(t: Timestamp) -> Timestamp {
+    Timestamp {
+        sec: t.sec.clamp(0, i64::from(u32::MAX)),
+        nsec: 0,
     }
-}
-
-/// What must survive the round trip, per path. `kernel`: read through a
-/// kernel mount, which shows a symlink's stored mode (an extraction cannot
-/// chmod a symlink). Linux allows `user.*` xattrs only on files and
-/// directories: neither an extraction nor a mount shows them elsewhere.
-fn same_node(
-    want: &Tree,
-    w: NodeId,
-    got: &Tree,
-    g: NodeId,
-    path: &str,
-    kernel: bool,
-) -> Result<(), TestCaseError> {
-    let (a, b) = (want.node(w), got.node(g));
-    // An extraction cannot chmod a symlink: it gets 0777.
-    let symlink = matches!(a.kind, NodeKind::Symlink { .. });
-    let want_mode = if symlink && !kernel {
-        a.file_type() | 0o777
-    } else {
-        a.st_mode()
-    };
-    prop_assert_eq!(want_mode, b.st_mode(), "mode of {}", path);
-    prop_assert_eq!((a.uid, a.gid), (b.uid, b.gid), "owner of {}", path);
-    let sec = a.mtime.sec.clamp(0, i64::from(u32::MAX));
-    prop_assert_eq!(sec, b.mtime.sec, "mtime of {}", path);
-    match (&a.kind, &b.kind) {
-        (NodeKind::File { source: sa, .. }, NodeKind::File { source: sb, .. }) => {
-            prop_assert!(content(sa) == content(sb), "content of {}", path);
-        }
-        (NodeKind::Symlink { target: ta }, NodeKind::Symlink { target: tb }) => {
-            prop_assert_eq!(ta, tb, "target of {}", path);
-        }
-        (
-            NodeKind::CharDev { major, minor },
-            NodeKind::CharDev {
-                major: m2,
-                minor: n2,
-            },
-        )
-        | (
-            NodeKind::BlockDev { major, minor },
-            NodeKind::BlockDev {
-                major: m2,
-                minor: n2,
-            },
-        ) => {
-            prop_assert_eq!((major, minor), (m2, n2), "device of {}", path);
-        }
-        _ => {}
-    }
-    let keep_user = matches!(a.kind, NodeKind::File { .. } | NodeKind::Dir { .. });
-    let want_x: Vec<_> = a
-        .xattrs
-        .iter()
-        .filter(|(k, _)| keep_user || !k.starts_with(b"user."))
-        .collect();
-    let got_x: Vec<_> = b.xattrs.iter().collect();
-    prop_assert_eq!(want_x, got_x, "xattrs of {}", path);
-    Ok(())
 }
 
 fn check(entries: &[Entry], codec: Codec, block_size: u32) -> Result<(), TestCaseError> {
@@ -142,14 +68,25 @@ fn check(entries: &[Entry], codec: Codec, block_size: u32) -> Result<(), TestCas
     let listing = run(Command::new("unsquashfs").arg("-lln").arg(&img));
     let out = dir.path().join("out");
     extract(&img, &out)?;
+    let keeps = Keeps {
+        kernel: false,
+        mtime: seconds,
+        mode_bits: 0o7777,
+        hard_links: true,
+    };
     compare(
         &tree,
         &out,
-        false,
+        keeps,
+        true,
         &format!("the extraction; listing:\n{listing}"),
     )?;
-    if let Some(mnt) = mount(&img, dir.path()) {
-        let r = compare(&tree, &mnt, true, "kernel mount");
+    if let Some(mnt) = mount(&img, dir.path(), "squashfs") {
+        let keeps = Keeps {
+            kernel: true,
+            ..keeps
+        };
+        let r = compare(&tree, &mnt, keeps, true, "kernel mount");
         run(Command::new("umount").arg(&mnt));
         r?;
     }
@@ -180,83 +117,8 @@ fn extract(img: &Path, out: &Path) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The extracted or mounted tree at `dir` matches `tree`.
-fn compare(tree: &Tree, dir: &Path, kernel: bool, what: &str) -> Result<(), TestCaseError> {
-    let got = tree::scan(
-        dir,
-        &TreeOptions { xattrs: true },
-        &BuildContext {
-            seed: Seed("x".into()),
-            source_date_epoch: None,
-        },
-    )
-    .unwrap();
-
-    let want_paths = tree.walk();
-    let got_paths: HashMap<Vec<u8>, NodeId> = got.walk().into_iter().collect();
-    prop_assert_eq!(want_paths.len(), got_paths.len(), "entry count in {}", what);
-    same_node(tree, tree::ROOT, &got, tree::ROOT, "/", kernel)?;
-    let mut pairs: HashMap<NodeId, NodeId> = HashMap::new();
-    for (path, w) in &want_paths {
-        let shown = String::from_utf8_lossy(path).into_owned();
-        let Some(&g) = got_paths.get(path) else {
-            return Err(TestCaseError::fail(format!(
-                "{shown} missing after extraction"
-            )));
-        };
-        // Hard links: one source node <-> one extracted inode.
-        match pairs.get(w) {
-            Some(&prev) => prop_assert_eq!(prev, g, "hard link group of {}", shown),
-            None => {
-                prop_assert!(!pairs.values().any(|&v| v == g), "{} linked wrongly", shown);
-                pairs.insert(*w, g);
-            }
-        }
-        same_node(tree, *w, &got, g, &shown, kernel)?;
-    }
-    Ok(())
-}
-
-/// Loop-mounts `img` read-only (the kernel's squashfs reader); `None`
-/// without root or loop devices, where the QEMU tests cover the kernel.
-fn mount(img: &Path, dir: &Path) -> Option<std::path::PathBuf> {
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "squashfs", "-o", "loop,ro"])
-        .arg(img)
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("note: cannot loop-mount; the kernel read-back is skipped");
-    }
-    ok.then_some(mnt)
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the effective uid.
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the squashfs round trip runs as root in CI"
-        );
-        eprintln!("note: not root, unsquashfs cannot restore owners; skipping");
-    }
-    root
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(16), ..ProptestConfig::default() })]
 
     #[test]
     fn random_trees_extract_identical_with_unsquashfs(

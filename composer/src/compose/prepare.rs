@@ -11,6 +11,7 @@
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
+use crate::fs::erofs::{self, ErofsFs, ErofsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
@@ -43,6 +44,7 @@ pub enum Prepared {
     Initramfs(Initramfs),
     Ext4(Box<Ext4Fs>),
     Squashfs(SquashfsFs),
+    Erofs(ErofsFs),
     Swap(SwapArea),
 }
 
@@ -61,6 +63,7 @@ impl Prepared {
             Prepared::Initramfs(i) => Some(i),
             Prepared::Ext4(fs) => Some(fs.as_ref()),
             Prepared::Squashfs(fs) => Some(fs),
+            Prepared::Erofs(fs) => Some(fs),
             Prepared::Swap(area) => Some(area),
         }
     }
@@ -85,6 +88,7 @@ impl Prepared {
                 label => format!("ext4 '{label}'"),
             },
             Prepared::Squashfs(_) => "squashfs".into(),
+            Prepared::Erofs(_) => "erofs".into(),
             Prepared::Swap(_) => "swap".into(),
         }
     }
@@ -125,7 +129,11 @@ impl Artifact {
     pub fn is_filesystem(&self) -> bool {
         matches!(
             self.prepared,
-            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_) | Prepared::Swap(_)
+            Prepared::Vfat(_)
+                | Prepared::Ext4(_)
+                | Prepared::Squashfs(_)
+                | Prepared::Erofs(_)
+                | Prepared::Swap(_)
         )
     }
 }
@@ -407,6 +415,13 @@ impl Preparer<'_> {
                 let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
+            Model::Fs(Filesystem::Erofs(e)) => {
+                let opts = ErofsOptions {
+                    name: name.to_string(),
+                };
+                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
+            }
             Model::Fs(Filesystem::Swap(w)) => {
                 let opts = SwapOptions {
                     name: name.to_string(),
@@ -429,7 +444,7 @@ impl Preparer<'_> {
         })
     }
 
-    /// The source tree of a filesystem (ext4, squashfs) with ownership
+    /// The source tree of a filesystem (ext4, squashfs, erofs) with ownership
     /// overrides applied; `None` for an empty filesystem without overrides.
     fn tree(
         &mut self,

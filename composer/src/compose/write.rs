@@ -333,6 +333,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Initramfs(_) => "initramfs",
         Prepared::Ext4(_) => "ext4",
         Prepared::Squashfs(_) => "squashfs",
+        Prepared::Erofs(_) => "erofs",
         Prepared::Swap(_) => "swap",
     }
 }

@@ -107,6 +107,7 @@ const SQUASHFS_KEYS: [&str; 8] = [
     "block-size",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
+const EROFS_KEYS: [&str; 5] = ["type", "from", "owners", "device-table", "rules"];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
     "files",
@@ -1442,7 +1443,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         cx.err(
             node,
             "missing key 'type'",
-            "add `type: ext4`, `type: vfat`, `type: squashfs` or `type: swap`",
+            "add `type: ext4`, `type: vfat`, `type: squashfs`, `type: erofs` or `type: swap`",
         );
         return None;
     };
@@ -1451,6 +1452,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Vfat,
         Ext4,
         Squashfs,
+        Erofs,
         Swap,
     }
     let kind = cx.choice(
@@ -1460,6 +1462,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
             ("vfat", Kind::Vfat),
             ("ext4", Kind::Ext4),
             ("squashfs", Kind::Squashfs),
+            ("erofs", Kind::Erofs),
             ("swap", Kind::Swap),
         ],
     )?;
@@ -1467,6 +1470,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
         Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
+        Kind::Erofs => decode_erofs(cx, node).map(|e| Filesystem::Erofs(Box::new(e))),
         Kind::Swap => decode_swap(cx, node).map(|w| Filesystem::Swap(Box::new(w))),
     }
 }
@@ -1993,6 +1997,13 @@ fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
         uuid,
         page_size,
     })
+}
+
+fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
+    let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
+    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let ownership = decode_ownership(cx, &f);
+    Some(Erofs { from, ownership })
 }
 
 /// A `journal:` written explicitly that `features:` contradicts (mke2fs

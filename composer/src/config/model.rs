@@ -243,6 +243,7 @@ pub enum Filesystem {
     Vfat(Box<Vfat>),
     Ext4(Box<Ext4>),
     Squashfs(Box<Squashfs>),
+    Erofs(Box<Erofs>),
     Swap(Box<Swap>),
 }
 
@@ -369,6 +370,14 @@ pub struct Squashfs {
     pub level: Option<Spanned<u32>>,
     /// A power of two from 4KiB to 1MiB; default 128KiB.
     pub block_size: Option<Spanned<u32>>,
+}
+
+/// `fs: { type: erofs }`: a read-only EROFS image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Erofs {
+    /// The directory tree; an empty root when absent.
+    pub from: Option<InputPath>,
+    pub ownership: Ownership,
 }
 
 /// `fs: { type: swap }`: a Linux swap area (mkswap's signature).

@@ -472,7 +472,7 @@ fn partition_types() {
 fn filesystems() {
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: btrfs } }\n"),
-        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4, squashfs, swap"
+        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4, squashfs, erofs, swap"
     );
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: vfat, fat: 24 } }\n"),

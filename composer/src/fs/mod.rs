@@ -7,6 +7,7 @@
 //! in the config model and one module here.
 
 pub mod cpio;
+pub mod erofs;
 pub mod ext4;
 pub mod parallel;
 pub mod raw;
