@@ -70,7 +70,7 @@ pub fn validate(request: &Request) -> Result<(), Error> {
 /// Prints the resolved layout as a table, or as JSON, with the owners
 /// chosen for each `from:` tree and why.
 pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
-    let (_, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let (desc, contents, plan, specs) = resolve(request, &mut Staging::private())?;
     let text = if json {
         let mut value = crate::plan::render_json(&plan, &specs);
         if let Some(top) = value.as_object_mut() {
@@ -86,6 +86,25 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
                 })
                 .collect();
             top.insert("owners".into(), serde_json::Value::Array(owners));
+            let verity = contents
+                .verity(&desc)
+                .into_iter()
+                .map(|(name, v)| {
+                    let value = serde_json::json!({
+                        "roothash": v.root_hash,
+                        "salt": v.salt,
+                        "hash_algorithm": "sha256",
+                        "data_block_size": crate::fs::verity::BLOCK,
+                        "hash_block_size": crate::fs::verity::BLOCK,
+                        "data_blocks": v.data_blocks,
+                        "hash_offset": v.hash_offset,
+                        "hash_start_block": v.hash_start_block(),
+                        "uuid": v.uuid,
+                    });
+                    (name, value)
+                })
+                .collect();
+            top.insert("verity".into(), serde_json::Value::Object(verity));
         }
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         text.push('\n');
@@ -96,6 +115,16 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
             text.push_str("\nowners of the source trees:\n");
             for (name, c) in &contents.ownership {
                 text.push_str(&format!("  {name}: {}: {}\n", c.owners.name(), c.reason));
+            }
+        }
+        let verity = contents.verity(&desc);
+        if !verity.is_empty() {
+            text.push_str("\ndm-verity:\n");
+            for (name, v) in verity {
+                text.push_str(&format!(
+                    "  {name}: roothash {} data-blocks {} hash-offset {}\n",
+                    v.root_hash, v.data_blocks, v.hash_offset
+                ));
             }
         }
         text

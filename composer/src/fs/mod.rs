@@ -12,6 +12,7 @@ pub mod parallel;
 pub mod raw;
 pub mod squashfs;
 pub mod tree;
+pub mod verity;
 pub mod vfat;
 
 use crate::ids::Seed;
