@@ -29,7 +29,7 @@
 #![allow(unsafe_code)]
 
 use rustix::fs::{Mode, OFlags};
-use rustix::ioctl::{ioctl, opcode, Updater};
+use rustix::ioctl::{ioctl, opcode, Opcode, Updater};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -45,10 +45,11 @@ const DM_IOCTL: u8 = 0xfd;
 const VERSION: [u32; 3] = [4, 0, 0];
 /// `DM_READONLY_FLAG`.
 const READONLY: u32 = 1;
-const DM_DEV_CREATE: u8 = 3;
-const DM_DEV_REMOVE: u8 = 4;
-const DM_DEV_SUSPEND: u8 = 6;
-const DM_TABLE_LOAD: u8 = 9;
+/// `_IOWR(DM_IOCTL, cmd, struct dm_ioctl)` of the commands used.
+const DM_DEV_CREATE: Opcode = opcode::read_write::<[u8; HEADER]>(DM_IOCTL, 3);
+const DM_DEV_REMOVE: Opcode = opcode::read_write::<[u8; HEADER]>(DM_IOCTL, 4);
+const DM_DEV_SUSPEND: Opcode = opcode::read_write::<[u8; HEADER]>(DM_IOCTL, 6);
+const DM_TABLE_LOAD: Opcode = opcode::read_write::<[u8; HEADER]>(DM_IOCTL, 9);
 /// `dev_t` as the kernel's `huge_encode_dev` gives it in `dm_ioctl.dev`.
 const OFF_DEV: usize = 40;
 const OFF_NAME: usize = 48;
@@ -148,25 +149,22 @@ impl DmBuf {
     }
 }
 
-/// Runs device-mapper command `CMD` with `buf` on `control`.
-fn dm<const CMD: u8>(control: &File, buf: &mut DmBuf) -> std::io::Result<()> {
-    // SAFETY: the opcode is the kernel's `_IOWR(DM_IOCTL, CMD, struct
-    // dm_ioctl)`; the buffer starts with a `struct dm_ioctl` whose
-    // `data_size` is the buffer's full length, so the kernel reads and
-    // writes only inside it.
-    unsafe {
-        ioctl(
-            control,
-            Updater::<{ opcode::read_write::<[u8; HEADER]>(DM_IOCTL, CMD) }, DmBuf>::new(buf),
-        )
-    }
-    .map_err(std::io::Error::from)
+/// Runs device-mapper command `OP` with `buf` on `control`.
+fn dm<const OP: Opcode>(control: &File, buf: &mut DmBuf) -> Result<(), String> {
+    // SAFETY: `OP` is one of the `DM_*` opcodes above, `_IOWR(DM_IOCTL,
+    // cmd, struct dm_ioctl)`; the buffer starts with a `struct dm_ioctl`
+    // whose `data_size` is the buffer's full length, so the kernel reads
+    // and writes only inside it.
+    unsafe { ioctl(control, Updater::<OP, DmBuf>::new(buf)) }
+        .map_err(|e| std::io::Error::from(e).to_string())
 }
 
 /// Opens the verity device; returns its `/dev/dm-N` path.
 pub fn open(name: &str, device: &str, root_hash: &str, hash_offset: u64) -> Result<String, String> {
     if root_hash.len() != 64 || !root_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("'{root_hash}' is not a SHA-256 root hash (64 hex digits)"));
+        return Err(format!(
+            "'{root_hash}' is not a SHA-256 root hash (64 hex digits)"
+        ));
     }
     let dev = File::open(device).map_err(|e| format!("opening {device}: {e}"))?;
     let mut sb = [0u8; 512];
@@ -174,13 +172,22 @@ pub fn open(name: &str, device: &str, root_hash: &str, hash_offset: u64) -> Resu
         .map_err(|e| format!("reading the verity superblock of {device} at {hash_offset}: {e}"))?;
     let params = parse_superblock(&sb).map_err(|e| format!("{device}: {e}"))?;
     let sectors = params.data_blocks * u64::from(params.data_block_size) / 512;
-    let control = rustix::fs::open("/dev/mapper/control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-        .map(File::from)
-        .map_err(|e| format!("opening /dev/mapper/control (is dm-mod loaded?): {e}"))?;
+    let control = rustix::fs::open(
+        "/dev/mapper/control",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| format!("opening /dev/mapper/control (is dm-mod loaded?): {e}"))?;
     let mut create = DmBuf::new(name, 0)?;
-    dm::<DM_DEV_CREATE>(&control, &mut create).map_err(|e| format!("creating device-mapper device '{name}': {e}"))?;
+    dm::<DM_DEV_CREATE>(&control, &mut create)
+        .map_err(|e| format!("creating device-mapper device '{name}': {e}"))?;
     let mut load = DmBuf::new(name, READONLY)?;
-    load.target(sectors, "verity", &table_params(&params, device, root_hash, hash_offset))?;
+    load.target(
+        sectors,
+        "verity",
+        &table_params(&params, device, root_hash, hash_offset),
+    )?;
     let loaded = dm::<DM_TABLE_LOAD>(&control, &mut load).and_then(|()| {
         let mut resume = DmBuf::new(name, 0)?;
         dm::<DM_DEV_SUSPEND>(&control, &mut resume).map(|()| resume)
@@ -196,7 +203,9 @@ pub fn open(name: &str, device: &str, root_hash: &str, hash_offset: u64) -> Resu
             if let Ok(mut remove) = DmBuf::new(name, 0) {
                 let _ = dm::<DM_DEV_REMOVE>(&control, &mut remove);
             }
-            Err(format!("loading the verity table of '{name}' on {device} (is dm-verity loaded?): {e}"))
+            Err(format!(
+                "loading the verity table of '{name}' on {device} (is dm-verity loaded?): {e}"
+            ))
         }
     }
 }

@@ -90,8 +90,18 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
     make_tree(dir.path());
     let desc = dir.path().join("d.yaml");
     let out = dir.path().join("out");
-    let built = composer(&["-q", "build", desc.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let built = composer(&[
+        "-q",
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 
     // Both slots carry the same hash area and publish the same values.
     let env = read_env(&out.join("rootA.verity"));
@@ -105,7 +115,11 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
 
     // plan --json says the same (same inputs, same SOURCE_DATE_EPOCH).
     let plan = composer(&["plan", "--json", desc.to_str().unwrap()]);
-    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let v = &plan["verity"]["rootA"];
     assert_eq!(v["roothash"], env["roothash"].as_str());
@@ -144,7 +158,17 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
 
     // A second build is bit-identical.
     let again = dir.path().join("again");
-    let built = composer(&["-q", "build", desc.to_str().unwrap(), "-o", again.to_str().unwrap()]);
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let built = composer(&[
+        "-q",
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     assert!(std::fs::read(&image).unwrap() == std::fs::read(again.join("v.img")).unwrap());
 }

@@ -163,12 +163,7 @@ impl HashTree {
                 let start = level.len();
                 level.extend_from_slice(group);
                 level.resize(start + BLOCK as usize, 0);
-                next.extend_from_slice(
-                    &salted
-                        .clone()
-                        .chain_update(&level[start..])
-                        .finalize(),
-                );
+                next.extend_from_slice(&salted.clone().chain_update(&level[start..]).finalize());
             }
             levels.push(level);
             digests = next;
@@ -250,7 +245,9 @@ mod tests {
         let mut block = vec![7u8; 100];
         block.resize(4096, 0);
         let salt = seed().derive(&["verity", "salt"]);
-        let want = Sha256::new_with_prefix(salt).chain_update(&block).finalize();
+        let want = Sha256::new_with_prefix(salt)
+            .chain_update(&block)
+            .finalize();
         assert_eq!(t.info.root_hash, hex(&want));
         assert_eq!(t.info.data_blocks, 1);
         assert_eq!(t.len(), BLOCK);

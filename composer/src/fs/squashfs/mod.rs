@@ -831,7 +831,9 @@ impl Content for SquashfsFs {
         window.write_at(&buf, buf_at).with_context(ctx)?;
         pos += self.tables.len() as u64;
         debug_assert_eq!(pos, self.bytes_used);
-        window.zero(pos, self.padded_size() - pos).with_context(ctx)?;
+        window
+            .zero(pos, self.padded_size() - pos)
+            .with_context(ctx)?;
         if let Some(verity) = &self.verity {
             verity.write(window).with_context(ctx)?;
         }
