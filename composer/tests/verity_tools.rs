@@ -66,7 +66,7 @@ fn verify(part: &Path, env: &BTreeMap<String, String>) -> (bool, String) {
         .arg(part)
         .arg(part)
         .arg(&env["roothash"])
-        .arg(format!("--hash-offset={}", env["hash-offset"]))
+        .arg(format!("--hash-offset={}", env["hash_offset"]))
         .output()
         .unwrap();
     (
@@ -107,10 +107,10 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
     let env = read_env(&out.join("rootA.verity"));
     assert_eq!(env, read_env(&out.join("rootB.verity")));
     assert_eq!(env["roothash"].len(), 64);
-    assert_eq!(env["hash-offset"].parse::<u64>().unwrap() % 4096, 0);
+    assert_eq!(env["hash_offset"].parse::<u64>().unwrap() % 4096, 0);
     assert_eq!(
-        env["hash-start-block"].parse::<u64>().unwrap(),
-        env["hash-offset"].parse::<u64>().unwrap() / 4096 + 1
+        env["hash_start_block"].parse::<u64>().unwrap(),
+        env["hash_offset"].parse::<u64>().unwrap() / 4096 + 1
     );
 
     // plan --json says the same (same inputs, same SOURCE_DATE_EPOCH).
@@ -124,8 +124,8 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
     let v = &plan["verity"]["rootA"];
     assert_eq!(v["roothash"], env["roothash"].as_str());
     assert_eq!(v["salt"], env["salt"].as_str());
-    assert_eq!(v["data_blocks"].to_string(), env["data-blocks"]);
-    assert_eq!(v["hash_offset"].to_string(), env["hash-offset"]);
+    assert_eq!(v["data_blocks"].to_string(), env["data_blocks"]);
+    assert_eq!(v["hash_offset"].to_string(), env["hash_offset"]);
     assert_eq!(plan["verity"]["rootB"], *v);
 
     let image = out.join("v.img");
@@ -140,7 +140,7 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
 
     // One flipped bit in the data, then one in the tree: refused.
     let part = dir.path().join("rootA.part");
-    let data_end = env["hash-offset"].parse::<u64>().unwrap();
+    let data_end = env["hash_offset"].parse::<u64>().unwrap();
     let bad_data = dir.path().join("bad-data.part");
     std::fs::copy(&part, &bad_data).unwrap();
     flip(&bad_data, data_end / 2);

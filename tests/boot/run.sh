@@ -474,7 +474,7 @@ if want verity; then
 		fail "$c" "compose image-verity.yaml: $(tail -n 5 "$o.log")"
 	else
 		hash=$(sed -n 's/^roothash=//p' "$o/rootfs.verity")
-		hoff=$(sed -n 's/^hash-offset=//p' "$o/rootfs.verity")
+		hoff=$(sed -n 's/^hash_offset=//p' "$o/rootfs.verity")
 		d=$WORK/verity.img
 		i=$o/initramfs-verity.img
 		cp --sparse=always "$o/qemu-ab-verity.img" "$d"

@@ -3,8 +3,8 @@
 //! Purpose: make a read-only root tamper-evident. The hash tree is
 //! computed from the filesystem's bytes while they are still in memory
 //! (the squashfs writer holds its compressed image between preparing and
-//! writing), so the root hash is known before planning, other contents can
-//! carry it (`${verity.NAME.roothash}`), and the image is never read back.
+//! writing), so the root hash is known before planning (`plan` shows it)
+//! and the image is never read back.
 //!
 //! Layout (cryptsetup's "format 1", `veritysetup format --hash-offset`):
 //! the hash area follows the filesystem inside the same content, at the
@@ -67,24 +67,11 @@ impl VerityInfo {
         self.hash_offset / BLOCK + 1
     }
 
-    /// The kernel's verity table for `device` (both data and hash on it),
-    /// as `dmsetup create` and `dm-mod.create=` take it.
-    pub fn table(&self, device: &str) -> String {
-        format!(
-            "0 {} verity 1 {device} {device} {BLOCK} {BLOCK} {} {} sha256 {} {}",
-            self.data_blocks * (BLOCK / 512),
-            self.data_blocks,
-            self.hash_start_block(),
-            self.root_hash,
-            self.salt
-        )
-    }
-
-    /// `name=value` lines of the `NAME.verity` output file (shell- and
-    /// systemd-environment-file syntax).
+    /// `name=value` lines of the `NAME.verity` output file (a shell can
+    /// source it; the names are those of `plan --json`).
     pub fn env_text(&self) -> String {
         format!(
-            "roothash={}\nsalt={}\ndata-block-size={BLOCK}\nhash-block-size={BLOCK}\ndata-blocks={}\nhash-offset={}\nhash-start-block={}\nhash-algorithm=sha256\nuuid={}\n",
+            "roothash={}\nsalt={}\ndata_block_size={BLOCK}\nhash_block_size={BLOCK}\ndata_blocks={}\nhash_offset={}\nhash_start_block={}\nhash_algorithm=sha256\nuuid={}\n",
             self.root_hash,
             self.salt,
             self.data_blocks,
@@ -93,22 +80,7 @@ impl VerityInfo {
             self.uuid
         )
     }
-
-    /// The value of `${verity.NAME.FIELD}`, `None` for an unknown field.
-    pub fn field(&self, field: &str) -> Option<String> {
-        Some(match field {
-            "roothash" => self.root_hash.clone(),
-            "salt" => self.salt.clone(),
-            "data-blocks" => self.data_blocks.to_string(),
-            "hash-offset" => self.hash_offset.to_string(),
-            "hash-start-block" => self.hash_start_block().to_string(),
-            _ => return None,
-        })
-    }
 }
-
-/// The fields `${verity.NAME.FIELD}` knows, for messages.
-pub const FIELDS: &str = "roothash, salt, data-blocks, hash-offset, hash-start-block";
 
 /// A computed hash area: superblock and tree, written after the data.
 #[derive(Debug)]
