@@ -28,11 +28,15 @@
 //! 1 MiB chunk, the 4 MiB zstd window, 1 MiB of I/O buffer (and 1 MiB of
 //! base read per delta copy step).
 //!
+//! `ab-install verity-open ...` opens a dm-verity root in the initramfs
+//! ([`verity`], the readonly-rootfs-overlay layer's README).
+//!
 //! Depends on the bundle format crate, sha2 and rustix only (no YAML, no
 //! filesystem writers): a small static binary (docs/updates.md says how to
 //! build it for a target).
 
 mod device;
+mod verity;
 
 use bundle::{Manifest, SlotKind};
 use device::{Device, Slot};
@@ -55,10 +59,29 @@ const BUF_BYTES: usize = 1 << 20;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, name, dev, hash, offset] = args.as_slice() {
+        if cmd == "verity-open" {
+            let opened = offset
+                .parse::<u64>()
+                .map_err(|_| format!("'{offset}' is not a byte offset"))
+                .and_then(|offset| verity::open(name, dev, hash, offset));
+            return match opened {
+                Ok(path) => {
+                    println!("{path}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("ab-install: verity-open: {why}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+    }
     let source = match args.as_slice() {
         [a] if a != "-h" && a != "--help" => a.clone(),
         _ => {
             eprintln!("usage: ab-install BUNDLE|-   (installs into the slot that is not running)");
+            eprintln!("       ab-install verity-open NAME DEVICE ROOTHASH HASH-OFFSET");
             return ExitCode::from(2);
         }
     };

@@ -88,7 +88,7 @@ fi
 
 # Field updates: a static ab-install and a trusted key go into the rootfs.
 AB_INSTALL_BIN=
-if want install; then
+if want install || want verity; then
 	if (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/static" \
 		cargo build -q --release -p ab-install --target x86_64-unknown-linux-gnu) &&
 		ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" 2>&1 | grep -qE "statically linked|not a dynamic"; then
@@ -101,10 +101,12 @@ if want install; then
 fi
 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=${AB_INSTALL_BIN:+$WORK/keys/bundle.pub} \
 	sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs" /bin/busybox || { fail rootfs "make-rootfs.sh failed"; finish; }
-compose() { # CONFIG OUTDIR
-	SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" build "$1" -o "$2" \
+compose() { # CONFIG OUTDIR [MORE-ARGS...]
+	local config=$1 out=$2
+	shift 2
+	SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" build "$config" -o "$out" \
 		--layer-dir "$REPO/layers" --var "ROOTFS_DIR=$WORK/rootfs" \
-		--var BUSYBOX=/bin/busybox --var "KVER=$KVER" >"$2.log" 2>&1
+		--var BUSYBOX=/bin/busybox --var "KVER=$KVER" "$@" >"$out.log" 2>&1
 }
 mkdir -p "$WORK/out" "$WORK/out-os"
 if compose "$EXAMPLE/image.yaml" "$WORK/out" && [ -f "$WORK/out/qemu-ab.img" ] && [ -f "$WORK/out/initramfs.img" ]; then
@@ -512,6 +514,46 @@ if want yocto; then
 		check "$c" yocto 'rorootfs: slot A' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 ' && pass "$c"
 	fi
 	rm -rf "$WORK/yocto" "$WORK/yocto-rootfs.ext4"
+fi
+
+# ---- 6b. squashfs root slots, opened through dm-verity ---------------------
+# image-verity.yaml: the initramfs opens the root with ab-install
+# verity-open; the root hash comes from rootfs.verity beside the image.
+if want verity; then
+	c="squashfs root through dm-verity + overlay; a flipped byte fails the boot"
+	o=$WORK/out-verity
+	t0=$(date +%s)
+	if [ -z "$AB_INSTALL_BIN" ]; then
+		fail "$c" "no static ab-install to open the verity device"
+	elif ! compose "$EXAMPLE/image-verity.yaml" "$o" --var "AB_INSTALL=$AB_INSTALL_BIN" ||
+		[ ! -f "$o/qemu-ab-verity.img" ] || [ ! -f "$o/rootfs.verity" ]; then
+		fail "$c" "compose image-verity.yaml: $(tail -n 5 "$o.log")"
+	else
+		hash=$(sed -n 's/^roothash=//p' "$o/rootfs.verity")
+		hoff=$(sed -n 's/^hash_offset=//p' "$o/rootfs.verity")
+		d=$WORK/verity.img
+		i=$o/initramfs-verity.img
+		cp --sparse=always "$o/qemu-ab-verity.img" "$d"
+		read -r roff _ < <(part "$d" rootA)
+		# The squashfs root, plain (no roothash=), then verified, with the
+		# overlay on top and the A/B state machine around it.
+		if boot ve1 "$d" "rootfstype=squashfs" "$i" &&
+			check "$c" ve1 'rorootfs: root: /dev/vda1 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 ' &&
+			boot ve2 "$d" "rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i" &&
+			check "$c" ve2 "rorootfs: root: /dev/vda1 verified by dm-verity as /dev/dm-0, roothash $hash" \
+				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=2 '; then
+			# One flipped bit in the squashfs superblock's block, which
+			# the mount reads: dm-verity refuses it, the boot stops.
+			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1000)) conv=notrunc status=none
+			boot ve3 "$d" "rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i"
+			if check "$c" ve3 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
+				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has ve3 '^BOOT-OK'; then
+				pass "$c"
+			fi
+		fi
+		rm -f "$d"
+	fi
+	echo "note: verity cases: $(($(date +%s) - t0)) s"
 fi
 
 # ---- 7. a missing root is a clear, fast failure --------------------------

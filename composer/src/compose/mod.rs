@@ -93,6 +93,25 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
                 .collect();
             top.insert("owners".into(), serde_json::Value::Array(owners));
             top.insert("outputs".into(), serde_json::json!(outputs));
+            let verity = contents
+                .verity(&desc)
+                .into_iter()
+                .map(|(name, v)| {
+                    let value = serde_json::json!({
+                        "roothash": v.root_hash,
+                        "salt": v.salt,
+                        "hash_algorithm": "sha256",
+                        "data_block_size": crate::fs::verity::BLOCK,
+                        "hash_block_size": crate::fs::verity::BLOCK,
+                        "data_blocks": v.data_blocks,
+                        "hash_offset": v.hash_offset,
+                        "hash_start_block": v.hash_start_block(),
+                        "uuid": v.uuid,
+                    });
+                    (name, value)
+                })
+                .collect();
+            top.insert("verity".into(), serde_json::Value::Object(verity));
         }
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         text.push('\n');
@@ -104,6 +123,16 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
             text.push_str("\nowners of the source trees:\n");
             for (name, c) in &contents.ownership {
                 text.push_str(&format!("  {name}: {}: {}\n", c.owners.name(), c.reason));
+            }
+        }
+        let verity = contents.verity(&desc);
+        if !verity.is_empty() {
+            text.push_str("\ndm-verity:\n");
+            for (name, v) in verity {
+                text.push_str(&format!(
+                    "  {name}: roothash {} data-blocks {} hash-offset {}\n",
+                    v.root_hash, v.data_blocks, v.hash_offset
+                ));
             }
         }
         text

@@ -17,6 +17,7 @@ use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
 use crate::fs::swap::{self, SwapArea, SwapOptions};
 use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
+use crate::fs::verity::VerityInfo;
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::staging::Staging;
@@ -68,6 +69,14 @@ impl Prepared {
         }
     }
 
+    /// The dm-verity parameters of a content with a hash tree.
+    pub fn verity(&self) -> Option<&VerityInfo> {
+        match self {
+            Prepared::Squashfs(fs) => fs.verity(),
+            _ => None,
+        }
+    }
+
     /// Whether two windows of the same length get identical bytes, so the
     /// second can be a copy of the first (not vfat: its boot sector holds
     /// the partition's start).
@@ -87,6 +96,7 @@ impl Prepared {
                 "" => "ext4".into(),
                 label => format!("ext4 '{label}'"),
             },
+            Prepared::Squashfs(fs) if fs.verity().is_some() => "squashfs + verity".into(),
             Prepared::Squashfs(_) => "squashfs".into(),
             Prepared::Erofs(_) => "erofs".into(),
             Prepared::Swap(_) => "swap".into(),
@@ -159,6 +169,22 @@ pub struct Contents {
 }
 
 impl Contents {
+    /// Every content with a dm-verity hash tree, by name: artifacts by
+    /// theirs, partitions by theirs (a partition holding an artifact is
+    /// listed under both), in name order.
+    pub fn verity<'c>(&'c self, desc: &Description) -> BTreeMap<String, &'c VerityInfo> {
+        let artifacts = self
+            .artifacts
+            .iter()
+            .filter_map(|(name, a)| Some((name.clone(), a.prepared.verity()?)));
+        let partitions = desc
+            .partitions
+            .iter()
+            .zip(&self.uses)
+            .filter_map(|(p, using)| Some((p.name.value.clone(), self.get(using).verity()?)));
+        artifacts.chain(partitions).collect()
+    }
+
     pub fn get(&self, using: &Use) -> &Prepared {
         match using {
             Use::Own(i) => &self.own[*i],
@@ -411,6 +437,7 @@ impl Preparer<'_> {
                         .block_size
                         .as_ref()
                         .map_or(defaults.block_size, |b| b.value),
+                    verity: q.verity.value,
                 };
                 let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)

@@ -110,6 +110,13 @@ pub fn write_all(
         tracing::info!("{}: {copy_name}", kind.keyword());
     }
     write_artifacts(desc, contents, &image, &firsts, &mut staging)?;
+    for (name, verity) in contents.verity(desc) {
+        let file_name = format!("{name}.verity");
+        let mut file = staging.create(&file_name)?;
+        std::io::Write::write_all(&mut file, verity.env_text().as_bytes())
+            .with_context(|| format!("writing '{file_name}'"))?;
+        tracing::info!("verity({name}): {file_name}, roothash {}", verity.root_hash);
+    }
     drop(image);
     let files = staging.commit()?;
     tracing::info!(

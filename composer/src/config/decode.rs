@@ -96,7 +96,7 @@ const EXT4_KEYS: [&str; 15] = [
     "reserved",
     "hash-seed",
 ];
-const SQUASHFS_KEYS: [&str; 8] = [
+const SQUASHFS_KEYS: [&str; 9] = [
     "type",
     "from",
     "owners",
@@ -105,6 +105,7 @@ const SQUASHFS_KEYS: [&str; 8] = [
     "compression",
     "level",
     "block-size",
+    "verity",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
 const EROFS_KEYS: [&str; 5] = ["type", "from", "owners", "device-table", "rules"];
@@ -1962,12 +1963,14 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
         }
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
+    let verity = f.flag(cx, "verity", false);
     Some(Squashfs {
         from,
         ownership,
         compression,
         level,
         block_size,
+        verity,
     })
 }
 

@@ -370,6 +370,8 @@ pub struct Squashfs {
     pub level: Option<Spanned<u32>>,
     /// A power of two from 4KiB to 1MiB; default 128KiB.
     pub block_size: Option<Spanned<u32>>,
+    /// Append a dm-verity hash tree; default false.
+    pub verity: Spanned<bool>,
 }
 
 /// `fs: { type: erofs }`: a read-only EROFS image.

@@ -1311,13 +1311,14 @@ fn squashfs_keys_decode_and_bad_values_are_named() {
         &dir,
         "image: { name: sd }
 artifacts:
-  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source } }
+  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source, verity: true } }
 ",
     )
     .unwrap();
     let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
         panic!()
     };
+    assert!(q.verity.value);
     assert_eq!(q.compression.value, Compression::Zstd);
     assert_eq!(q.level.as_ref().unwrap().value, 19);
     assert_eq!(q.block_size.as_ref().unwrap().value, 256 * 1024);
@@ -1334,9 +1335,10 @@ artifacts:
         (
             q.compression.value,
             q.level.is_none(),
-            q.block_size.is_none()
+            q.block_size.is_none(),
+            q.verity.value
         ),
-        (Compression::Gzip, true, true)
+        (Compression::Gzip, true, true, false)
     );
 
     let bad = "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, compression: lz4, level: 3, block-size: 3KiB } }\n";

@@ -14,6 +14,7 @@ pub mod raw;
 pub mod squashfs;
 pub mod swap;
 pub mod tree;
+pub mod verity;
 pub mod vfat;
 
 use crate::ids::Seed;
