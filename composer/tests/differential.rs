@@ -78,7 +78,8 @@ fn seeds() -> Vec<u64> {
 }
 
 /// The entries of `seed`, bounded in size (sparse files below 8 MiB) and,
-/// without root, without device nodes and foreign owners.
+/// without root, without device nodes, foreign owners and modes that lock
+/// the owner out.
 fn entries(seed: u64, one: impl Strategy<Value = Entry>) -> Vec<Entry> {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
@@ -92,12 +93,14 @@ fn entries(seed: u64, one: impl Strategy<Value = Entry>) -> Vec<Entry> {
         .current();
     let root = rustix::process::geteuid().is_root();
     for e in &mut list {
-        if let Kind::Sparse(size, _) = &mut e.kind {
-            *size = size.clone() % (8 << 20) + 1;
+        if let Kind::Sparse(len, _) = &mut e.kind {
+            *len = *len % (8 << 20) + 1;
         }
         if !root {
             e.uid = rustix::process::geteuid().as_raw();
             e.gid = rustix::process::getegid().as_raw();
+            // The owner must read back what it wrote, and delete it.
+            e.mode |= 0o700;
             if matches!(e.kind, Kind::Char(..) | Kind::Block(..)) {
                 e.kind = Kind::Fifo;
             }
