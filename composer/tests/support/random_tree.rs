@@ -2,7 +2,9 @@
 //! directories, names with odd bytes (no `\n`, which line-based readers of
 //! the tools split on), files from empty to several blocks, sparse files,
 //! hard links, symlinks, devices, FIFOs, sockets, xattrs, owners, modes and
-//! times. Shared by the ext4 and squashfs round-trip tests.
+//! times. Shared by the ext4 and squashfs round-trip tests and the
+//! differential test, which also writes the trees to a host directory
+//! ([`write_host`]) and restricts them to what FAT holds ([`fat_entry`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use composer::fs::tree::{Node, NodeId, NodeKind, Timestamp, Tree, ROOT};
@@ -61,6 +63,24 @@ pub fn kind() -> impl Strategy<Value = Kind> {
         1 => (0u32..4096, 0u32..1_048_576).prop_map(|(a, b)| Kind::Char(a, b)),
         1 => (0u32..300, 0u32..300).prop_map(|(a, b)| Kind::Block(a, b)),
     ]
+}
+
+/// An entry FAT can hold: a directory or a (possibly sparse) file with a
+/// name of lower-case letters, digits, `-` and `_` (so no two names differ
+/// only in case or in characters long names cannot hold); the rest as
+/// [`entry`].
+pub fn fat_entry() -> impl Strategy<Value = Entry> {
+    let name = prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(b"abcxyz019-_".to_vec()), 1..12),
+        1 => prop::collection::vec(Just(b'n'), 200..=255),
+    ];
+    let kind = prop_oneof![
+        2 => Just(Kind::Dir),
+        4 => prop::collection::vec(any::<u8>(), 0..13_000).prop_map(Kind::File),
+        1 => (1u64..(8 << 20), prop::collection::vec((0u64..(8 << 20), any::<u8>(), 1u16..9000), 0..4))
+            .prop_map(|(s, w)| Kind::Sparse(s, w)),
+    ];
+    (entry(), name, kind).prop_map(|(e, name, kind)| Entry { name, kind, ..e })
 }
 
 pub fn entry() -> impl Strategy<Value = Entry> {
@@ -167,4 +187,102 @@ pub fn build_tree(entries: &[Entry], host: &Path, ctx: &BuildContext) -> Tree {
         }
     }
     tree
+}
+
+/// Writes `tree` below the existing directory `root` as a host directory
+/// tree: hard links as hard links, holes of sparse sources kept, owners,
+/// modes and modification times set (owners and device nodes need root;
+/// the caller leaves them out otherwise). Extended attributes and the
+/// atime are not written.
+pub fn write_host(tree: &Tree, root: &Path) {
+    use rustix::fs::{
+        chmodat, chownat, mknodat, utimensat, AtFlags, FileType, Mode, Timespec, Timestamps, CWD,
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let host = |p: &[u8]| root.join(std::ffi::OsStr::from_bytes(&p[1..]));
+    let mut first: BTreeMap<NodeId, std::path::PathBuf> = BTreeMap::new();
+    let walk = tree.walk();
+    for (path, id) in &walk {
+        let p = host(path);
+        if let Some(prev) = first.get(id) {
+            std::fs::hard_link(prev, &p).unwrap();
+            continue;
+        }
+        first.insert(*id, p.clone());
+        let node = tree.node(*id);
+        let dev = |major: u32, minor: u32| rustix::fs::makedev(major, minor);
+        match &node.kind {
+            NodeKind::Dir { .. } => std::fs::create_dir(&p).unwrap(),
+            NodeKind::File {
+                source: FileSource::Bytes(b),
+                ..
+            } => std::fs::write(&p, &**b).unwrap(),
+            NodeKind::File {
+                source: FileSource::Path(src),
+                size,
+            } => {
+                let data = std::fs::read(src).unwrap();
+                let f = std::fs::File::create(&p).unwrap();
+                f.set_len(*size).unwrap();
+                for (i, chunk) in data.chunks(4096).enumerate() {
+                    if chunk.iter().any(|&b| b != 0) {
+                        f.write_all_at(chunk, i as u64 * 4096).unwrap();
+                    }
+                }
+            }
+            NodeKind::Symlink { target } => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &p).unwrap()
+            }
+            NodeKind::Fifo => {
+                mknodat(CWD, &p, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap()
+            }
+            NodeKind::Socket => {
+                mknodat(CWD, &p, FileType::Socket, Mode::from_raw_mode(0o600), 0).unwrap()
+            }
+            NodeKind::CharDev { major, minor } => mknodat(
+                CWD,
+                &p,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o600),
+                dev(*major, *minor),
+            )
+            .unwrap(),
+            NodeKind::BlockDev { major, minor } => mknodat(
+                CWD,
+                &p,
+                FileType::BlockDevice,
+                Mode::from_raw_mode(0o600),
+                dev(*major, *minor),
+            )
+            .unwrap(),
+        }
+    }
+    // Owners, modes and times last, children before parents (a directory's
+    // time changes while its entries are made).
+    for (path, id) in walk.iter().rev().chain([(b"/".to_vec(), ROOT)].iter()) {
+        let p = host(path);
+        let node = tree.node(*id);
+        if rustix::process::geteuid().is_root() {
+            chownat(
+                CWD,
+                &p,
+                Some(rustix::process::Uid::from_raw(node.uid)),
+                Some(rustix::process::Gid::from_raw(node.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+        }
+        if !matches!(node.kind, NodeKind::Symlink { .. }) {
+            chmodat(CWD, &p, Mode::from_raw_mode(node.mode), AtFlags::empty()).unwrap();
+        }
+        let t = Timespec {
+            tv_sec: node.mtime.sec,
+            tv_nsec: node.mtime.nsec.into(),
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        utimensat(CWD, &p, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
 }
