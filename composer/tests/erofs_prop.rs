@@ -20,7 +20,7 @@ mod random_tree;
 mod read_back;
 mod support;
 
-use composer::fs::erofs::{prepare, ErofsOptions};
+use composer::fs::erofs::{prepare, Compression, ErofsOptions};
 use composer::fs::tree::{Timestamp, Tree};
 use composer::fs::BuildContext;
 use composer::ids::Seed;
@@ -107,10 +107,13 @@ proptest! {
     #[test]
     fn random_trees_extract_identical_with_fsck_erofs(
         entries in prop::collection::vec(entry(), 0..60),
+        compression in prop::sample::select(vec![Compression::None, Compression::Lz4, Compression::Lz4hc]),
+        pcluster_size in prop::sample::select(vec![4096u32, 16384, 65536]),
     ) {
         if !have_all(&["fsck.erofs", "dump.erofs"]) || !is_root() {
             return Ok(());
         }
-        check(&entries, &ErofsOptions::default())?;
+        let opts = ErofsOptions { compression, pcluster_size, ..Default::default() };
+        check(&entries, &opts)?;
     }
 }
