@@ -1,3 +1,19 @@
+# Local and override sources skip the download step, hence Buildroot's
+# download-time "cargo vendor" (support/download/cargo-post-process):
+# vendor here instead, the same way, unless the tree already carries
+# VENDOR/. Crates come from (and are cached in) $(BR_CARGO_HOME), so
+# only the first build needs the network. Shared by host-image-composer
+# and ab-install; $(1) is the package's build directory.
+define IMAGE_COMPOSER_VENDOR_CRATES
+	if [ ! -d $(1)/VENDOR ]; then \
+		mkdir -p $(1)/.cargo $(BR_CARGO_HOME) && \
+		cd $(1) && \
+		$(HOST_MAKE_ENV) $(HOST_PKG_CARGO_ENV) \
+			flock $(BR_CARGO_HOME)/.br-lock \
+			cargo vendor --locked VENDOR > $(1)/.cargo/config.toml; \
+	fi
+endef
+
 include $(sort $(wildcard $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/package/*/*.mk))
 # The root filesystem type (after fs/common.mk, which defines $(rootfs)).
 include $(sort $(wildcard $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/fs/*/*.mk))

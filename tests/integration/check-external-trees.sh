@@ -22,7 +22,8 @@
 # warnings, `bitbake -e composer-ab-image` shows a do_image_composer task and
 # a COMPOSER_CONFIG_PATH that exists, `bitbake -g` makes it depend on
 # image-composer-native's sysroot, `bitbake -e image-composer-native` has the
-# crate:// entries; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
+# crate:// entries, `bitbake -e ab-install` is the target cargo recipe of
+# ab-install/ and in the image's build list; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
 # (slow: 15-25 minutes on 2 cores). bitbake refuses to run as root: as root,
 # the Yocto part runs as the user BB_USER (default: bbcheck, created if
 # missing) in a copy of the source tree that user owns.
@@ -154,8 +155,12 @@ assert fs["type"] == "rootfs", fs
 assert fs["image_name"] == "rootfs.image-composer", fs
 assert set(fs["dependencies"]) >= {"host-image-composer", "rootfs-common"}, fs["dependencies"]
 assert "rootfs-ext2" not in info, "rootfs.ext2 would be built too"
+inst = info["ab-install"]
+assert inst["type"] == "target", inst
+assert "host-rustc" in inst["dependencies"], inst["dependencies"]
+assert inst["licenses"].startswith("MIT or Apache-2.0"), inst.get("licenses")
 ' "${out}/${name}.json" 2>> "${log}"; then
-			pass "buildroot: ${name}: show-info has host-image-composer (host, depends on host-rustc, MIT or Apache-2.0) and the filesystem rootfs-image-composer (type rootfs, after host-image-composer and rootfs-common; no rootfs-ext2)"
+			pass "buildroot: ${name}: show-info has host-image-composer (host, depends on host-rustc, MIT or Apache-2.0), the target package ab-install and the filesystem rootfs-image-composer (type rootfs, after host-image-composer and rootfs-common; no rootfs-ext2)"
 		else
 			fail "buildroot: ${name}: show-info" "${log}"
 		fi
@@ -289,6 +294,18 @@ yocto_checks() {
 		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native")"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
+	fi
+
+	# The on-device installer: a target cargo recipe for the workspace's
+	# ab-install/, in the example image.
+	if bitbake -e ab-install > "${build}/env.ab-install" 2> "${log}" &&
+		grep -q '^CARGO_MANIFEST_PATH=".*/ab-install/Cargo.toml"' "${build}/env.ab-install" &&
+		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.ab-install" &&
+		grep -q '^RDEPENDS:ab-install=".*composer-ab-slots' "${build}/env.ab-install" &&
+		grep -qx 'ab-install' "${build}/pn-buildlist"; then
+		pass "yocto: bitbake -e ab-install: target cargo recipe of ab-install/, RDEPENDS on composer-ab-slots, in ${IMAGE}'s build list"
+	else
+		fail "yocto: ab-install recipe" "${log}"
 	fi
 }
 

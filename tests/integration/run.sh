@@ -56,10 +56,13 @@ crate_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${TOP}/composer/Cargo.toml
 br_version="$(sed -n 's/^IMAGE_COMPOSER_VERSION = //p' "${EXTERNAL}/package/image-composer/image-composer.mk")"
 SOURCE_INC="${LAYER}/recipes-devtools/image-composer/image-composer-source.inc"
 recipe_pv="$(sed -n 's/^PV = "\(.*\)"/\1/p' "${SOURCE_INC}")"
-if [ "${crate_version}" = "${br_version}" ] && [ "${crate_version}+git" = "${recipe_pv}" ]; then
-	pass "versions: composer/Cargo.toml, image-composer.mk and the recipe's PV agree (${crate_version}, ${recipe_pv})"
+installer_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${TOP}/ab-install/Cargo.toml" | head -n 1)"
+br_installer_version="$(sed -n 's/^AB_INSTALL_VERSION = //p' "${EXTERNAL}/package/ab-install/ab-install.mk")"
+if [ "${crate_version}" = "${br_version}" ] && [ "${crate_version}+git" = "${recipe_pv}" ] &&
+	[ "${installer_version}" = "${br_installer_version}" ] && [ "${installer_version}+git" = "${recipe_pv}" ]; then
+	pass "versions: composer/ and ab-install/Cargo.toml, image-composer.mk, ab-install.mk and the recipes' PV agree (${crate_version}, ${recipe_pv})"
 else
-	fail "versions: composer/Cargo.toml ${crate_version}, image-composer.mk ${br_version}, recipe PV ${recipe_pv} (want ${crate_version}+git)"
+	fail "versions: composer/Cargo.toml ${crate_version}, image-composer.mk ${br_version}, ab-install/Cargo.toml ${installer_version}, ab-install.mk ${br_installer_version}, recipe PV ${recipe_pv} (want ${crate_version}+git)"
 fi
 
 # The licence: Cargo's "MIT OR Apache-2.0", the two files at the root, and

@@ -20,19 +20,9 @@ IMAGE_COMPOSER_SUBDIR = composer
 HOST_IMAGE_COMPOSER_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude /target --exclude /composer/target
 
-# Local and override sources skip the download step, hence Buildroot's
-# download-time "cargo vendor" (support/download/cargo-post-process):
-# vendor here instead, the same way, unless the tree already carries
-# VENDOR/. Crates come from (and are cached in) $(BR_CARGO_HOME), so
-# only the first build needs the network.
+# Vendor the crates (IMAGE_COMPOSER_VENDOR_CRATES, external.mk).
 define HOST_IMAGE_COMPOSER_VENDOR_CRATES
-	if [ ! -d $(@D)/VENDOR ]; then \
-		mkdir -p $(@D)/.cargo $(BR_CARGO_HOME) && \
-		cd $(@D) && \
-		$(HOST_MAKE_ENV) $(HOST_PKG_CARGO_ENV) \
-			flock $(BR_CARGO_HOME)/.br-lock \
-			cargo vendor --locked VENDOR > $(@D)/.cargo/config.toml; \
-	fi
+	$(call IMAGE_COMPOSER_VENDOR_CRATES,$(@D))
 endef
 HOST_IMAGE_COMPOSER_PRE_CONFIGURE_HOOKS += HOST_IMAGE_COMPOSER_VENDOR_CRATES
 

@@ -9,9 +9,9 @@ LICENSE = "MIT"
 
 require recipes-core/images/core-image-minimal.bb
 
-# ab-mark-good and ab-switch in the root filesystem; the kernel modules the
-# initramfs takes from ${IMAGE_ROOTFS}/lib/modules.
-IMAGE_INSTALL:append = " composer-ab-slots kernel-modules"
+# ab-mark-good, ab-switch and ab-install in the root filesystem; the kernel
+# modules the initramfs takes from ${IMAGE_ROOTFS}/lib/modules.
+IMAGE_INSTALL:append = " composer-ab-slots ab-install kernel-modules"
 
 IMAGE_CLASSES += "image_types_composer"
 IMAGE_FSTYPES = "ext4 composer composer.zst"
