@@ -117,3 +117,74 @@ proptest! {
         check(&entries, &opts)?;
     }
 }
+
+/// A file with `content` in the root, default metadata.
+fn file_entry(name: &str, content: Vec<u8>) -> Entry {
+    Entry {
+        parent: 0,
+        name: name.as_bytes().to_vec(),
+        kind: random_tree::Kind::File(content),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: (1_700_000_000, 0),
+        xattrs: Vec::new(),
+    }
+}
+
+/// Contents that exercise the LZ4 encoder's block ends: text-like
+/// repeats with noise, runs in zeros (what sparse files hold), noise.
+fn lz4_contents() -> Vec<(&'static str, Vec<u8>)> {
+    let mut x: u32 = 7;
+    let mut rand = move || {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        (x >> 16) as u8
+    };
+    let text: Vec<u8> = (0..300_000u32)
+        .map(|i| {
+            if i % 7 == 0 {
+                rand()
+            } else {
+                b"abcdefgh"[(i % 8) as usize]
+            }
+        })
+        .collect();
+    let mut runs = vec![0u8; 1 << 20];
+    for k in 0..40usize {
+        let at = (k * 26_111) % runs.len();
+        let len = (k * 977 % 9000 + 1).min(runs.len() - at);
+        runs[at..at + len].fill(rand() | 1);
+    }
+    let noise: Vec<u8> = (0..50_000).map(|_| rand()).collect();
+    let mut mixed = noise.clone();
+    mixed.extend(vec![0u8; 70_000]);
+    mixed.extend(&text[..90_000]);
+    let steps: Vec<u8> = (0..200_000u32).map(|i| (i / 3 % 251) as u8).collect();
+    vec![
+        ("text", text),
+        ("runs", runs),
+        ("noise", noise),
+        ("mixed", mixed),
+        ("steps", steps),
+    ]
+}
+
+#[test]
+fn lz4_files_read_back_through_the_kernel() {
+    if !have_all(&["fsck.erofs", "dump.erofs"]) || !is_root() {
+        return;
+    }
+    for compression in [Compression::Lz4, Compression::Lz4hc] {
+        for pcluster_size in [4096u32, 16384, 65536] {
+            let opts = ErofsOptions {
+                compression,
+                pcluster_size,
+                ..Default::default()
+            };
+            for (name, content) in lz4_contents() {
+                check(&[file_entry(name, content)], &opts)
+                    .unwrap_or_else(|e| panic!("{name}, {compression:?}, {pcluster_size}: {e}"));
+            }
+        }
+    }
+}

@@ -116,7 +116,16 @@ impl Compressor {
                 bytes.extend_from_slice(&block);
                 (used, false, bytes)
             } else {
-                let n = (data.len() - at).min(bs);
+                // The kernel maps a stored extent up to the end of the
+                // lcluster read, capped at its one block only by the next
+                // head: so the file's last stored extent must not cross an
+                // lcluster boundary (it is cut there; the rest follows).
+                let rest = data.len() - at;
+                let n = if rest <= bs {
+                    rest.min(bs - ((base + at as u64) % BLOCK_SIZE) as usize)
+                } else {
+                    bs
+                };
                 let mut bytes = data[at..at + n].to_vec();
                 bytes.resize(bs, 0);
                 (n, true, bytes)
