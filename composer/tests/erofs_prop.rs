@@ -114,6 +114,19 @@ proptest! {
             return Ok(());
         }
         let opts = ErofsOptions { compression, pcluster_size, ..Default::default() };
+        // Compressing 64 MiB sparse files dominates the run time: compressed
+        // cases cap them at 2 MiB (still several extents and segments' worth
+        // of zeros and runs).
+        let entries: Vec<Entry> = if compression == Compression::None {
+            entries
+        } else {
+            entries.into_iter().map(|mut e| {
+                if let random_tree::Kind::Sparse(size, _) = &mut e.kind {
+                    *size = (*size).min(2 << 20);
+                }
+                e
+            }).collect()
+        };
         check(&entries, &opts)?;
     }
 }
