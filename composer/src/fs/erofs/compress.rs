@@ -149,9 +149,11 @@ mod tests {
     fn extents_cover_the_segment_and_gain() {
         let c = Compressor::new(Compression::Lz4hc, None, 8192).unwrap();
         let mut data: Vec<u8> = (0..100_000u32).map(|i| (i / 3 % 251) as u8).collect();
-        // An incompressible stretch.
-        for (i, b) in data[40_000..50_000].iter_mut().enumerate() {
-            *b = ((i as u32).wrapping_mul(2_654_435_761) >> 11) as u8;
+        // An incompressible stretch, several clusters long.
+        let mut x: u32 = 1;
+        for b in &mut data[40_000..70_000] {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = (x >> 16) as u8;
         }
         let ext = c.compress_segment(&data, 4096);
         let mut at = 4096;
@@ -175,5 +177,15 @@ mod tests {
         }
         assert_eq!(at, 4096 + data.len() as u64);
         assert!(ext.iter().any(|e| e.raw) && ext.iter().any(|e| !e.raw));
+        // A file ending in noise: its last stored extent stays inside one
+        // lcluster (the kernel rejects it otherwise).
+        let noise = &data[40_000..47_596];
+        let ext = c.compress_segment(noise, 4096 + 1000);
+        let last = ext.last().unwrap();
+        assert!(last.raw);
+        assert_eq!(
+            last.start / BLOCK_SIZE,
+            (4096 + 1000 + noise.len() as u64 - 1) / BLOCK_SIZE
+        );
     }
 }

@@ -192,11 +192,18 @@ pub fn compress_dest_size(
             len += 1;
         }
         let lits = ip - anchor;
-        let seq = 1 + extra_len(lits) + lits + 2 + extra_len(len - MIN_MATCH);
         let final_after = (MF_LIMIT - len.min(MF_LIMIT - LAST_LITERALS)).max(LAST_LITERALS);
-        // Room for this sequence and the final literals it requires.
-        if out.len() + seq + 1 + extra_len(final_after) + final_after > capacity {
+        // Room for this sequence but its length bytes, and the final
+        // literals it requires.
+        let fixed = 1 + extra_len(lits) + lits + 2 + 1 + extra_len(final_after) + final_after;
+        let Some(avail) = capacity.checked_sub(out.len() + fixed) else {
             break;
+        };
+        // A match longer than its length bytes fit is cut to what fits
+        // (a long run of zeros fills the cluster with one match); that
+        // keeps it at least 18 long, so the final literals it needs stay 5.
+        if extra_len(len - MIN_MATCH) > avail {
+            len = MIN_MATCH + 14 + 255 * avail;
         }
         let token = ((lits.min(15) as u8) << 4) | (len - MIN_MATCH).min(15) as u8;
         out.push(token);
@@ -265,12 +272,17 @@ mod tests {
             lz4_flex::block::decompress(&block, used).unwrap(),
             &noise[..used]
         );
-        // Zeros: one long match.
+        // Zeros: one long match, as long as its length bytes fit (LZ4
+        // packs at most 255 bytes per byte).
         let zeros = vec![0u8; 1 << 20];
-        let (block, used) =
-            compress_dest_size(&mut Finder::new(), &zeros, 0, 4096, effort(1, false));
-        assert_eq!(used, 1 << 20);
-        assert_eq!(lz4_flex::block::decompress(&block, used).unwrap(), zeros);
+        for e in [effort(1, false), effort(256, true)] {
+            let (block, used) = compress_dest_size(&mut Finder::new(), &zeros, 0, 4096, e);
+            assert!(block.len() <= 4096 && used >= 255 * (4096 - 16), "{used}");
+            assert_eq!(
+                lz4_flex::block::decompress(&block, used).unwrap(),
+                &zeros[..used]
+            );
+        }
         // Blocks one after the other in one buffer, one finder.
         let mut finder = Finder::new();
         let mut at = 0;
