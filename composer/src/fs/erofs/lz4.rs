@@ -143,7 +143,7 @@ impl Finder {
             }
             let next = self.chain[c % CHAIN_SIZE];
             // An entry overwritten by a position a window later ends it.
-            if next != NONE && next as usize - 1 >= c {
+            if next != NONE && next as usize > c {
                 break;
             }
             cand = next;
