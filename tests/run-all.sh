@@ -31,7 +31,7 @@ step "rust $(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml) (minimum)" msr
 step "cargo build --release" cargo build --release --locked
 # A suite named here that is missing or not executable is a failure, never
 # a silent skip.
-for suite in tests/boot/run.sh tests/integration/run.sh; do
+for suite in tests/install/run.sh tests/boot/run.sh tests/integration/run.sh; do
     if [[ -x $suite ]]; then
         step "$suite" "$suite"
     else

@@ -39,6 +39,17 @@ pub struct Slots {
     cmdline: Vec<(String, String)>,
 }
 
+impl Slots {
+    /// The last `key=` of the kernel command line.
+    fn arg(&self, key: &str) -> Option<String> {
+        self.cmdline
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// Where the slot contents go.
 pub enum Slot {
     Partition(PathBuf),
@@ -129,20 +140,11 @@ impl Device {
     /// Where the slot contents of `manifest` go on this device; refuses a
     /// target that is mounted, too small or of the other slot kind.
     pub fn target(&self, slots: &Slots, manifest: &Manifest) -> Result<Slot, String> {
-        let arg = |k: &str| {
-            slots
-                .cmdline
-                .iter()
-                .rev()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
+        let arg = |k: &str| slots.arg(k);
         let images = arg("rootos").is_some();
         match (&manifest.slot, images) {
             (SlotKind::Partition, false) => {
-                let spec = arg(&format!("root{}", slots.target))
-                    .unwrap_or_else(|| format!("PARTLABEL=root{}", slots.target));
-                let dev = self.resolve(&spec)?;
+                let dev = self.slot_device(slots, slots.target)?;
                 self.check_unmounted(&dev)?;
                 let size = self.device_size(&dev)?;
                 if manifest.slot_size > size {
@@ -184,6 +186,33 @@ impl Device {
                 "the bundle holds an image file, this device boots partitions (no rootos=)".into(),
             ),
         }
+    }
+
+    /// The running slot's contents, to read a delta's base from: its
+    /// partition, or the image file its `versions.conf` line names.
+    pub fn running_slot(&self, slots: &Slots) -> Result<PathBuf, String> {
+        if slots.arg("rootos").is_none() {
+            return self.slot_device(slots, slots.running);
+        }
+        let dir = self.path(OS_DIR);
+        read_versions(&dir)?
+            .into_iter()
+            .find(|(k, _)| *k == slots.running)
+            .map(|(_, name)| dir.join(name))
+            .ok_or_else(|| {
+                format!(
+                    "versions.conf names no file for the running slot {}",
+                    slots.running
+                )
+            })
+    }
+
+    /// The partition of `slot` (`rootA=`/`rootB=`, else PARTLABEL=root<slot>).
+    fn slot_device(&self, slots: &Slots, slot: char) -> Result<PathBuf, String> {
+        let spec = slots
+            .arg(&format!("root{slot}"))
+            .unwrap_or_else(|| format!("PARTLABEL=root{slot}"));
+        self.resolve(&spec)
     }
 
     /// `/dev/...` as is; `PARTLABEL=name` through sysfs (no udev needed).

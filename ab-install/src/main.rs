@@ -9,11 +9,14 @@
 //!    against /etc/image-composer/compatible, the slot kind against the
 //!    device (partitions or image files), the running slot (not a trial),
 //!    the target (not mounted, large enough); for a bundle file, every
-//!    payload chunk too (a first pass over the file);
+//!    payload chunk too (a first pass over the file); for a delta bundle,
+//!    the running slot must hold the delta's base (size and SHA-256), and
+//!    a delta file's ops are checked in the first pass;
 //! 2. a pending, not yet booted trial of the target slot is cancelled
 //!    (`ab-switch none`): the slot is about to be overwritten;
-//! 3. the slot contents are streamed to the target, each chunk checked
-//!    before it is decompressed, then synced, dropped from the page cache
+//! 3. the slot contents are streamed to the target (a delta's from its ops
+//!    and the running slot, read only), each chunk checked before it is
+//!    decompressed, then synced, dropped from the page cache
 //!    and read back: the SHA-256 of what the device holds must match;
 //! 4. image files only: the file is renamed into place and `versions.conf`
 //!    replaced by rename (fsync of file and directory);
@@ -22,13 +25,18 @@
 //! Exit status: 0 installed, 2 refused (nothing written), 1 failed while
 //! or after writing (the inactive slot may be partial; no trial scheduled).
 //! One line on stderr says what happened. Memory stays below 32 MiB: one
-//! 1 MiB chunk, the 4 MiB zstd window, 1 MiB of I/O buffer.
+//! 1 MiB chunk, the 4 MiB zstd window, 1 MiB of I/O buffer (and 1 MiB of
+//! base read per delta copy step).
+//!
+//! `ab-install verity-open ...` opens a dm-verity root in the initramfs
+//! ([`verity`], the readonly-rootfs-overlay layer's README).
 //!
 //! Depends on the bundle format crate, sha2 and rustix only (no YAML, no
 //! filesystem writers): a small static binary (docs/updates.md says how to
 //! build it for a target).
 
 mod device;
+mod verity;
 
 use bundle::{Manifest, SlotKind};
 use device::{Device, Slot};
@@ -51,10 +59,29 @@ const BUF_BYTES: usize = 1 << 20;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, name, dev, hash, offset] = args.as_slice() {
+        if cmd == "verity-open" {
+            let opened = offset
+                .parse::<u64>()
+                .map_err(|_| format!("'{offset}' is not a byte offset"))
+                .and_then(|offset| verity::open(name, dev, hash, offset));
+            return match opened {
+                Ok(path) => {
+                    println!("{path}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("ab-install: verity-open: {why}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+    }
     let source = match args.as_slice() {
         [a] if a != "-h" && a != "--help" => a.clone(),
         _ => {
             eprintln!("usage: ab-install BUNDLE|-   (installs into the slot that is not running)");
+            eprintln!("       ab-install verity-open NAME DEVICE ROOTHASH HASH-OFFSET");
             return ExitCode::from(2);
         }
     };
@@ -112,15 +139,28 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
     let slots = device.slots().map_err(Refused)?;
     let target = slots.target;
     let plan = device.target(&slots, &manifest).map_err(Refused)?;
+    let base = match &manifest.base {
+        Some(b) => {
+            let path = device.running_slot(&slots).map_err(Refused)?;
+            let file = std::fs::File::open(&path).map_err(|e| {
+                Refused(format!("opening the running slot {}: {e}", path.display()))
+            })?;
+            bundle::check_base(&file, b).map_err(|e| Refused(e.to_string()))?;
+            Some(file)
+        }
+        None => None,
+    };
     if let Source::File(f) = &mut input {
         // A bundle file is checked whole before the first write, so that a
-        // bad chunk anywhere refuses with nothing written.
+        // bad chunk (or a bad delta op) anywhere refuses with nothing written.
         let start = f
             .stream_position()
             .map_err(|e| Refused(format!("reading {source}: {e}")))?;
-        bundle::PayloadReader::new(&mut *f, &manifest)
-            .finish()
-            .map_err(|e| Refused(e.to_string()))?;
+        match &manifest.base {
+            Some(_) => bundle::walk_delta(&mut *f, &manifest).map(|_| ()),
+            None => bundle::PayloadReader::new(&mut *f, &manifest).finish(),
+        }
+        .map_err(|e| Refused(e.to_string()))?;
         f.seek(std::io::SeekFrom::Start(start))
             .map_err(|e| Refused(format!("reading {source}: {e}")))?;
     }
@@ -131,14 +171,22 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
             ))
         })?;
     }
+    let from = match &manifest.base {
+        Some(b) => format!(" as a delta from {}", b.version),
+        None => String::new(),
+    };
     eprintln!(
-        "ab-install: writing {} {} ({} bytes) to slot {target}: {}",
+        "ab-install: writing {} {} ({} bytes){from} to slot {target}: {}",
         manifest.image,
         manifest.version,
         manifest.slot_size,
         plan.describe()
     );
-    let slot = bundle::slot_reader(input, &manifest).map_err(|e| Failed(e.to_string()))?;
+    let slot = match base {
+        Some(file) => bundle::delta_reader(input, &manifest, file),
+        None => bundle::slot_reader(input, &manifest),
+    }
+    .map_err(|e| Failed(e.to_string()))?;
     match &plan {
         Slot::Partition(dev) => {
             write_and_check(slot, dev, &manifest, false)?;

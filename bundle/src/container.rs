@@ -7,6 +7,7 @@
 //! after the chunk that holds them matched its hash, and end with the
 //! size and SHA-256 of the decompressed slot contents.
 
+use crate::delta::{DeltaStats, Patch};
 use crate::manifest::Manifest;
 use crate::{error_from_io, Error};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -14,6 +15,9 @@ use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::io::Read;
 use std::rc::Rc;
+
+/// The first refusal of a payload reader, shared with the readers above it.
+type Failure = Rc<RefCell<Option<Error>>>;
 
 pub const MAGIC: [u8; 8] = *b"ICBUNDLE";
 /// The one format this code reads and writes.
@@ -118,7 +122,7 @@ pub struct PayloadReader<R> {
     pos: usize,
     /// The first refusal, kept for the caller: a decompressor between this
     /// reader and its caller wraps it into an error of its own.
-    failure: Rc<RefCell<Option<Error>>>,
+    failure: Failure,
 }
 
 impl<R: Read> PayloadReader<R> {
@@ -188,13 +192,32 @@ impl<R: Read> Read for PayloadReader<R> {
     }
 }
 
-/// The decompressed slot contents of a verified bundle, as a reader: it
-/// fails as soon as more than `slot_size` bytes come out, and at its end
-/// checks the size, the SHA-256 and that the payload holds nothing more.
+type Decoder<R> =
+    ruzstd::decoding::StreamingDecoder<PayloadReader<R>, ruzstd::decoding::FrameDecoder>;
+
+/// Where the slot contents come from: the decompressed payload itself, or
+/// a delta's ops applied to the base.
+enum Stream<R: Read> {
+    Full(Decoder<R>),
+    Delta(Patch<Decoder<R>>),
+}
+
+impl<R: Read> Stream<R> {
+    fn payload(&mut self) -> &mut PayloadReader<R> {
+        match self {
+            Stream::Full(d) => d.get_mut(),
+            Stream::Delta(p) => p.get_mut().get_mut(),
+        }
+    }
+}
+
+/// The slot contents of a verified bundle, as a reader: it fails as soon
+/// as more than `slot_size` bytes come out, and at its end checks the
+/// size, the SHA-256 and that the payload holds nothing more.
 pub struct SlotReader<R: Read> {
-    decoder: ruzstd::decoding::StreamingDecoder<PayloadReader<R>, ruzstd::decoding::FrameDecoder>,
+    stream: Stream<R>,
     /// The payload reader's refusal, which the decoder's errors hide.
-    failure: Rc<RefCell<Option<Error>>>,
+    failure: Failure,
     hasher: Sha256,
     size: u64,
     expected_size: u64,
@@ -202,7 +225,7 @@ pub struct SlotReader<R: Read> {
 }
 
 /// Starts decompressing the payload of `manifest` from `inner`.
-pub fn slot_reader<R: Read>(inner: R, manifest: &Manifest) -> Result<SlotReader<R>, Error> {
+fn decoder<R: Read>(inner: R, manifest: &Manifest) -> Result<(Decoder<R>, Failure), Error> {
     let payload = PayloadReader::new(inner, manifest);
     let failure = payload.failure.clone();
     let decoder = ruzstd::decoding::StreamingDecoder::new(payload).map_err(|e| {
@@ -211,19 +234,69 @@ pub fn slot_reader<R: Read>(inner: R, manifest: &Manifest) -> Result<SlotReader<
             .take()
             .unwrap_or_else(|| Error::SlotContents(format!("the payload is not a zstd frame: {e}")))
     })?;
-    Ok(SlotReader {
-        decoder,
-        failure,
-        hasher: Sha256::new(),
-        size: 0,
-        expected_size: manifest.slot_size,
-        expected_sha256: manifest.slot_sha256,
-    })
+    Ok((decoder, failure))
+}
+
+/// The slot contents of the full bundle `manifest` from `inner`.
+pub fn slot_reader<R: Read>(inner: R, manifest: &Manifest) -> Result<SlotReader<R>, Error> {
+    if manifest.base.is_some() {
+        return Err(Error::Delta(
+            "this is a delta bundle: it needs the base slot contents".into(),
+        ));
+    }
+    let (decoder, failure) = decoder(inner, manifest)?;
+    Ok(SlotReader::new(Stream::Full(decoder), failure, manifest))
+}
+
+/// The slot contents of the delta bundle `manifest` from `inner`, applied
+/// to `base` (checked beforehand with [`crate::check_base`]).
+pub fn delta_reader<R: Read>(
+    inner: R,
+    manifest: &Manifest,
+    base: std::fs::File,
+) -> Result<SlotReader<R>, Error> {
+    let Some(b) = &manifest.base else {
+        return Err(Error::Delta("this is a full bundle, not a delta".into()));
+    };
+    let (decoder, failure) = decoder(inner, manifest)?;
+    let patch = Patch::new(decoder, base, b.size);
+    Ok(SlotReader::new(Stream::Delta(patch), failure, manifest))
+}
+
+/// Checks a delta bundle's payload without its base: every chunk, every
+/// op, and that the ops make `slot-size` bytes.
+pub fn walk_delta<R: Read>(inner: R, manifest: &Manifest) -> Result<DeltaStats, Error> {
+    let Some(b) = &manifest.base else {
+        return Err(Error::Delta("this is a full bundle, not a delta".into()));
+    };
+    let (mut decoder, failure) = decoder(inner, manifest)?;
+    let hidden = |e: Error| failure.borrow_mut().take().unwrap_or(e);
+    let stats = crate::delta::walk(&mut decoder, b.size).map_err(hidden)?;
+    decoder.get_mut().finish()?;
+    let made = stats.copied + stats.zeroed + stats.literal;
+    if made != manifest.slot_size {
+        return Err(Error::SlotContents(format!(
+            "the delta makes {made} bytes, the manifest says {}",
+            manifest.slot_size
+        )));
+    }
+    Ok(stats)
 }
 
 impl<R: Read> SlotReader<R> {
+    fn new(stream: Stream<R>, failure: Failure, manifest: &Manifest) -> Self {
+        SlotReader {
+            stream,
+            failure,
+            hasher: Sha256::new(),
+            size: 0,
+            expected_size: manifest.slot_size,
+            expected_sha256: manifest.slot_sha256,
+        }
+    }
+
     fn check_end(&mut self) -> Result<(), Error> {
-        self.decoder.get_mut().finish()?;
+        self.stream.payload().finish()?;
         if self.size != self.expected_size {
             return Err(Error::SlotContents(format!(
                 "{} bytes, the manifest says {}",
@@ -242,11 +315,17 @@ impl<R: Read> SlotReader<R> {
 
 impl<R: Read> Read for SlotReader<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.decoder.read(out).map_err(|e| {
-            self.failure
-                .borrow_mut()
-                .take()
-                .unwrap_or_else(|| Error::SlotContents(format!("decompressing: {e}")))
+        let read = match &mut self.stream {
+            Stream::Full(d) => d.read(out),
+            Stream::Delta(p) => p.read(out),
+        };
+        let n = read.map_err(|e| {
+            self.failure.borrow_mut().take().unwrap_or_else(|| {
+                match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+                    Some(inner) => inner.clone(),
+                    None => Error::SlotContents(format!("decompressing: {e}")),
+                }
+            })
         })?;
         if n == 0 {
             self.check_end()?;

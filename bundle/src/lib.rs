@@ -24,6 +24,10 @@
 //! ([`PayloadReader`]); the manifest also carries the size and SHA-256 of
 //! the decompressed slot contents, for the final read-back check.
 //!
+//! A delta bundle (delta.rs) has the same container; its manifest names
+//! the base it applies to, and its decompressed payload is a list of ops
+//! (copy from the base, zeros, literal bytes) instead of the slot contents.
+//!
 //! Rejected: a tar or cpio container (RAUC's squashfs, SWUpdate's cpio) —
 //! both need a parser of a second format before the signature is checked;
 //! JSON or CBOR for the manifest — a serde stack on the device for a dozen
@@ -32,18 +36,20 @@
 //! hash at the end) — the device would write unverified data first.
 
 mod container;
+mod delta;
 mod keys;
 mod manifest;
 
 pub use container::{
-    read_signed, seal, slot_reader, PayloadReader, Signed, SlotReader, FORMAT_VERSION,
-    HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES, SIGNATURE_BYTES,
+    delta_reader, read_signed, seal, slot_reader, walk_delta, PayloadReader, Signed, SlotReader,
+    FORMAT_VERSION, HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES, SIGNATURE_BYTES,
 };
+pub use delta::{check_base, DeltaStats, DeltaWriter};
 pub use keys::{
     decode_public_key, decode_secret_key, encode_public_key, encode_secret_key, key_from_seed,
     SigningKey, VerifyingKey,
 };
-pub use manifest::{hex, Manifest, SlotKind, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
+pub use manifest::{hex, Base, Manifest, SlotKind, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 /// Why a bundle (or a key) was refused. Every message is one line that says
 /// what is wrong; the installer prints it after "refused: ".
@@ -64,6 +70,10 @@ pub enum Error {
     TrailingData,
     /// The decompressed slot contents disagree with the manifest.
     SlotContents(String),
+    /// A delta's ops are malformed.
+    Delta(String),
+    /// The running slot is not the base a delta applies to.
+    WrongBase(String),
     Key(String),
     Io(String),
 }
@@ -93,6 +103,8 @@ impl std::fmt::Display for Error {
             }
             Error::TrailingData => write!(f, "data follows the payload"),
             Error::SlotContents(what) => write!(f, "slot contents: {what}"),
+            Error::Delta(what) => write!(f, "delta: {what}"),
+            Error::WrongBase(what) => write!(f, "wrong base: {what}"),
             Error::Key(what) => write!(f, "{what}"),
             Error::Io(what) => write!(f, "{what}"),
         }

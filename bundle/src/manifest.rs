@@ -12,6 +12,9 @@
 //! slot-file=rootfs-1.2.0.img    (file only) the image file's name
 //! slot-size=268435456           bytes of slot contents (decompressed)
 //! slot-sha256=<64 hex>
+//! base-version=1.1.0           (delta only) the release the delta applies to,
+//! base-size=268435456          (delta only) bytes of that release's slot contents
+//! base-sha256=<64 hex>         (delta only) their SHA-256: the exact base
 //! compression=zstd
 //! payload-size=1234567          bytes of compressed payload
 //! chunk-size=1048576            a power of two, MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES
@@ -42,6 +45,15 @@ pub enum SlotKind {
     File { name: String },
 }
 
+/// The slot contents a delta bundle applies to (delta.rs): the running
+/// slot's first `size` bytes must hash to `sha256`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub version: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
 /// The parsed manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -51,6 +63,8 @@ pub struct Manifest {
     pub slot: SlotKind,
     pub slot_size: u64,
     pub slot_sha256: [u8; 32],
+    /// Some for a delta bundle: its payload is a delta against this base.
+    pub base: Option<Base>,
     pub payload_size: u64,
     pub chunk_size: u32,
     /// SHA-256 of each `chunk_size` piece of the payload (the last one shorter).
@@ -72,11 +86,21 @@ impl Manifest {
             SlotKind::File { name } => t.push_str(&format!("slot=file\nslot-file={name}\n")),
         }
         t.push_str(&format!(
-            "slot-size={}\nslot-sha256={}\ncompression=zstd\npayload-size={}\nchunk-size={}\n",
+            "slot-size={}\nslot-sha256={}\n",
             self.slot_size,
-            hex(&self.slot_sha256),
-            self.payload_size,
-            self.chunk_size
+            hex(&self.slot_sha256)
+        ));
+        if let Some(base) = &self.base {
+            t.push_str(&format!(
+                "base-version={}\nbase-size={}\nbase-sha256={}\n",
+                base.version,
+                base.size,
+                hex(&base.sha256)
+            ));
+        }
+        t.push_str(&format!(
+            "compression=zstd\npayload-size={}\nchunk-size={}\n",
+            self.payload_size, self.chunk_size
         ));
         for c in &self.chunks {
             t.push_str(&format!("chunk={}\n", hex(c)));
@@ -101,7 +125,7 @@ impl std::str::FromStr for Manifest {
 
     fn from_str(text: &str) -> Result<Self, Error> {
         let mut lines = Lines {
-            iter: text.split_terminator('\n').enumerate(),
+            iter: text.split_terminator('\n').enumerate().peekable(),
             last: 0,
         };
         if !text.ends_with('\n') {
@@ -138,6 +162,15 @@ impl std::str::FromStr for Manifest {
         };
         let slot_size = lines.number("slot-size")?;
         let slot_sha256 = lines.hash("slot-sha256")?;
+        let base = if lines.next_is("base-version") {
+            Some(Base {
+                version: lines.name("base-version")?,
+                size: lines.number("base-size")?,
+                sha256: lines.hash("base-sha256")?,
+            })
+        } else {
+            None
+        };
         match lines.value("compression")? {
             "zstd" => {}
             other => {
@@ -182,6 +215,7 @@ impl std::str::FromStr for Manifest {
             slot,
             slot_size,
             slot_sha256,
+            base,
             payload_size,
             chunk_size,
             chunks,
@@ -191,7 +225,7 @@ impl std::str::FromStr for Manifest {
 
 /// The manifest's lines with their numbers, read key by key.
 struct Lines<'a> {
-    iter: std::iter::Enumerate<std::str::SplitTerminator<'a, char>>,
+    iter: std::iter::Peekable<std::iter::Enumerate<std::str::SplitTerminator<'a, char>>>,
     /// 1-based number of the line read last.
     last: usize,
 }
@@ -199,6 +233,14 @@ struct Lines<'a> {
 impl<'a> Lines<'a> {
     fn err(&self, what: String) -> Error {
         Error::Manifest(self.last.max(1), what)
+    }
+
+    /// Whether the next line sets `key` (an optional group of lines).
+    fn next_is(&mut self, key: &str) -> bool {
+        self.iter
+            .peek()
+            .and_then(|(_, l)| l.split_once('='))
+            .is_some_and(|(k, _)| k == key)
     }
 
     fn value(&mut self, key: &str) -> Result<&'a str, Error> {
@@ -301,6 +343,7 @@ mod tests {
             },
             slot_size: 4096,
             slot_sha256: [7; 32],
+            base: None,
             payload_size: 70_000,
             chunk_size: MIN_CHUNK_BYTES,
             chunks: vec![[1; 32], [2; 32]],
@@ -315,7 +358,51 @@ mod tests {
             slot: SlotKind::Partition,
             ..m
         };
-        assert_eq!(p.encode().parse::<Manifest>(), Ok(p));
+        assert_eq!(p.encode().parse::<Manifest>(), Ok(p.clone()));
+        let d = Manifest {
+            base: Some(Base {
+                version: "1.1.0".into(),
+                size: 8192,
+                sha256: [9; 32],
+            }),
+            ..p
+        };
+        let text = d.encode();
+        assert!(text.contains("base-version=1.1.0\nbase-size=8192\nbase-sha256=0909"));
+        assert_eq!(text.parse::<Manifest>(), Ok(d));
+    }
+
+    #[test]
+    fn a_delta_base_is_complete_or_refused() {
+        let d = Manifest {
+            base: Some(Base {
+                version: "1.1.0".into(),
+                size: 8192,
+                sha256: [9; 32],
+            }),
+            ..sample()
+        };
+        let text = d.encode();
+        let cases = [
+            ("base-size=8192\n", "", 10, "expected `base-size=`"),
+            (
+                "base-size=8192",
+                "base-size=x",
+                10,
+                "base-size \"x\" is not",
+            ),
+            ("base-sha256=0909", "base-sha256=zz09", 11, "base-sha256"),
+            ("base-version=1.1.0", "base-version=a b", 9, "base-version"),
+        ];
+        for (from, to, line, what) in cases {
+            match text.replacen(from, to, 1).parse::<Manifest>() {
+                Err(Error::Manifest(n, m)) => {
+                    assert_eq!(n, line, "{to}: {m}");
+                    assert!(m.contains(what), "{to}: {m}");
+                }
+                other => panic!("{to}: {other:?}"),
+            }
+        }
     }
 
     fn refused(from: &str, to: &str) -> Error {

@@ -36,6 +36,7 @@ fn make(slot: &[u8], seed: u8, compatible: &str) -> Vec<u8> {
         slot: SlotKind::Partition,
         slot_size: slot.len() as u64,
         slot_sha256: Sha256::digest(slot).into(),
+        base: None,
         payload_size: payload.len() as u64,
         chunk_size,
         chunks: payload
@@ -147,6 +148,7 @@ fn manifest_that_lies_about_the_slot_is_refused() {
         slot: SlotKind::Partition,
         slot_size: slot.len() as u64,
         slot_sha256: Sha256::digest(&slot).into(),
+        base: None,
         payload_size: payload.len() as u64,
         chunk_size: MIN_CHUNK_BYTES,
         chunks: vec![Sha256::digest(&payload).into()],
@@ -173,6 +175,17 @@ fn manifest_that_lies_about_the_slot_is_refused() {
                 ..good.clone()
             },
             "SHA-256 differs",
+        ),
+        (
+            Manifest {
+                base: Some(bundle::Base {
+                    version: "0.9".into(),
+                    size: 1,
+                    sha256: [0; 32],
+                }),
+                ..good.clone()
+            },
+            "this is a delta bundle: it needs the base",
         ),
     ] {
         let mut b = seal(&bad, &key).unwrap();

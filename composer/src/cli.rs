@@ -66,6 +66,24 @@ pub enum Command {
         #[arg(long, value_name = "V")]
         version: Option<String>,
     },
+    /// Write a signed delta bundle: what NEW's slot lacks from OLD's
+    Delta {
+        /// The full bundle the device runs (the delta's base)
+        #[arg(long, value_name = "OLD.bundle")]
+        from: PathBuf,
+
+        /// The full bundle to install
+        #[arg(long, value_name = "NEW.bundle")]
+        to: PathBuf,
+
+        /// Directory the delta bundle is written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+
+        /// The secret key to sign with (from `keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
     /// Make an Ed25519 key pair for bundles: NAME.key and NAME.pub
     Keygen {
         /// Directory the keys are written to (created if missing)
@@ -85,6 +103,40 @@ pub enum Command {
         /// Check the signature with this public key (`.pub`)
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
+    },
+    /// Write an image to a disk or file: only its mapped blocks, checked
+    Flash {
+        /// The image (NAME.img, or compressed: NAME.img.zst, .xz, .gz)
+        #[arg(value_name = "IMAGE")]
+        image: PathBuf,
+
+        /// The disk (/dev/sdX, /dev/mmcblkN) or file to write to
+        #[arg(value_name = "TARGET")]
+        target: PathBuf,
+
+        /// The bmap (default: IMAGE's, e.g. NAME.img.bmap)
+        #[arg(long, value_name = "FILE")]
+        bmap: Option<PathBuf>,
+
+        /// Do not read the written blocks back to check them
+        #[arg(long)]
+        no_verify: bool,
+
+        /// Write to a disk without asking first
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print the shell completion script for SHELL
+    Completions {
+        /// The shell the script is for
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (image-composer.1, image-composer-build.1 ...)
+    Man {
+        /// Directory the pages are written to (created if missing)
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
     },
 }
 
@@ -136,8 +188,12 @@ mod tests {
             "validate",
             "plan",
             "bundle",
+            "delta",
             "keygen",
             "bundle-info",
+            "flash",
+            "completions",
+            "man",
         ] {
             let sub = cmd.find_subcommand_mut(sub).unwrap();
             texts.push(sub.render_long_help().to_string());

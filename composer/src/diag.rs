@@ -83,6 +83,24 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+impl Diagnostics {
+    /// One problem with a file named on the command line (`--key`, a
+    /// bundle, an image to flash): located at the file, no line.
+    pub fn about_file(
+        path: &std::path::Path,
+        key: &str,
+        message: impl Into<String>,
+        help: &str,
+    ) -> Diagnostics {
+        Diagnostics(vec![Diagnostic::new(
+            Span::new(Arc::new(path.to_path_buf()), 0, 0),
+            key,
+            message,
+        )
+        .help(help)])
+    }
+}
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for d in &self.0 {

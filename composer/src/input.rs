@@ -12,6 +12,12 @@
 //! build, naming the file, instead of being stored truncated (as zeros) or
 //! cut at its scanned size.
 //!
+//! The blocks of a file that hold anything but zeros ([`InputFile::data_blocks`])
+//! are what a filesystem that keeps holes stores, so a file stored sparse
+//! and the same content stored dense give the same image (`mke2fs -d`
+//! skips blocks of zeros while copying; our layout is planned before the
+//! copy, so the blocks are found when the filesystem is prepared).
+//!
 //! Rejected design: checking against the scan's modification time too;
 //! trees are scanned with times clamped to `SOURCE_DATE_EPOCH`, and a file
 //! rewritten with the same size between the scan and the copy is stored
@@ -115,6 +121,47 @@ impl InputFile {
         Ok(())
     }
 
+    /// Runs of `block_size`-byte blocks (first block, count) that hold a
+    /// non-zero byte: holes of the file and blocks of zeros are left out,
+    /// so the answer depends on the content only. Reads the data segments
+    /// (a 5 GiB file with two blocks of data reads two blocks) and checks
+    /// that the file did not change meanwhile.
+    pub fn data_blocks(&self, block_size: u64) -> anyhow::Result<Vec<(u64, u64)>> {
+        use std::os::unix::fs::FileExt;
+        let size = self.stamp.0;
+        let reading = || format!("reading '{}'", self.path.display());
+        let bs = usize::try_from(block_size).with_context(reading)?;
+        let chunk = (ZERO_SCAN_CHUNK / bs).max(1) * bs;
+        let mut buf = vec![0u8; chunk];
+        let mut runs = Vec::new();
+        // The first byte not yet looked at (segments rounded out to blocks
+        // may overlap).
+        let mut next = 0;
+        for (start, end) in data_segments(&self.file, 0, size).with_context(reading)? {
+            let mut pos = (start / block_size * block_size).max(next);
+            let end = end
+                .div_ceil(block_size)
+                .saturating_mul(block_size)
+                .min(size);
+            while pos < end {
+                let len = usize::try_from((end - pos).min(chunk as u64)).unwrap_or(chunk);
+                let got = &mut buf[..len];
+                self.file.read_exact_at(got, pos).map_err(|_| {
+                    Changed(format!(
+                        "'{}' changed while it was read: shorter than its {size} bytes; \
+                         build again once the file is complete",
+                        self.path.display()
+                    ))
+                })?;
+                push_data_blocks(&mut runs, pos, got, bs);
+                pos += len as u64;
+            }
+            next = pos;
+        }
+        self.check_unchanged()?;
+        Ok(runs)
+    }
+
     /// Reads the whole file (at most its scanned size) and checks it.
     pub fn read_all(self) -> anyhow::Result<Vec<u8>> {
         let mut data = Vec::new();
@@ -133,6 +180,55 @@ impl InputFile {
             .into());
         }
         Ok(data)
+    }
+}
+
+/// The data segments of `file` between `start` and `end` (`SEEK_DATA` /
+/// `SEEK_HOLE`), in order; the whole range where the filesystem cannot
+/// tell holes.
+pub fn data_segments(file: &File, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut segments = Vec::new();
+    let mut cursor = start;
+    while cursor < end {
+        let data = match seek(file, SeekFrom::Data(cursor)) {
+            Ok(d) => d,
+            // ENXIO: no data after `cursor`; the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            // The filesystem cannot tell holes: all of it is data.
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => cursor,
+            Err(e) => return Err(e.into()),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = seek(file, SeekFrom::Hole(data)).map_or(end, |h| h.min(end));
+        segments.push((data, hole));
+        cursor = hole;
+    }
+    Ok(segments)
+}
+
+/// What a block of zeros is compared with (memcmp is vectorized; a byte
+/// loop is not).
+static ZEROS: [u8; 4096] = [0; 4096];
+
+/// The largest read while looking for blocks of zeros.
+const ZERO_SCAN_CHUNK: usize = 1 << 20;
+
+/// Runs of `block_size`-byte blocks of `data` (of a file at `base`, a
+/// multiple of the block size) that hold a non-zero byte, appended to `runs`
+/// as (first block, count), merged with the last run when adjacent.
+pub fn push_data_blocks(runs: &mut Vec<(u64, u64)>, base: u64, data: &[u8], block_size: usize) {
+    for (i, block) in data.chunks(block_size).enumerate() {
+        if block.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()]) {
+            continue;
+        }
+        let n = base / block_size as u64 + i as u64;
+        match runs.last_mut() {
+            Some((first, count)) if *first + *count == n => *count += 1,
+            _ => runs.push((n, 1)),
+        }
     }
 }
 

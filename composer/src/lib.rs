@@ -5,11 +5,13 @@
 //! [`plan`] (pure: sizes in, every byte range of the disk out) → [`compose`]
 //! (content writers in [`fs`] and table encoders in [`ptable`] fill their
 //! regions of the image in place) → [`output`] (sparse image, bmap,
-//! compressed copies, all via `.partial` + rename).
+//! compressed copies, all via `.partial` + rename). [`flash`] writes a built
+//! image to a disk.
 
 pub mod compose;
 pub mod config;
 pub mod diag;
+pub mod flash;
 pub mod fs;
 pub mod ids;
 pub mod input;

@@ -2,6 +2,7 @@
 //! outcome to an exit status (0 ok, 1 build failed, 2 bad input).
 
 mod cli;
+mod manual;
 
 use clap::Parser;
 use composer::compose::{self, Error, Request};
@@ -25,11 +26,36 @@ fn main() -> ExitCode {
             let version = version.as_deref();
             compose::bundle::bundle(&request(input), &output_dir, &key, version).map(|_| ())
         }
+        cli::Command::Delta {
+            from,
+            to,
+            output_dir,
+            key,
+        } => composer::updates::delta(&from, &to, &output_dir, &key).map(|_| ()),
         cli::Command::Keygen { output_dir, name } => composer::updates::keygen(&output_dir, &name)
             .map(|_| ())
             .map_err(Error::Build),
         cli::Command::BundleInfo { bundle, key } => {
             composer::updates::info(&bundle, key.as_deref())
+        }
+        cli::Command::Flash {
+            image,
+            target,
+            bmap,
+            no_verify,
+            yes,
+        } => composer::flash::flash(&composer::flash::Request {
+            image,
+            target,
+            bmap,
+            verify: !no_verify,
+            yes,
+        }),
+        cli::Command::Completions { shell } => {
+            manual::print_completions(shell).map_err(Error::Build)
+        }
+        cli::Command::Man { output_dir } => {
+            manual::write_man_pages(&output_dir).map_err(Error::Build)
         }
     };
     match outcome {

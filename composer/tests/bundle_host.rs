@@ -271,3 +271,179 @@ fn sha256_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Deterministic incompressible bytes.
+fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The slot contents of the full bundle at `path`, in a file.
+fn unpack(path: &Path) -> std::fs::File {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let m = bundle::read_signed(&mut r)
+        .unwrap()
+        .manifest_unverified()
+        .unwrap();
+    let mut slot = bundle::slot_reader(r, &m).unwrap();
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::copy(&mut slot, &mut f).unwrap();
+    std::io::Seek::rewind(&mut f).unwrap();
+    f
+}
+
+#[test]
+fn delta_carries_only_what_changed_and_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, DESC);
+    std::fs::create_dir_all(d.join("tree/usr/lib")).unwrap();
+    std::fs::write(d.join("tree/usr/lib/big.bin"), noise(1 << 20, 1)).unwrap();
+    std::fs::write(d.join("tree/usr/lib/small.bin"), noise(20_000, 2)).unwrap();
+    ok(&["keygen", "-o", s(&d.join("keys"))]);
+    let key = d.join("keys/bundle.key");
+    let desc = d.join("board.yaml");
+    let out = d.join("out");
+    let bundle_of = |version: &str| {
+        ok(&[
+            "bundle",
+            s(&desc),
+            "-o",
+            s(&out),
+            "--key",
+            s(&key),
+            "--version",
+            version,
+        ]);
+        out.join(format!("dev-{version}.bundle"))
+    };
+    let v1 = bundle_of("1.0.0");
+    // A file that grows in front of the big one, a new file, one removed.
+    std::fs::write(
+        d.join("tree/etc/os-release"),
+        "ID=test\nVERSION=2\n".repeat(500),
+    )
+    .unwrap();
+    std::fs::write(d.join("tree/usr/lib/new.bin"), noise(100_000, 3)).unwrap();
+    std::fs::remove_file(d.join("tree/usr/lib/small.bin")).unwrap();
+    let v2 = bundle_of("1.1.0");
+    let delta_to = |o: &Path| {
+        ok(&[
+            "delta",
+            "--from",
+            s(&v1),
+            "--to",
+            s(&v2),
+            "-o",
+            s(o),
+            "--key",
+            s(&key),
+        ]);
+        o.join("dev-1.1.0-from-1.0.0.bundle")
+    };
+    let delta = delta_to(&d.join("delta"));
+    let (full, small) = (
+        std::fs::metadata(&v2).unwrap().len(),
+        std::fs::metadata(&delta).unwrap().len(),
+    );
+    assert!(
+        small < 200_000 && small * 4 < full,
+        "delta {small} bytes, full bundle {full}"
+    );
+    let again = delta_to(&d.join("delta2"));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&delta).unwrap()
+    );
+
+    let info = ok(&[
+        "bundle-info",
+        s(&delta),
+        "--key",
+        s(&d.join("keys/bundle.pub")),
+    ]);
+    assert!(info.contains("version=1.1.0\n"), "{info}");
+    assert!(info.contains("base-version=1.0.0\n"), "{info}");
+    assert!(info.contains("delta against dev 1.0.0"), "{info}");
+
+    // Applied to the old slot contents, the delta gives the new ones.
+    let mut r = std::io::BufReader::new(std::fs::File::open(&delta).unwrap());
+    let pubkey =
+        bundle::decode_public_key(&std::fs::read_to_string(d.join("keys/bundle.pub")).unwrap())
+            .unwrap();
+    let (_, m) = bundle::read_signed(&mut r)
+        .unwrap()
+        .verify(&[pubkey])
+        .unwrap();
+    let base = unpack(&v1);
+    bundle::check_base(&base, m.base.as_ref().unwrap()).unwrap();
+    let mut made = Vec::new();
+    bundle::delta_reader(r, &m, base)
+        .unwrap()
+        .read_to_end(&mut made)
+        .unwrap();
+    let mut want = Vec::new();
+    unpack(&v2).read_to_end(&mut want).unwrap();
+    assert_eq!(made.len(), want.len());
+    assert!(made == want, "the delta's result differs from the new slot");
+    // Against the new contents as base, it is refused.
+    let err = bundle::check_base(&unpack(&v2), m.base.as_ref().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("wrong base"), "{err}");
+
+    // Refusals, exit 2, nothing written.
+    let mut tampered = std::fs::read(&v1).unwrap();
+    let last = tampered.len() - 2;
+    tampered[last] ^= 1;
+    std::fs::write(d.join("tampered.bundle"), tampered).unwrap();
+    std::fs::write(
+        d.join("other.yaml"),
+        DESC.replace("compatible: test-board", "compatible: other-board"),
+    )
+    .unwrap();
+    ok(&[
+        "bundle",
+        s(&d.join("other.yaml")),
+        "-o",
+        s(&d.join("other")),
+        "--key",
+        s(&key),
+    ]);
+    let bad = d.join("bad");
+    for (from, to, text) in [
+        (delta.clone(), v2.clone(), "it is a delta bundle"),
+        (
+            d.join("tampered.bundle"),
+            v2.clone(),
+            "does not match its hash",
+        ),
+        (
+            v1.clone(),
+            d.join("other/dev-1.0.0.bundle"),
+            "its compatible is 'other-board', the --from bundle's is 'test-board'",
+        ),
+        (d.join("missing.bundle"), v2.clone(), "cannot open"),
+    ] {
+        refused(
+            &[
+                "delta",
+                "--from",
+                s(&from),
+                "--to",
+                s(&to),
+                "-o",
+                s(&bad),
+                "--key",
+                s(&key),
+            ],
+            text,
+        );
+        assert!(!bad.join("dev-1.1.0-from-1.0.0.bundle").exists());
+    }
+}

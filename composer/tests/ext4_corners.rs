@@ -17,7 +17,6 @@ fn file_node(bytes: &[u8]) -> Node {
         NodeKind::File {
             source: FileSource::Bytes(Arc::new(bytes.to_vec())),
             size: bytes.len() as u64,
-            sparse: false,
         },
         0o644,
         Timestamp {
@@ -69,7 +68,6 @@ fn a_file_over_2gib_turns_large_file_on_as_mke2fs_does() {
             NodeKind::File {
                 source: FileSource::Path(big),
                 size: 3 << 30,
-                sparse: true,
             },
             0o644,
             Timestamp::default(),

@@ -29,7 +29,6 @@ fn file_node(bytes: &[u8], mode: u32) -> Node {
         NodeKind::File {
             source: FileSource::Bytes(Arc::new(bytes.to_vec())),
             size: bytes.len() as u64,
-            sparse: false,
         },
         mode,
         Timestamp {

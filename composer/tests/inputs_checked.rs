@@ -313,3 +313,103 @@ fn verbose_shows_decisions_and_very_verbose_every_file() {
     );
     assert!(vv.contains("hello' (6 bytes, unchanged)"), "{vv}");
 }
+
+/// Writes `pieces` (offset, bytes) into `path` of `size` bytes: `dense`
+/// writes every zero too, otherwise the zeros between pieces are holes.
+fn write_pieces(path: &Path, size: u64, pieces: &[(u64, Vec<u8>)], dense: bool) {
+    use std::os::unix::fs::FileExt;
+    let file = support::sparse_file(path, size);
+    if dense {
+        file.write_all_at(&vec![0u8; usize::try_from(size).unwrap()], 0)
+            .unwrap();
+    }
+    for (off, bytes) in pieces {
+        file.write_all_at(bytes, *off).unwrap();
+    }
+    file.sync_all().unwrap();
+}
+
+#[test]
+fn sparse_and_dense_copies_of_one_content_give_the_same_images() {
+    if !support::have_all(&["e2fsck", "debugfs"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed | 1)
+            .collect()
+    };
+    // Data, a run of zeros crossing block boundaries, data not on a block
+    // boundary, zeros to the end; a file of zeros only; an empty file.
+    let mixed = [(0, data(4096, 1)), (204_800 + 100, data(5000, 2))];
+    let yaml = "image: { name: t }\n\
+        artifacts:\n\
+        \x20 e4k: { fs: { type: ext4, from: tree }, output: e4k.ext4 }\n\
+        \x20 e1k: { fs: { type: ext4, block-size: 1024, features: [^metadata_csum], from: tree }, output: e1k.ext4 }\n\
+        \x20 sq: { fs: { type: squashfs, from: tree }, output: sq.squashfs }\n\
+        \x20 ird: { initramfs: { from: tree, compression: none }, output: ird.cpio }\n\
+        partitions:\n\
+        \x20 - { name: root, artifact: e4k }\n\
+        \x20 - { name: boot, size: 2MiB, fs: { type: vfat, from: tree } }\n";
+    let mut outputs: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (variant, dense) in [("sparse", false), ("dense", true)] {
+        let base = dir.path().join(variant);
+        let tree = base.join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        write_pieces(&tree.join("mixed"), 409_600, &mixed, dense);
+        write_pieces(&tree.join("zeros"), 65_536, &[], dense);
+        fs::write(tree.join("empty"), b"").unwrap();
+        fs::write(base.join("board.yaml"), yaml).unwrap();
+        let result = composer_within(
+            &base,
+            &["build", "board.yaml", "-o", "out"],
+            Duration::from_secs(60),
+        );
+        assert!(result.status.success(), "{variant}: {}", stderr(&result));
+        let out = base.join("out");
+        outputs.push(
+            ["t.img", "e4k.ext4", "e1k.ext4", "sq.squashfs", "ird.cpio"]
+                .iter()
+                .map(|f| fs::read(out.join(f)).unwrap())
+                .collect(),
+        );
+        for fs_image in ["e4k.ext4", "e1k.ext4"] {
+            let img = out.join(fs_image);
+            support::run(Command::new("e2fsck").arg("-fn").arg(&img));
+            let dumped = base.join(format!("{fs_image}.mixed"));
+            support::run(
+                Command::new("debugfs")
+                    .arg("-R")
+                    .arg(format!("dump /mixed {}", dumped.display()))
+                    .arg(&img),
+            );
+            assert_eq!(
+                fs::read(&dumped).unwrap(),
+                fs::read(tree.join("mixed")).unwrap(),
+                "{variant} {fs_image}"
+            );
+            // Blocks of zeros take no space, as with mke2fs -d: the file
+            // of zeros has no blocks.
+            let stat = support::run(
+                Command::new("debugfs")
+                    .arg("-R")
+                    .arg("stat /zeros")
+                    .arg(&img),
+            );
+            assert!(
+                stat.contains("Blockcount: 0"),
+                "{variant} {fs_image}: {stat}"
+            );
+        }
+    }
+    for (i, name) in ["t.img", "e4k.ext4", "e1k.ext4", "sq.squashfs", "ird.cpio"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            outputs[0][i] == outputs[1][i],
+            "{name}: a sparse and a dense copy of one tree differ"
+        );
+    }
+}

@@ -40,7 +40,8 @@ fn part() -> impl Strategy<Value = Part> {
         prop_oneof![
             Just(Headroom::None),
             (0u64..100_000).prop_map(Headroom::Bytes),
-            (0u32..300).prop_map(Headroom::Percent)
+            (0u32..300).prop_map(Headroom::Percent),
+            (0u32..300, 0u64..100_000).prop_map(|(p, b)| Headroom::PercentAndBytes(p, b))
         ],
         prop::bool::weighted(0.85),
         any::<bool>(),
@@ -162,6 +163,7 @@ fn check_invariants(disk: &DiskSpec, parts: &[PartSpec], plan: &Plan) {
                     Headroom::None => 0,
                     Headroom::Bytes(b) => b,
                     Headroom::Percent(pc) => (min * u64::from(pc)).div_ceil(100),
+                    Headroom::PercentAndBytes(pc, b) => (min * u64::from(pc)).div_ceil(100) + b,
                 };
                 assert_eq!(p.size, (min + extra).div_ceil(ss) * ss);
             }

@@ -10,7 +10,8 @@
 #
 # Environment: IMAGE_COMPOSER (binary; default: cargo build, debug),
 # BOOT_TEST_WORK (work directory, kept; default: a temporary one, removed),
-# POWERCUT_ROUNDS (default 3), INSTALL_CUT_ROUNDS (power cuts during an
+# POWERCUT_ROUNDS (default 3), DELTA_CUT_ROUNDS (delta installs, default 2),
+# INSTALL_CUT_ROUNDS (power cuts during an
 # ab-install, default 5), BOOT_TIMEOUT (seconds per boot, default 240),
 # BOOT_TEST_ONLY (space-separated case names to run).
 set -u
@@ -87,7 +88,7 @@ fi
 
 # Field updates: a static ab-install and a trusted key go into the rootfs.
 AB_INSTALL_BIN=
-if want install; then
+if want install || want verity; then
 	if (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/static" \
 		cargo build -q --release -p ab-install --target x86_64-unknown-linux-gnu) &&
 		ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" 2>&1 | grep -qE "statically linked|not a dynamic"; then
@@ -100,10 +101,12 @@ if want install; then
 fi
 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=${AB_INSTALL_BIN:+$WORK/keys/bundle.pub} \
 	sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs" /bin/busybox || { fail rootfs "make-rootfs.sh failed"; finish; }
-compose() { # CONFIG OUTDIR
-	SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" build "$1" -o "$2" \
+compose() { # CONFIG OUTDIR [MORE-ARGS...]
+	local config=$1 out=$2
+	shift 2
+	SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" build "$config" -o "$out" \
 		--layer-dir "$REPO/layers" --var "ROOTFS_DIR=$WORK/rootfs" \
-		--var BUSYBOX=/bin/busybox --var "KVER=$KVER" >"$2.log" 2>&1
+		--var BUSYBOX=/bin/busybox --var "KVER=$KVER" "$@" >"$out.log" 2>&1
 }
 mkdir -p "$WORK/out" "$WORK/out-os"
 if compose "$EXAMPLE/image.yaml" "$WORK/out" && [ -f "$WORK/out/qemu-ab.img" ] && [ -f "$WORK/out/initramfs.img" ]; then
@@ -314,8 +317,8 @@ install_cases() {
 	local b=$WORK/bundles-$v d=$WORK/install-$v.img c bundle size sha r ok t0
 	mkdir -p "$b"
 	bundle_of() { # OUTDIR KEY [DESC] -> path of the bundle, on stdout
-		SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" -q bundle "${3:-$desc}" -o "$1" --key "$2" --version 2 \
-			--layer-dir "$REPO/layers" --input-dir "$EXAMPLE" --var "ROOTFS_DIR=$WORK/rootfs2" \
+		SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" -q bundle "${3:-$desc}" -o "$1" --key "$2" --version "${BUNDLE_VERSION:-2}" \
+			--layer-dir "$REPO/layers" --input-dir "$EXAMPLE" --var "ROOTFS_DIR=${BUNDLE_ROOTFS:-$WORK/rootfs2}" \
 			--var BUSYBOX=/bin/busybox --var "KVER=$KVER" >"$1.log" 2>&1 && ls "$1"/*.bundle
 	}
 	c="ab-install ($v): bundle from A, trial of B, confirmed, B runs"
@@ -352,10 +355,31 @@ install_cases() {
 		fi
 	done
 	pass "ab-install ($v): another key, a tampered byte, another compatible string: refused, nothing written"
-	# Power cuts (SIGKILL of QEMU) at seeded random moments of an install.
+	if cut_rounds "$v" "$d" "$bundle" "$extra" "$initrd" "$INSTALL_CUT_ROUNDS" A 1 "$before_a"; then
+		pass "ab-install ($v): power cut during an install, $INSTALL_CUT_ROUNDS rounds: A boots intact"
+	fi
+	EXTRA_DRIVE=$bundle boot "in-$v-1" "$d" "$extra probe.install=$size" "$initrd"
+	if check "$c" "in-$v-1" 'ab-install: installed qemu-ab[-a-z]* 2 into slot B' 'INSTALL rc=0' &&
+		boot "in-$v-2" "$d" "$extra" "$initrd" &&
+		check "$c" "in-$v-2" 'slot B: trial boot 1 of 1' "$newroot" 'ab-mark-good: slot B confirmed' '^BOOT-OK slot=B .*release=2'; then
+		if [ "$v" = part ] && [ "$(part_sha "$d" rootB)" != "$sha" ]; then
+			fail "$c" "rootB's SHA-256 is not the bundle's slot-sha256"
+		else
+			echo "note: $v install: $(sed -n 's/^INSTALL rc=0 seconds=//p' "$WORK/in-$v-1.log.txt") s in the guest (TCG)"
+			pass "$c"
+			[ "$v" = part ] && delta_cases "$d" "$initrd" "$bundle"
+		fi
+	fi
+	rm -f "$d"
+}
+# cut_rounds NAME DISK BUNDLE CMDLINE-EXTRA INITRD ROUNDS SLOT RELEASE SHA:
+# SIGKILL of QEMU at seeded random moments of installing BUNDLE; after each
+# cut the device must boot SLOT at RELEASE with that slot's SHA-256 unchanged.
+cut_rounds() {
+	local v=$1 d=$2 bundle=$3 extra=$4 initrd=$5 rounds=$6 slot=$7 release=$8 before=$9 r size
+	size=$(stat -c %s "$bundle")
 	RANDOM=$((4242 + ${#v}))
-	ok=1
-	for r in $(seq 1 "$INSTALL_CUT_ROUNDS"); do
+	for r in $(seq 1 "$rounds"); do
 		local log=$WORK/in-$v-cut$r.log delay
 		rm -f "$log" "$WORK/qemu.pid"
 		delay=$((RANDOM % 30))
@@ -375,32 +399,66 @@ install_cases() {
 		wait "$qpid" 2>/dev/null
 		echo "note: $v power cut round $r: $((delay * 100)) ms after 'ab-install: writing'$(grep -q 'INSTALL rc=' "$log" && echo ' (the install had ended)')"
 		if ! boot "in-$v-after$r" "$d" "$extra" "$initrd" ||
-			! check "ab-install ($v): power cut during an install, $INSTALL_CUT_ROUNDS rounds" "in-$v-after$r" '^BOOT-OK slot=A .*release=1'; then
-			ok=
-			break
+			! check "ab-install ($v): power cut during an install, $rounds rounds" "in-$v-after$r" "^BOOT-OK slot=$slot .*release=$release"; then
+			return 1
 		fi
-		if [ "$(part_sha "$d" rootA 2>/dev/null)" != "$before_a" ]; then
-			fail "ab-install ($v): power cut during an install" "round $r: rootA changed"
-			ok=
-			break
+		if [ "$(part_sha "$d" "root$slot" 2>/dev/null)" != "$before" ]; then
+			fail "ab-install ($v): power cut during an install" "round $r: root$slot changed"
+			return 1
 		fi
 	done
-	[ -n "$ok" ] && pass "ab-install ($v): power cut during an install, $INSTALL_CUT_ROUNDS rounds: A boots intact"
-	EXTRA_DRIVE=$bundle boot "in-$v-1" "$d" "$extra probe.install=$size" "$initrd"
-	if check "$c" "in-$v-1" 'ab-install: installed qemu-ab[-a-z]* 2 into slot B' 'INSTALL rc=0' &&
-		boot "in-$v-2" "$d" "$extra" "$initrd" &&
-		check "$c" "in-$v-2" 'slot B: trial boot 1 of 1' "$newroot" 'ab-mark-good: slot B confirmed' '^BOOT-OK slot=B .*release=2'; then
-		if [ "$v" = part ] && [ "$(part_sha "$d" rootB)" != "$sha" ]; then
-			fail "$c" "rootB's SHA-256 is not the bundle's slot-sha256"
+}
+# delta_cases DISK INITRD BUNDLE2: B runs release 2 (BUNDLE2, confirmed);
+# deltas to release 3 go from the running B into A: one made for another
+# base (release 1) is refused with nothing written, power cuts leave B
+# booting intact, then the right one installs and A runs release 3.
+delta_cases() {
+	local d=$1 initrd=$2 full2=$3 b=$WORK/bundles-delta v=delta t0 full1 full3 delta wrong before_a before_b sha3
+	local c="ab-install (delta): 2 -> 3 from the running B, trial of A, confirmed, A runs"
+	mkdir -p "$b"
+	t0=$(date +%s)
+	if ! RELEASE=3 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
+		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs3" /bin/busybox >/dev/null ||
+		! full3=$(BUNDLE_ROOTFS=$WORK/rootfs3 BUNDLE_VERSION=3 bundle_of "$b/v3" "$WORK/keys/bundle.key") ||
+		! full1=$(BUNDLE_ROOTFS=$WORK/rootfs BUNDLE_VERSION=1 bundle_of "$b/v1" "$WORK/keys/bundle.key") ||
+		! "$IMAGE_COMPOSER" -q delta --from "$full2" --to "$full3" -o "$b/good" --key "$WORK/keys/bundle.key" ||
+		! "$IMAGE_COMPOSER" -q delta --from "$full1" --to "$full3" -o "$b/wrong" --key "$WORK/keys/bundle.key"; then
+		fail "$c" "making the release 3 bundles and deltas failed"
+		return
+	fi
+	delta=$(ls "$b"/good/*.bundle) wrong=$(ls "$b"/wrong/*.bundle)
+	echo "note: delta 2 -> 3: $(stat -c %s "$delta") bytes (full bundle $(stat -c %s "$full3")), made in $(($(date +%s) - t0)) s"
+	sha3=$("$IMAGE_COMPOSER" -q bundle-info "$full3" --key "$WORK/keys/bundle.pub" | sed -n 's/^slot-sha256=//p')
+	before_a=$(part_sha "$d" rootA) before_b=$(part_sha "$d" rootB)
+	EXTRA_DRIVE=$wrong boot "in-$v-refuse" "$d" "probe.install=$(stat -c %s "$wrong")" "$initrd"
+	if ! check "ab-install (delta): refuses a delta for another base" "in-$v-refuse" \
+		'ab-install: refused: wrong base: the delta applies to 1 ' 'INSTALL rc=2'; then
+		return
+	fi
+	if [ "$(part_sha "$d" rootA)$(part_sha "$d" rootB)" != "$before_a$before_b" ] ||
+		[ -n "$(debugfs_cat "$d" config /ab/state | grep '^trial=.')" ]; then
+		fail "ab-install (delta): refuses a delta for another base" "a slot or the state changed"
+		return
+	fi
+	pass "ab-install (delta): a delta for another base: refused, nothing written"
+	if cut_rounds "$v" "$d" "$delta" "" "$initrd" "$DELTA_CUT_ROUNDS" B 2 "$before_b"; then
+		pass "ab-install (delta): power cut during a delta install, $DELTA_CUT_ROUNDS rounds: B boots intact"
+	fi
+	EXTRA_DRIVE=$delta boot "in-$v-1" "$d" "probe.install=$(stat -c %s "$delta")" "$initrd"
+	if check "$c" "in-$v-1" 'ab-install: writing qemu-ab 3 .* as a delta from 2 to slot A' \
+		'ab-install: installed qemu-ab 3 into slot A' 'INSTALL rc=0' &&
+		boot "in-$v-2" "$d" "" "$initrd" &&
+		check "$c" "in-$v-2" 'slot A: trial boot 1 of 1' 'ab-mark-good: slot A confirmed' '^BOOT-OK slot=A .*release=3'; then
+		if [ "$(part_sha "$d" rootA)" != "$sha3" ]; then
+			fail "$c" "rootA's SHA-256 is not the release 3 bundle's slot-sha256"
 		else
-			echo "note: $v install: $(sed -n 's/^INSTALL rc=0 seconds=//p' "$WORK/in-$v-1.log.txt") s in the guest (TCG)"
+			echo "note: delta install: $(sed -n 's/^INSTALL rc=0 seconds=//p' "$WORK/in-$v-1.log.txt") s in the guest (TCG)"
 			pass "$c"
 		fi
 	fi
-	rm -f "$d"
 }
 if want install && [ -n "$AB_INSTALL_BIN" ]; then
-	INSTALL_CUT_ROUNDS=${INSTALL_CUT_ROUNDS:-5}
+	INSTALL_CUT_ROUNDS=${INSTALL_CUT_ROUNDS:-5} DELTA_CUT_ROUNDS=${DELTA_CUT_ROUNDS:-2}
 	RELEASE=2 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
 		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs2" /bin/busybox
 	install_cases part "$EXAMPLE/image.yaml" "$DISK" "$INITRD" "" 'rorootfs: root: /dev/vda3 \(read-only\)'
@@ -456,6 +514,46 @@ if want yocto; then
 		check "$c" yocto 'rorootfs: slot A' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 ' && pass "$c"
 	fi
 	rm -rf "$WORK/yocto" "$WORK/yocto-rootfs.ext4"
+fi
+
+# ---- 6b. squashfs root slots, opened through dm-verity ---------------------
+# image-verity.yaml: the initramfs opens the root with ab-install
+# verity-open; the root hash comes from rootfs.verity beside the image.
+if want verity; then
+	c="squashfs root through dm-verity + overlay; a flipped byte fails the boot"
+	o=$WORK/out-verity
+	t0=$(date +%s)
+	if [ -z "$AB_INSTALL_BIN" ]; then
+		fail "$c" "no static ab-install to open the verity device"
+	elif ! compose "$EXAMPLE/image-verity.yaml" "$o" --var "AB_INSTALL=$AB_INSTALL_BIN" ||
+		[ ! -f "$o/qemu-ab-verity.img" ] || [ ! -f "$o/rootfs.verity" ]; then
+		fail "$c" "compose image-verity.yaml: $(tail -n 5 "$o.log")"
+	else
+		hash=$(sed -n 's/^roothash=//p' "$o/rootfs.verity")
+		hoff=$(sed -n 's/^hash_offset=//p' "$o/rootfs.verity")
+		d=$WORK/verity.img
+		i=$o/initramfs-verity.img
+		cp --sparse=always "$o/qemu-ab-verity.img" "$d"
+		read -r roff _ < <(part "$d" rootA)
+		# The squashfs root, plain (no roothash=), then verified, with the
+		# overlay on top and the A/B state machine around it.
+		if boot ve1 "$d" "rootfstype=squashfs" "$i" &&
+			check "$c" ve1 'rorootfs: root: /dev/vda1 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 ' &&
+			boot ve2 "$d" "rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i" &&
+			check "$c" ve2 "rorootfs: root: /dev/vda1 verified by dm-verity as /dev/dm-0, roothash $hash" \
+				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=2 '; then
+			# One flipped bit in the squashfs superblock's block, which
+			# the mount reads: dm-verity refuses it, the boot stops.
+			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1000)) conv=notrunc status=none
+			boot ve3 "$d" "rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i"
+			if check "$c" ve3 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
+				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has ve3 '^BOOT-OK'; then
+				pass "$c"
+			fi
+		fi
+		rm -f "$d"
+	fi
+	echo "note: verity cases: $(($(date +%s) - t0)) s"
 fi
 
 # ---- 7. a missing root is a clear, fast failure --------------------------

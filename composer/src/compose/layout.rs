@@ -219,10 +219,11 @@ fn size_of(
     }
 }
 
-fn headroom(h: config::Headroom) -> Headroom {
+pub(super) fn headroom(h: config::Headroom) -> Headroom {
     match h {
         config::Headroom::None => Headroom::None,
         config::Headroom::Bytes(b) => Headroom::Bytes(b.bytes()),
         config::Headroom::Percent(p) => Headroom::Percent(p),
+        config::Headroom::PercentAndBytes(p, b) => Headroom::PercentAndBytes(p, b.bytes()),
     }
 }

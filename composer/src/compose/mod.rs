@@ -70,7 +70,13 @@ pub fn validate(request: &Request) -> Result<(), Error> {
 /// Prints the resolved layout as a table, or as JSON, with the owners
 /// chosen for each `from:` tree and why.
 pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
-    let (_, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let (desc, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    let image = &desc.image.name.value;
+    let outputs: Vec<String> = desc
+        .outputs
+        .iter()
+        .map(|o| o.value.file_name(image))
+        .collect();
     let text = if json {
         let mut value = crate::plan::render_json(&plan, &specs);
         if let Some(top) = value.as_object_mut() {
@@ -86,16 +92,47 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
                 })
                 .collect();
             top.insert("owners".into(), serde_json::Value::Array(owners));
+            top.insert("outputs".into(), serde_json::json!(outputs));
+            let verity = contents
+                .verity(&desc)
+                .into_iter()
+                .map(|(name, v)| {
+                    let value = serde_json::json!({
+                        "roothash": v.root_hash,
+                        "salt": v.salt,
+                        "hash_algorithm": "sha256",
+                        "data_block_size": crate::fs::verity::BLOCK,
+                        "hash_block_size": crate::fs::verity::BLOCK,
+                        "data_blocks": v.data_blocks,
+                        "hash_offset": v.hash_offset,
+                        "hash_start_block": v.hash_start_block(),
+                        "uuid": v.uuid,
+                    });
+                    (name, value)
+                })
+                .collect();
+            top.insert("verity".into(), serde_json::Value::Object(verity));
         }
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         text.push('\n');
         text
     } else {
         let mut text = crate::plan::render_text(&plan, &specs);
+        text.push_str(&format!("\noutputs: {}\n", outputs.join(", ")));
         if !contents.ownership.is_empty() {
             text.push_str("\nowners of the source trees:\n");
             for (name, c) in &contents.ownership {
                 text.push_str(&format!("  {name}: {}: {}\n", c.owners.name(), c.reason));
+            }
+        }
+        let verity = contents.verity(&desc);
+        if !verity.is_empty() {
+            text.push_str("\ndm-verity:\n");
+            for (name, v) in verity {
+                text.push_str(&format!(
+                    "  {name}: roothash {} data-blocks {} hash-offset {}\n",
+                    v.root_hash, v.data_blocks, v.hash_offset
+                ));
             }
         }
         text

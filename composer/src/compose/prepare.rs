@@ -15,7 +15,9 @@ use crate::fs::erofs::{self, ErofsFs, ErofsOptions};
 use crate::fs::ext4::{self, Ext4Fs, Ext4Options, Features};
 use crate::fs::raw::{RawImage, Zeros};
 use crate::fs::squashfs::{self, SquashfsFs, SquashfsOptions};
+use crate::fs::swap::{self, SwapArea, SwapOptions};
 use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeOptions};
+use crate::fs::verity::VerityInfo;
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::staging::Staging;
@@ -44,6 +46,7 @@ pub enum Prepared {
     Ext4(Box<Ext4Fs>),
     Squashfs(SquashfsFs),
     Erofs(ErofsFs),
+    Swap(SwapArea),
 }
 
 impl Prepared {
@@ -62,6 +65,15 @@ impl Prepared {
             Prepared::Ext4(fs) => Some(fs.as_ref()),
             Prepared::Squashfs(fs) => Some(fs),
             Prepared::Erofs(fs) => Some(fs),
+            Prepared::Swap(area) => Some(area),
+        }
+    }
+
+    /// The dm-verity parameters of a content with a hash tree.
+    pub fn verity(&self) -> Option<&VerityInfo> {
+        match self {
+            Prepared::Squashfs(fs) => fs.verity(),
+            _ => None,
         }
     }
 
@@ -84,8 +96,10 @@ impl Prepared {
                 "" => "ext4".into(),
                 label => format!("ext4 '{label}'"),
             },
+            Prepared::Squashfs(fs) if fs.verity().is_some() => "squashfs + verity".into(),
             Prepared::Squashfs(_) => "squashfs".into(),
             Prepared::Erofs(_) => "erofs".into(),
+            Prepared::Swap(_) => "swap".into(),
         }
     }
 
@@ -125,7 +139,11 @@ impl Artifact {
     pub fn is_filesystem(&self) -> bool {
         matches!(
             self.prepared,
-            Prepared::Vfat(_) | Prepared::Ext4(_) | Prepared::Squashfs(_) | Prepared::Erofs(_)
+            Prepared::Vfat(_)
+                | Prepared::Ext4(_)
+                | Prepared::Squashfs(_)
+                | Prepared::Erofs(_)
+                | Prepared::Swap(_)
         )
     }
 }
@@ -151,6 +169,22 @@ pub struct Contents {
 }
 
 impl Contents {
+    /// Every content with a dm-verity hash tree, by name: artifacts by
+    /// theirs, partitions by theirs (a partition holding an artifact is
+    /// listed under both), in name order.
+    pub fn verity<'c>(&'c self, desc: &Description) -> BTreeMap<String, &'c VerityInfo> {
+        let artifacts = self
+            .artifacts
+            .iter()
+            .filter_map(|(name, a)| Some((name.clone(), a.prepared.verity()?)));
+        let partitions = desc
+            .partitions
+            .iter()
+            .zip(&self.uses)
+            .filter_map(|(p, using)| Some((p.name.value.clone(), self.get(using).verity()?)));
+        artifacts.chain(partitions).collect()
+    }
+
     pub fn get(&self, using: &Use) -> &Prepared {
         match using {
             Use::Own(i) => &self.own[*i],
@@ -403,6 +437,7 @@ impl Preparer<'_> {
                         .block_size
                         .as_ref()
                         .map_or(defaults.block_size, |b| b.value),
+                    verity: q.verity.value,
                 };
                 let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
@@ -419,6 +454,19 @@ impl Preparer<'_> {
                 };
                 let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
+            }
+            Model::Fs(Filesystem::Swap(w)) => {
+                let opts = SwapOptions {
+                    name: name.to_string(),
+                    label: w
+                        .label
+                        .as_ref()
+                        .map(|l| l.value.clone())
+                        .unwrap_or_default(),
+                    uuid: w.uuid.as_ref().map(|u| u.value),
+                    page_size: w.page_size.as_ref().map_or(4096, |p| p.value),
+                };
+                Prepared::Swap(swap::prepare(&opts, self.ctx)?)
             }
             Model::Initramfs(i) => {
                 let opts = self.initramfs_options(name, i)?;
@@ -772,21 +820,15 @@ pub fn sized(min: u64, size: &SizeSpec) -> Result<u64> {
     let bytes = match size {
         SizeSpec::Fixed(b) => return Ok(b.bytes()),
         SizeSpec::Auto(headroom) => min
-            .checked_add(headroom_bytes(min, headroom))
+            .checked_add(
+                super::layout::headroom(*headroom)
+                    .bytes(min)
+                    .context("artifact size overflows")?,
+            )
             .context("artifact size overflows")?,
         SizeSpec::Fill => bail!("an artifact cannot fill the disk"),
     };
     align_up(bytes, ARTIFACT_ALIGN).context("artifact size overflows")
-}
-
-pub fn headroom_bytes(min: u64, headroom: &config::Headroom) -> u64 {
-    match headroom {
-        config::Headroom::None => 0,
-        config::Headroom::Bytes(b) => b.bytes(),
-        config::Headroom::Percent(p) => {
-            u64::try_from((u128::from(min) * u128::from(*p)).div_ceil(100)).unwrap_or(u64::MAX)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -794,6 +836,15 @@ mod tests {
     use super::*;
     use crate::config::Spanned;
     use crate::diag::Span;
+
+    #[test]
+    fn wic_extra_space_and_overhead_factor_translate_exactly() {
+        // wic: (content + --extra-space 10M) * --overhead-factor 1.3;
+        // here: auto +30% +13MiB (13 = 10 * 1.3).
+        let min = 100 << 20;
+        let spec = SizeSpec::Auto(config::Headroom::PercentAndBytes(30, ByteSize(13 << 20)));
+        assert_eq!(sized(min, &spec).unwrap(), (min + (10 << 20)) * 13 / 10);
+    }
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |name| {

@@ -22,6 +22,7 @@ use crate::output::bmap::{self, Hasher, BLOCK_SIZE};
 use crate::output::compress::{self, Compression};
 use crate::output::staging::Staging;
 use crate::output::window::{Extents, Window};
+use crate::output::{qcow2, simg};
 use crate::plan::{Plan, RegionKind};
 use crate::ptable;
 use crate::units::human;
@@ -49,7 +50,7 @@ pub fn write_all(
     mut staging: Staging,
 ) -> Result<Written> {
     let name = &desc.image.name.value;
-    let image_name = format!("{name}.img");
+    let image_name = OutputKind::Raw.file_name(name);
     let outputs: Vec<OutputKind> = desc.outputs.iter().map(|o| o.value).collect();
     // Without `raw` the image is only the source of its bmap and copies.
     let image = Arc::new(if outputs.contains(&OutputKind::Raw) {
@@ -89,16 +90,33 @@ pub fn write_all(
         )?;
     }
 
-    for kind in &outputs {
-        let Some((ext, codec)) = compression_of(*kind) else {
+    for &kind in &outputs {
+        if matches!(kind, OutputKind::Raw | OutputKind::Bmap) {
             continue;
-        };
-        let copy_name = format!("{image_name}.{ext}");
+        }
+        let copy_name = kind.file_name(name);
         let copy = staging.create(&copy_name)?;
-        compress::write_compressed(&image, plan.disk_size, &mapped, codec, &copy, &copy_name)?;
-        tracing::info!("compress({ext}): {copy_name}");
+        let (size, compressed) = (plan.disk_size, |codec| {
+            compress::write_compressed(&image, plan.disk_size, &mapped, codec, &copy, &copy_name)
+        });
+        match kind {
+            OutputKind::Zst => compressed(Compression::Zst)?,
+            OutputKind::Xz => compressed(Compression::Xz)?,
+            OutputKind::Gz => compressed(Compression::Gz)?,
+            OutputKind::Simg => simg::write_simg(&image, size, &mapped, &copy, &copy_name)?,
+            OutputKind::Qcow2 => qcow2::write_qcow2(&image, size, &mapped, &copy, &copy_name)?,
+            OutputKind::Raw | OutputKind::Bmap => {}
+        }
+        tracing::info!("{}: {copy_name}", kind.keyword());
     }
     write_artifacts(desc, contents, &image, &firsts, &mut staging)?;
+    for (name, verity) in contents.verity(desc) {
+        let file_name = format!("{name}.verity");
+        let mut file = staging.create(&file_name)?;
+        std::io::Write::write_all(&mut file, verity.env_text().as_bytes())
+            .with_context(|| format!("writing '{file_name}'"))?;
+        tracing::info!("verity({name}): {file_name}, roothash {}", verity.root_hash);
+    }
     drop(image);
     let files = staging.commit()?;
     tracing::info!(
@@ -323,15 +341,7 @@ fn kind_name(p: &Prepared) -> &'static str {
         Prepared::Ext4(_) => "ext4",
         Prepared::Squashfs(_) => "squashfs",
         Prepared::Erofs(_) => "erofs",
-    }
-}
-
-fn compression_of(kind: OutputKind) -> Option<(&'static str, Compression)> {
-    match kind {
-        OutputKind::Zst => Some(("zst", Compression::Zst)),
-        OutputKind::Xz => Some(("xz", Compression::Xz)),
-        OutputKind::Gz => Some(("gz", Compression::Gz)),
-        OutputKind::Raw | OutputKind::Bmap => None,
+        Prepared::Swap(_) => "swap",
     }
 }
 

@@ -96,7 +96,7 @@ const EXT4_KEYS: [&str; 15] = [
     "reserved",
     "hash-seed",
 ];
-const SQUASHFS_KEYS: [&str; 8] = [
+const SQUASHFS_KEYS: [&str; 9] = [
     "type",
     "from",
     "owners",
@@ -105,7 +105,9 @@ const SQUASHFS_KEYS: [&str; 8] = [
     "compression",
     "level",
     "block-size",
+    "verity",
 ];
+const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
 const EROFS_KEYS: [&str; 8] = [
     "type",
     "from",
@@ -322,7 +324,8 @@ impl Cx<'_> {
         );
     }
 
-    /// `SIZE | auto | auto +SIZE | auto +N% | fill` (fill only when `allow_fill`).
+    /// `SIZE | auto | auto +SIZE | auto +N% | auto +N% +SIZE | fill` (fill only
+    /// when `allow_fill`).
     fn size_spec(&mut self, node: &Node, allow_fill: bool) -> Option<SizeSpec> {
         let help = if allow_fill {
             "write a size (\"64MiB\"), auto, \"auto +64MiB\", \"auto +20%\" or fill"
@@ -346,27 +349,53 @@ impl Cx<'_> {
                 self.err(node, format!("\"{t}\" is not a size"), help);
                 return None;
             };
-            let extra = extra.trim();
-            if let Some(pct) = extra.strip_suffix('%') {
-                return match pct.trim().parse::<u32>() {
-                    Ok(p) if p <= 1000 => Some(SizeSpec::Auto(Headroom::Percent(p))),
-                    _ => {
-                        self.err(
-                            node,
-                            format!("\"{t}\" has an invalid percentage"),
-                            "write a whole percentage from 0 to 1000, e.g. \"auto +20%\"",
-                        );
-                        None
-                    }
+            // `+N%`, `+SIZE`, or both (wic's overhead factor and extra space).
+            let (mut percent, mut bytes) = (None, None);
+            for term in extra.split('+').map(str::trim) {
+                let twice = |what: &str| {
+                    (
+                        format!("\"{t}\" has two {what}"),
+                        "write at most one percentage and one size, e.g. \"auto +30% +13MiB\"",
+                    )
                 };
-            }
-            return match extra.parse::<ByteSize>() {
-                Ok(s) => Some(SizeSpec::Auto(Headroom::Bytes(s))),
-                Err(_) => {
-                    self.err(node, format!("\"{t}\" is not a size"), help);
-                    None
+                if let Some(pct) = term.strip_suffix('%') {
+                    match pct.trim().parse::<u32>() {
+                        Ok(_) if percent.is_some() => {
+                            let (m, h) = twice("percentages");
+                            self.err(node, m, h);
+                            return None;
+                        }
+                        Ok(p) if p <= 1000 => percent = Some(p),
+                        _ => {
+                            self.err(
+                                node,
+                                format!("\"{t}\" has an invalid percentage"),
+                                "write a whole percentage from 0 to 1000, e.g. \"auto +20%\"",
+                            );
+                            return None;
+                        }
+                    }
+                } else {
+                    match term.parse::<ByteSize>() {
+                        Ok(_) if bytes.is_some() => {
+                            let (m, h) = twice("sizes");
+                            self.err(node, m, h);
+                            return None;
+                        }
+                        Ok(s) => bytes = Some(s),
+                        Err(_) => {
+                            self.err(node, format!("\"{t}\" is not a size"), help);
+                            return None;
+                        }
+                    }
                 }
-            };
+            }
+            return Some(SizeSpec::Auto(match (percent, bytes) {
+                (Some(p), Some(b)) => Headroom::PercentAndBytes(p, b),
+                (Some(p), None) => Headroom::Percent(p),
+                (None, Some(b)) => Headroom::Bytes(b),
+                (None, None) => Headroom::None,
+            }));
         }
         match t.parse::<ByteSize>() {
             Ok(s) => Some(SizeSpec::Fixed(s)),
@@ -730,17 +759,8 @@ pub fn decode(
         Some(n) => {
             if let Some(items) = cx.list(n, "write `outputs: [raw, bmap]`") {
                 for item in items {
-                    if let Some(k) = cx.choice(
-                        item,
-                        "an output format",
-                        &[
-                            ("raw", OutputKind::Raw),
-                            ("bmap", OutputKind::Bmap),
-                            ("zst", OutputKind::Zst),
-                            ("xz", OutputKind::Xz),
-                            ("gz", OutputKind::Gz),
-                        ],
-                    ) {
+                    let choices = OutputKind::ALL.map(|k| (k.keyword(), k));
+                    if let Some(k) = cx.choice(item, "an output format", &choices) {
                         if !outputs.iter().any(|o| o.value == k) {
                             outputs.push(cx.spanned(item, k));
                         }
@@ -1433,7 +1453,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         cx.err(
             node,
             "missing key 'type'",
-            "add `type: ext4`, `type: vfat`, `type: squashfs` or `type: erofs`",
+            "add `type: ext4`, `type: vfat`, `type: squashfs`, `type: erofs` or `type: swap`",
         );
         return None;
     };
@@ -1443,6 +1463,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Ext4,
         Squashfs,
         Erofs,
+        Swap,
     }
     let kind = cx.choice(
         t,
@@ -1452,6 +1473,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
             ("ext4", Kind::Ext4),
             ("squashfs", Kind::Squashfs),
             ("erofs", Kind::Erofs),
+            ("swap", Kind::Swap),
         ],
     )?;
     match kind {
@@ -1459,6 +1481,7 @@ fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
         Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
         Kind::Erofs => decode_erofs(cx, node).map(|e| Filesystem::Erofs(Box::new(e))),
+        Kind::Swap => decode_swap(cx, node).map(|w| Filesystem::Swap(Box::new(w))),
     }
 }
 
@@ -1949,12 +1972,42 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
         }
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
+    let verity = f.flag(cx, "verity", false);
     Some(Squashfs {
         from,
         ownership,
         compression,
         level,
         block_size,
+        verity,
+    })
+}
+
+fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
+    use crate::fs::swap::{LABEL_MAX, PAGE_SIZES};
+    let f = cx.fields(node, &SWAP_KEYS, "write `fs: { type: swap }`")?;
+    let label = label(cx, &f, LABEL_MAX, "swap");
+    let uuid = f
+        .get("uuid")
+        .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
+    let page_size = f.get("page-size").and_then(|n| {
+        let s = cx.size(n)?;
+        match u32::try_from(s.0).ok().filter(|p| PAGE_SIZES.contains(p)) {
+            Some(p) => Some(cx.spanned(n, p)),
+            None => {
+                cx.err(
+                    n,
+                    format!("\"{s}\" is not a kernel page size"),
+                    "use the target kernel's page size: 4KiB (the default), 16KiB or 64KiB",
+                );
+                None
+            }
+        }
+    });
+    Some(Swap {
+        label,
+        uuid,
+        page_size,
     })
 }
 

@@ -138,6 +138,8 @@ pub enum Headroom {
     Bytes(ByteSize),
     /// Percent of the content's minimum size.
     Percent(u32),
+    /// Both: `auto +30% +13MiB`.
+    PercentAndBytes(u32, ByteSize),
 }
 
 /// `artifacts.<name>`.
@@ -242,6 +244,7 @@ pub enum Filesystem {
     Ext4(Box<Ext4>),
     Squashfs(Box<Squashfs>),
     Erofs(Box<Erofs>),
+    Swap(Box<Swap>),
 }
 
 /// A file placed into a filesystem or archive: `files: { /dest: source }`.
@@ -367,6 +370,8 @@ pub struct Squashfs {
     pub level: Option<Spanned<u32>>,
     /// A power of two from 4KiB to 1MiB; default 128KiB.
     pub block_size: Option<Spanned<u32>>,
+    /// Append a dm-verity hash tree; default false.
+    pub verity: Spanned<bool>,
 }
 
 /// `fs: { type: erofs }`: a read-only EROFS image.
@@ -381,6 +386,17 @@ pub struct Erofs {
     pub level: Option<Spanned<u32>>,
     /// A multiple of 4KiB up to 1MiB; default 4KiB.
     pub pcluster_size: Option<Spanned<u32>>,
+}
+
+/// `fs: { type: swap }`: a Linux swap area (mkswap's signature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Swap {
+    /// Up to 16 bytes.
+    pub label: Option<Spanned<String>>,
+    /// Derived from the seed when absent.
+    pub uuid: Option<Spanned<Uuid>>,
+    /// The target kernel's page size; default 4096.
+    pub page_size: Option<Spanned<u32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -488,6 +504,7 @@ pub enum UpdateSlot {
     Artifact(String),
 }
 
+/// An entry of `outputs:`: a file the build writes beside the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OutputKind {
     Raw,
@@ -495,4 +512,43 @@ pub enum OutputKind {
     Zst,
     Xz,
     Gz,
+    /// Android sparse image (fastboot, UUU, `simg2img`).
+    Simg,
+    /// QEMU's qcow2, holes kept.
+    Qcow2,
+}
+
+impl OutputKind {
+    /// Every kind, in the order of the docs.
+    pub const ALL: [OutputKind; 7] = [
+        OutputKind::Raw,
+        OutputKind::Bmap,
+        OutputKind::Zst,
+        OutputKind::Xz,
+        OutputKind::Gz,
+        OutputKind::Simg,
+        OutputKind::Qcow2,
+    ];
+
+    /// The name written in `outputs:`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            OutputKind::Raw => "raw",
+            OutputKind::Bmap => "bmap",
+            OutputKind::Zst => "zst",
+            OutputKind::Xz => "xz",
+            OutputKind::Gz => "gz",
+            OutputKind::Simg => "simg",
+            OutputKind::Qcow2 => "qcow2",
+        }
+    }
+
+    /// The file this output is written to, for an image named `image`.
+    pub fn file_name(self, image: &str) -> String {
+        match self {
+            OutputKind::Raw => format!("{image}.img"),
+            OutputKind::Simg | OutputKind::Qcow2 => format!("{image}.{}", self.keyword()),
+            _ => format!("{image}.img.{}", self.keyword()),
+        }
+    }
 }

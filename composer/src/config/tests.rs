@@ -260,6 +260,36 @@ fn not_a_size() {
         one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +200 %%\n"),
         "board.yaml:4:11: partitions[0].size: \"auto +200 %%\" has an invalid percentage\n  help: write a whole percentage from 0 to 1000, e.g. \"auto +20%\""
     );
+    // One percentage and one size at most.
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +10% +20%\n"),
+        "board.yaml:4:11: partitions[0].size: \"auto +10% +20%\" has two percentages\n  help: write at most one percentage and one size, e.g. \"auto +30% +13MiB\""
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\npartitions:\n  - name: a\n    size: auto +1MiB +2MiB\n"),
+        "board.yaml:4:11: partitions[0].size: \"auto +1MiB +2MiB\" has two sizes\n  help: write at most one percentage and one size, e.g. \"auto +30% +13MiB\""
+    );
+}
+
+#[test]
+fn wic_overhead_factor_and_extra_space() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, percent) in [
+        ("auto +30% +13MiB", 30),
+        ("auto +13MiB +30%", 30),
+        ("auto+0%+13MiB", 0),
+    ] {
+        let d = load_in(
+            &dir,
+            &format!("image: {{ name: sd }}\npartitions:\n  - {{ name: a, size: \"{text}\", fs: {{ type: ext4 }} }}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.partitions[0].size.as_ref().unwrap().value,
+            SizeSpec::Auto(Headroom::PercentAndBytes(percent, ByteSize(13 << 20))),
+            "{text}"
+        );
+    }
 }
 
 #[test]
@@ -298,7 +328,7 @@ fn missing_image_and_name() {
 fn enum_values() {
     assert_eq!(
         one_error("image: { name: sd }\noutputs: [raw, zstd]\n"),
-        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz"
+        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz, simg, qcow2"
     );
     assert_eq!(
         one_error("image: { name: sd, sector-size: 1024 }\n"),
@@ -442,7 +472,7 @@ fn partition_types() {
 fn filesystems() {
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: btrfs } }\n"),
-        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4, squashfs, erofs"
+        "board.yaml:3:28: partitions[0].fs.type: \"btrfs\" is not a filesystem type\n  help: use one of: vfat, ext4, squashfs, erofs, swap"
     );
     assert_eq!(
         one_error("image: { name: sd }\npartitions:\n  - { name: a, fs: { type: vfat, fat: 24 } }\n"),
@@ -1281,13 +1311,14 @@ fn squashfs_keys_decode_and_bad_values_are_named() {
         &dir,
         "image: { name: sd }
 artifacts:
-  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source } }
+  root: { fs: { type: squashfs, compression: zstd, level: 19, block-size: 256KiB, owners: source, verity: true } }
 ",
     )
     .unwrap();
     let Content::Fs(Filesystem::Squashfs(q)) = &d.artifact("root").unwrap().content.value else {
         panic!()
     };
+    assert!(q.verity.value);
     assert_eq!(q.compression.value, Compression::Zstd);
     assert_eq!(q.level.as_ref().unwrap().value, 19);
     assert_eq!(q.block_size.as_ref().unwrap().value, 256 * 1024);
@@ -1304,9 +1335,10 @@ artifacts:
         (
             q.compression.value,
             q.level.is_none(),
-            q.block_size.is_none()
+            q.block_size.is_none(),
+            q.verity.value
         ),
-        (Compression::Gzip, true, true)
+        (Compression::Gzip, true, true, false)
     );
 
     let bad = "image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, compression: lz4, level: 3, block-size: 3KiB } }\n";

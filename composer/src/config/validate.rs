@@ -238,7 +238,40 @@ fn check_hybrid(d: &Description, diags: &mut Vec<Diagnostic>) {
 }
 
 fn check_sizes(d: &Description, diags: &mut Vec<Diagnostic>) {
+    // Swap space has no content to size it by: its size is the amount of
+    // swap the system gets (`size: auto` would give mkswap's minimum, 40 KiB).
+    let swap_help = "give it the amount of swap the system needs, e.g. size: 512MiB";
+    for a in &d.artifacts {
+        if matches!(a.content.value, Content::Fs(Filesystem::Swap(_)))
+            && !matches!(a.size.value, SizeSpec::Fixed(_))
+        {
+            diags.push(
+                a.size
+                    .diag(format!("swap artifact \"{}\" needs a size", a.name.value))
+                    .help(swap_help),
+            );
+        }
+    }
     for p in &d.partitions {
+        if matches!(p.content.value, Content::Fs(Filesystem::Swap(_)))
+            && !matches!(
+                p.size.as_ref().map(|s| s.value),
+                Some(SizeSpec::Fixed(_) | SizeSpec::Fill)
+            )
+        {
+            let at = p
+                .size
+                .as_ref()
+                .map_or_else(|| p.name.diag(""), |s| s.diag(""));
+            diags.push(
+                Diagnostic::new(
+                    at.span,
+                    at.key,
+                    format!("swap partition \"{}\" needs a size", p.name.value),
+                )
+                .help(format!("{swap_help}, or fill")),
+            );
+        }
         let nothing = matches!(p.content.value, Content::Empty | Content::Zero);
         let sized = matches!(
             p.size.as_ref().map(|s| s.value),
@@ -272,8 +305,8 @@ fn check_sizes(d: &Description, diags: &mut Vec<Diagnostic>) {
 fn check_outputs(d: &Description, diags: &mut Vec<Diagnostic>) {
     let image = &d.image.name.value;
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
-    for ext in ["img", "img.bmap", "img.zst", "img.xz", "img.gz"] {
-        taken.insert(format!("{image}.{ext}"), "the image".to_string());
+    for kind in OutputKind::ALL {
+        taken.insert(kind.file_name(image), "the image".to_string());
     }
     for a in &d.artifacts {
         let Some(out) = &a.output else { continue };

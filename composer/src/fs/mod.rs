@@ -12,7 +12,9 @@ pub mod ext4;
 pub mod parallel;
 pub mod raw;
 pub mod squashfs;
+pub mod swap;
 pub mod tree;
+pub mod verity;
 pub mod vfat;
 
 use crate::ids::Seed;

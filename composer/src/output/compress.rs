@@ -39,12 +39,11 @@
 //! thread count and they still compress every zero).
 
 use crate::output::codec;
-use crate::output::window::Extents;
+use crate::output::window::{read_mapped, Extents};
 use anyhow::{anyhow, Context};
 use liblzma::stream::{Check, LzmaOptions};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -136,7 +135,7 @@ fn compress_to(
         let jobs: Vec<Chunk> = (first..last)
             .map(|i| Chunk::new(i, image_size, mapped))
             .collect();
-        let results = compress_round(image, kind, &jobs, workers)?;
+        let results = compress_round(image, mapped, kind, &jobs, workers)?;
         for (job, result) in jobs.iter().zip(results) {
             if result.is_none() && zero_chunk.is_none() {
                 zero_chunk = Some(
@@ -156,45 +155,35 @@ fn compress_to(
     Ok(())
 }
 
-/// One chunk of the image and the mapped ranges inside it (relative).
+/// One chunk of the image and whether anything in it is mapped.
 #[derive(Debug)]
 struct Chunk {
     start: u64,
     len: u64,
-    mapped: Vec<(u64, u64)>,
+    any_mapped: bool,
 }
 
 impl Chunk {
     fn new(index: u64, image_size: u64, mapped: &Extents) -> Chunk {
         let start = index * CHUNK_BYTES;
         let end = (start + CHUNK_BYTES).min(image_size);
-        let inside = mapped
-            .iter()
-            .filter(|&(s, e)| s < end && e > start)
-            .map(|(s, e)| (s.max(start) - start, e.min(end) - start))
-            .collect();
+        let any_mapped = mapped.iter_from(start).next().is_some_and(|(s, _)| s < end);
         Chunk {
             start,
             len: end - start,
-            mapped: inside,
+            any_mapped,
         }
     }
 
     /// A full-size chunk with nothing mapped: its compressed form is shared.
     fn is_zero_full(&self) -> bool {
-        self.mapped.is_empty() && self.len == CHUNK_BYTES
+        !self.any_mapped && self.len == CHUNK_BYTES
     }
 
     /// The chunk's bytes: zeros, with the mapped ranges read from `image`.
-    fn read(&self, image: &File, buf: &mut Vec<u8>) -> io::Result<()> {
-        let len = usize::try_from(self.len).map_err(io::Error::other)?;
-        buf.clear();
-        buf.resize(len, 0);
-        for &(s, e) in &self.mapped {
-            let (s, e) = (s as usize, e as usize);
-            image.read_exact_at(&mut buf[s..e], self.start + s as u64)?;
-        }
-        Ok(())
+    fn read(&self, image: &File, mapped: &Extents, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.resize(usize::try_from(self.len).map_err(io::Error::other)?, 0);
+        read_mapped(image, mapped, self.start, buf)
     }
 }
 
@@ -202,6 +191,7 @@ impl Chunk {
 /// zeros (the caller reuses one compressed copy).
 fn compress_round(
     image: &File,
+    mapped: &Extents,
     kind: Compression,
     jobs: &[Chunk],
     workers: usize,
@@ -214,7 +204,7 @@ fn compress_round(
             if job.is_zero_full() {
                 continue;
             }
-            job.read(image, &mut buf).with_context(|| {
+            job.read(image, mapped, &mut buf).with_context(|| {
                 format!("reading image bytes {}..{}", job.start, job.start + job.len)
             })?;
             let bytes = kind.compress(&buf).with_context(|| {

@@ -1,8 +1,10 @@
 //! Output files: the image written in place, its bmap, compressed copies,
-//! all staged in a private directory and committed together (`staging`).
+//! Android sparse and qcow2 conversions, all staged in a private directory and committed together (`staging`).
 
 pub mod bmap;
 pub mod codec;
 pub mod compress;
+pub mod qcow2;
+pub mod simg;
 pub mod staging;
 pub mod window;

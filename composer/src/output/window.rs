@@ -21,7 +21,6 @@
 //! blocks for the bmap and start their writeback while the sweep goes on,
 //! instead of after the whole region.
 
-use rustix::fs::SeekFrom;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -93,6 +92,16 @@ impl Extents {
         before.into_iter().chain(after)
     }
 
+    /// The ranges in units of `block` bytes, rounded outwards (a block
+    /// with any covered byte is in), clipped to `total_blocks`.
+    pub fn to_blocks(&self, block: u64, total_blocks: u64) -> Extents {
+        let mut blocks = Extents::new();
+        for (s, e) in self.iter() {
+            blocks.insert(s / block, e.div_ceil(block).min(total_blocks));
+        }
+        blocks
+    }
+
     /// Total bytes covered.
     pub fn total(&self) -> u64 {
         self.ranges.iter().map(|(s, e)| e - s).sum()
@@ -101,6 +110,24 @@ impl Extents {
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
+}
+
+/// Reads `buf.len()` bytes of `image` from `start` as the image reads: the
+/// `mapped` ranges from the file, zeros elsewhere (never read: unmapped
+/// ranges are holes). Used by every copy of a finished image.
+pub fn read_mapped(image: &File, mapped: &Extents, start: u64, buf: &mut [u8]) -> io::Result<()> {
+    let end = start + buf.len() as u64;
+    buf.fill(0);
+    for (s, e) in mapped.iter_from(start) {
+        if s >= end {
+            break;
+        }
+        let (s, e) = (s.max(start), e.min(end));
+        let range = usize::try_from(s - start).map_err(io::Error::other)?
+            ..usize::try_from(e - start).map_err(io::Error::other)?;
+        image.read_exact_at(&mut buf[range], s)?;
+    }
+    Ok(())
 }
 
 /// Listener of [`Window::settle`]: gets the window's mapped ranges
@@ -207,26 +234,8 @@ impl<'f> Window<'f> {
     /// user space; falls back to read/write where the kernel refuses.
     pub fn copy_from(&mut self, src: &File, src_pos: u64, len: u64, pos: u64) -> io::Result<()> {
         self.check(pos, len)?;
-        let src_end = src_pos + len;
-        let mut cursor = src_pos;
-        while cursor < src_end {
-            let data = match rustix::fs::seek(src, SeekFrom::Data(cursor)) {
-                Ok(d) => d,
-                // ENXIO: no data after `cursor`; the rest is a hole.
-                Err(rustix::io::Errno::NXIO) => break,
-                // The source filesystem cannot tell holes: copy everything.
-                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => cursor,
-                Err(e) => return Err(e.into()),
-            };
-            if data >= src_end {
-                break;
-            }
-            let hole = match rustix::fs::seek(src, SeekFrom::Hole(data)) {
-                Ok(h) => h.min(src_end),
-                Err(_) => src_end,
-            };
+        for (data, hole) in crate::input::data_segments(src, src_pos, src_pos + len)? {
             self.copy_range(src, data, hole - data, pos + (data - src_pos))?;
-            cursor = hole;
         }
         Ok(())
     }

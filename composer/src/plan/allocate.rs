@@ -14,8 +14,8 @@
 //! diagnostic, never a panic or a wrapped value.
 
 use super::roles::{assign_roles, check_type_forms, Role};
+use super::PartSpec;
 use super::{DiskSpec, GptLayout, Plan, PlannedPartition, Region, RegionKind, SizeReq, TableKind};
-use super::{Headroom, PartSpec};
 use crate::diag::{Diagnostic, Span};
 use crate::units::{align_up, human, ByteSize};
 
@@ -745,14 +745,7 @@ fn resolve_size(part: &PartSpec, geo: &Geometry, diags: &mut Vec<Diagnostic>) ->
             Some(size)
         }
         SizeReq::Auto { min, headroom } => {
-            let extra = match headroom {
-                Headroom::None => Some(0),
-                Headroom::Bytes(b) => Some(b),
-                Headroom::Percent(p) => {
-                    let scaled = u128::from(min) * u128::from(p);
-                    u64::try_from(scaled.div_ceil(100)).ok()
-                }
-            };
+            let extra = headroom.bytes(min);
             let Some(size) = extra
                 .and_then(|e| min.checked_add(e))
                 .and_then(|s| align_up(s, ss))

@@ -149,6 +149,21 @@ pub enum Headroom {
     Bytes(u64),
     /// A percentage of the minimum (`auto +20%`), rounded up to whole bytes.
     Percent(u32),
+    /// Both (`auto +30% +13MiB`): wic's `--overhead-factor` and `--extra-space`.
+    PercentAndBytes(u32, u64),
+}
+
+impl Headroom {
+    /// The extra bytes on top of `min`; `None` on overflow.
+    pub fn bytes(self, min: u64) -> Option<u64> {
+        let percent = |p: u32| u64::try_from((u128::from(min) * u128::from(p)).div_ceil(100)).ok();
+        match self {
+            Headroom::None => Some(0),
+            Headroom::Bytes(b) => Some(b),
+            Headroom::Percent(p) => percent(p),
+            Headroom::PercentAndBytes(p, b) => percent(p)?.checked_add(b),
+        }
+    }
 }
 
 /// How big a partition is.

@@ -117,7 +117,6 @@ pub fn build_tree(entries: &[Entry], host: &Path, ctx: &BuildContext) -> Tree {
             Kind::File(b) => NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b.clone())),
                 size: b.len() as u64,
-                sparse: false,
             },
             Kind::Sparse(size, writes) => {
                 let p = host.join(format!("sparse{i}"));
@@ -131,7 +130,6 @@ pub fn build_tree(entries: &[Entry], host: &Path, ctx: &BuildContext) -> Tree {
                 NodeKind::File {
                     source: FileSource::Path(p),
                     size: *size,
-                    sparse: true,
                 }
             }
             Kind::Symlink(t) => NodeKind::Symlink { target: t.clone() },

@@ -245,7 +245,6 @@ impl Assembly<'_> {
         let kind = TreeKind::File {
             source: source.clone(),
             size,
-            sparse: matches!(source, FileSource::Path(_)),
         };
         Ok(Node::new(
             kind,

@@ -8,8 +8,9 @@
 //! then gives the planner its [`Content::min_size`] and, once the window is
 //! known, lays out groups, bitmaps, inode tables, journal and data for the
 //! window's size in memory (`layout.rs`) and writes them with large
-//! sequential writes (`write.rs`). File data is copied once, holes of sparse
-//! source files stay holes; everything not written (free space, unused
+//! sequential writes (`write.rs`). File data is copied once; holes of source
+//! files and blocks of zeros stay holes (found when prepared, read once
+//! for it: `input::InputFile::data_blocks`); everything not written (free space, unused
 //! inode tables, the journal with [`JournalInit::Lazy`]) stays a hole of the
 //! image and unmapped in the bmap, so an empty 4 GiB filesystem costs a few
 //! hundred KiB of writes.
@@ -47,12 +48,12 @@ pub use layout::profile_inode_ratio;
 use crate::fs::tree::{Node, NodeId, NodeKind, Timestamp, Tree, ROOT};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::ids::Uuid;
+use crate::input::InputFile;
 use crate::output::window::Window;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context};
 use layout::{InodeNeed, JournalBlocks, Params};
 use ondisk::*;
-use std::fs::File;
 
 /// The resolved feature set of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,55 +346,20 @@ fn inode_seed(csum_seed: u32, ino: u32) -> u32 {
     crc32c_raw(s, &0u32.to_le_bytes())
 }
 
-/// The one logical block range of a dense file of `size` bytes.
-fn dense_range(size: u64, bs: u64) -> Vec<(u64, u64)> {
-    match size.div_ceil(bs) {
-        0 => Vec::new(),
-        blocks => vec![(0, blocks)],
-    }
-}
-
-/// Logical block ranges of a file that hold data: the data segments of a
-/// sparse source (`SEEK_DATA`/`SEEK_HOLE`), rounded out to blocks.
+/// Logical block ranges (first, count) of a file that hold data, as
+/// `mke2fs -d` stores a file: holes of the source and blocks of zeros are
+/// not allocated, so a sparse and a dense copy of one content give one
+/// filesystem (see `input::InputFile::data_blocks`).
 fn data_ranges(source: &FileSource, size: u64, bs: u64) -> anyhow::Result<Vec<(u64, u64)>> {
-    if size == 0 {
-        return Ok(Vec::new());
-    }
-    let mut segs: Vec<(u64, u64)> = Vec::new();
     match source {
-        FileSource::Bytes(_) => segs.push((0, size)),
-        FileSource::Path(p) => {
-            let f = File::open(p).with_context(|| format!("opening '{}'", p.display()))?;
-            let mut pos = 0;
-            while pos < size {
-                let data = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Data(pos)) {
-                    Ok(d) => d,
-                    Err(rustix::io::Errno::NXIO) => break,
-                    Err(_) => {
-                        segs.push((pos, size));
-                        break;
-                    }
-                };
-                if data >= size {
-                    break;
-                }
-                let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(data))
-                    .unwrap_or(size)
-                    .min(size);
-                segs.push((data, hole));
-                pos = hole;
-            }
+        FileSource::Bytes(bytes) => {
+            let mut runs = Vec::new();
+            let bs = usize::try_from(bs)?;
+            crate::input::push_data_blocks(&mut runs, 0, bytes, bs);
+            Ok(runs)
         }
+        FileSource::Path(p) => InputFile::open(p, size)?.data_blocks(bs),
     }
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in segs {
-        let (bs_, be_) = (s / bs, e.div_ceil(bs));
-        match out.last_mut() {
-            Some((ls, lc)) if *ls + *lc >= bs_ => *lc = (*lc).max(be_ - *ls),
-            _ => out.push((bs_, be_ - bs_)),
-        }
-    }
-    Ok(out)
 }
 
 /// Prepares a filesystem of `tree` (an empty one for `None`).
@@ -476,6 +442,23 @@ pub fn prepare(
     let parents = parents(tree);
     let mut inodes = Vec::with_capacity(order.len() + 2);
     let mut needs = Vec::with_capacity(order.len() + 2);
+    // Which blocks of each regular file hold data: every file is read here
+    // (its data segments), on all cores, so that blocks of zeros are holes
+    // whether the source stored them or not.
+    let files: Vec<NodeId> = order
+        .iter()
+        .copied()
+        .filter(|&n| matches!(tree.node(n).kind, NodeKind::File { .. }))
+        .collect();
+    let file_ranges = crate::fs::parallel::map(&files, |&n| match &tree.node(n).kind {
+        NodeKind::File { source, size, .. } => {
+            data_ranges(source, *size, bs).with_context(|| format!("reading '{}'", path_of(n)))
+        }
+        _ => Ok(Vec::new()),
+    })
+    .with_context(ctxmsg)?;
+    let mut file_ranges: std::collections::HashMap<NodeId, Vec<(u64, u64)>> =
+        files.into_iter().zip(file_ranges).collect();
 
     // Nodes in inode order: root, lost+found (from the tree or made), rest.
     let lpf_node = match &tree.node(ROOT).kind {
@@ -599,11 +582,7 @@ pub fn prepare(
                 let size = blocks.len() as u64;
                 (Body::Extents(Data::Blocks(blocks)), size)
             }
-            NodeKind::File {
-                source,
-                size,
-                sparse,
-            } => {
+            NodeKind::File { source, size, .. } => {
                 let max = (1u64 << 32) * bs;
                 if *size > max {
                     bail!(
@@ -623,11 +602,7 @@ pub fn prepare(
                     large_file_needed = true;
                 }
                 flags = EXTENTS_FL;
-                ranges = if *sparse {
-                    data_ranges(source, *size, bs).with_context(ctxmsg)?
-                } else {
-                    dense_range(*size, bs)
-                };
+                ranges = file_ranges.remove(&id).unwrap_or_default();
                 (Body::Extents(Data::File(source.clone())), *size)
             }
             NodeKind::Symlink { target } => {

@@ -44,6 +44,7 @@ mod meta;
 pub use compress::Codec;
 
 use crate::fs::tree::{Node, NodeId, NodeKind, Tree, MODE_BITS, ROOT};
+use crate::fs::verity::{HashTree, VerityInfo};
 use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::output::window::Window;
 use crate::units::human;
@@ -102,6 +103,8 @@ pub struct SquashfsOptions {
     pub level: Option<u32>,
     /// Data block size: a power of two from 4 KiB to 1 MiB.
     pub block_size: u32,
+    /// Append a dm-verity hash tree ([`verity`](crate::fs::verity)).
+    pub verity: bool,
 }
 
 impl Default for SquashfsOptions {
@@ -111,6 +114,7 @@ impl Default for SquashfsOptions {
             codec: Codec::Gzip,
             level: None,
             block_size: 128 * 1024,
+            verity: false,
         }
     }
 }
@@ -126,12 +130,24 @@ pub struct SquashfsFs {
     /// The tables, from the end of the data to `bytes_used`.
     tables: Vec<u8>,
     bytes_used: u64,
+    /// The dm-verity hash area after the padded image, when asked for.
+    verity: Option<HashTree>,
 }
 
 impl SquashfsFs {
     /// The image's length without the padding.
     pub fn bytes_used(&self) -> u64 {
         self.bytes_used
+    }
+
+    /// The dm-verity parameters, when the image has a hash tree.
+    pub fn verity(&self) -> Option<&VerityInfo> {
+        self.verity.as_ref().map(|v| &v.info)
+    }
+
+    /// The padded image's size (where a hash tree starts).
+    fn padded_size(&self) -> u64 {
+        self.bytes_used.div_ceil(PAD) * PAD
     }
 }
 
@@ -748,13 +764,22 @@ fn prepare_inner(
     }
     debug_assert_eq!(sb.len(), SUPERBLOCK_SIZE);
     sb.extend_from_slice(&head);
-    Ok(SquashfsFs {
+    let mut fs = SquashfsFs {
         name: opts.name.clone(),
         head: sb,
         data,
         tables,
         bytes_used,
-    })
+        verity: None,
+    };
+    if opts.verity {
+        // From the bytes in memory: the image is never read back.
+        let chunks = std::iter::once(fs.head.as_slice())
+            .chain(fs.data.iter().map(Vec::as_slice))
+            .chain(std::iter::once(fs.tables.as_slice()));
+        fs.verity = Some(HashTree::compute(chunks, fs.padded_size(), &ctx.seed));
+    }
+    Ok(fs)
 }
 
 /// The compressor-options block that follows the superblock (a metadata
@@ -774,7 +799,7 @@ fn superblock_head(comp: &Compressor) -> Vec<u8> {
 
 impl Content for SquashfsFs {
     fn min_size(&self) -> u64 {
-        self.bytes_used.div_ceil(PAD) * PAD
+        self.padded_size() + self.verity.as_ref().map_or(0, HashTree::len)
     }
 
     fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
@@ -806,7 +831,12 @@ impl Content for SquashfsFs {
         window.write_at(&buf, buf_at).with_context(ctx)?;
         pos += self.tables.len() as u64;
         debug_assert_eq!(pos, self.bytes_used);
-        window.zero(pos, self.min_size() - pos).with_context(ctx)?;
+        window
+            .zero(pos, self.padded_size() - pos)
+            .with_context(ctx)?;
+        if let Some(verity) = &self.verity {
+            verity.write(window).with_context(ctx)?;
+        }
         window.settle(window.len());
         Ok(())
     }

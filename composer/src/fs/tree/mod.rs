@@ -120,14 +120,13 @@ pub enum NodeKind {
     Dir {
         entries: BTreeMap<Vec<u8>, NodeId>,
     },
-    /// A regular file of `size` bytes read from `source`. `sparse`: the
-    /// source may have holes (it allocates fewer bytes than its size), so
-    /// writers that keep holes look for them; a dense file is not opened
-    /// until its data is copied.
+    /// A regular file of `size` bytes read from `source`. Whether the
+    /// source stores holes does not matter: writers that keep holes look
+    /// at the content (blocks of zeros), so sparse and dense copies of one
+    /// content give one image.
     File {
         source: FileSource,
         size: u64,
-        sparse: bool,
     },
     /// The link target, as raw bytes, never resolved.
     Symlink {
@@ -760,7 +759,6 @@ mod tests {
             NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b"x".to_vec())),
                 size: 1,
-                sparse: false,
             },
             0o755,
             Timestamp::default(),
@@ -799,7 +797,6 @@ mod tests {
             NodeKind::File {
                 source: FileSource::Bytes(Arc::new(b"x".to_vec())),
                 size: 1,
-                sparse: false,
             },
             mode,
             Timestamp::default(),
@@ -891,7 +888,6 @@ mod tests {
         p.kind = NodeKind::File {
             source: FileSource::Bytes(Arc::new(passwd.to_vec())),
             size: passwd.len() as u64,
-            sparse: false,
         };
         t.insert("/usr/share/defaults/passwd", p).unwrap();
         t.insert("/etc/passwd", symlink("../usr/share/defaults/passwd"))
@@ -900,7 +896,6 @@ mod tests {
         g.kind = NodeKind::File {
             source: FileSource::Bytes(Arc::new(b"bad line\nwww:x:34:\n".to_vec())),
             size: 18,
-            sparse: false,
         };
         t.insert("/etc/group", g).unwrap();
         t.apply_device_table_str("/usr/bin/su f 755 www www - - - - -\n", "t")

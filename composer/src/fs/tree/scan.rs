@@ -90,7 +90,6 @@ impl Scanner<'_> {
             rustix::fs::minor(meta.st_rdev),
         );
         let size = u64::try_from(meta.st_size).unwrap_or(0);
-        let blocks = u64::try_from(meta.st_blocks).unwrap_or(0);
         let kind = match mode & S_IFMT {
             S_IFDIR => NodeKind::Dir {
                 entries: BTreeMap::new(),
@@ -98,7 +97,6 @@ impl Scanner<'_> {
             S_IFREG => NodeKind::File {
                 source: FileSource::Path(path.to_path_buf()),
                 size,
-                sparse: blocks.saturating_mul(512) < size,
             },
             S_IFLNK => NodeKind::Symlink {
                 target: rustix::fs::readlink(path, Vec::new())

@@ -1,6 +1,7 @@
 //! Field updates on the host: key pairs (`keygen`), bundles from slot
 //! contents (`compose::bundle` prepares the contents, this module seals
-//! them) and their inspection (`bundle-info`). The format itself — header,
+//! them), deltas between two bundles (delta.rs) and their inspection
+//! (`bundle-info`). The format itself — header,
 //! manifest, chunk hashes, signature — is the `composer-bundle` crate's,
 //! shared with the device's installer; this module adds what only a host
 //! does: compression, files, keys on disk. docs/updates.md is the guide.
@@ -12,14 +13,17 @@
 //! Rejected: compressing inside the format crate (the device would link
 //! the C compressor it never uses).
 
-use crate::diag::{Diagnostic, Diagnostics, Span};
+mod delta;
+
+pub use delta::delta;
+
+use crate::diag::Diagnostics;
 use crate::output::staging::Staging;
 use anyhow::{Context, Result};
 use bundle::{Manifest, SlotKind, SlotReader};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Level 10: most of level 19's ratio on root filesystems at a fraction of
 /// its time; zero runs (unused slot space) cost nothing at any level.
@@ -47,31 +51,20 @@ pub fn write_bundle(
     staging: &mut Staging,
     name: &str,
 ) -> Result<Manifest> {
-    let out = staging.create(name)?;
-    // The manifest (chunk hashes) precedes the payload: compress into a
-    // scratch file first, then write header and payload behind it.
-    let (payload, payload_path) = staging.create_scratch("payload")?;
-    let mut chunker = Chunker::new(&payload);
     let mut slot_hash = Sha256::new();
-    {
-        let mut enc = zstd::stream::Encoder::new(&mut chunker, ZSTD_LEVEL)?;
-        enc.window_log(WINDOW_LOG)?;
-        enc.include_checksum(false)?;
-        enc.set_pledged_src_size(Some(slot_size))?;
+    let payload = compress(staging, Some(slot_size), |enc| {
         let mut reader = std::io::BufReader::with_capacity(1 << 20, slot.take(slot_size));
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = reader.read(&mut buf).context("reading the slot contents")?;
             if n == 0 {
-                break;
+                return Ok(());
             }
             slot_hash.update(&buf[..n]);
             enc.write_all(&buf[..n])
                 .context("compressing the slot contents")?;
         }
-        enc.finish().context("compressing the slot contents")?;
-    }
-    let (chunks, payload_size) = chunker.finish()?;
+    })?;
     let manifest = Manifest {
         image: labels.image,
         version: labels.version,
@@ -79,18 +72,62 @@ pub fn write_bundle(
         slot: labels.slot,
         slot_size,
         slot_sha256: slot_hash.finalize().into(),
-        payload_size,
+        base: None,
+        payload_size: payload.size,
         chunk_size: CHUNK_BYTES,
-        chunks,
+        chunks: payload.chunks,
     };
+    seal_into(staging, name, &manifest, &payload.path, key)?;
+    Ok(manifest)
+}
+
+/// A compressed payload in a scratch file, with its chunk hashes.
+struct Payload {
+    path: PathBuf,
+    size: u64,
+    chunks: Vec<[u8; 32]>,
+}
+
+/// Compresses what `fill` writes (`size` bytes when known) into a scratch
+/// file of `staging`, hashing every chunk of the compressed bytes.
+fn compress(
+    staging: &mut Staging,
+    size: Option<u64>,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<Payload> {
+    // The manifest (chunk hashes) precedes the payload: compress into a
+    // scratch file first, then write header and payload behind it.
+    let (file, path) = staging.create_scratch("payload")?;
+    let mut chunker = Chunker::new(&file);
+    {
+        let mut enc = zstd::stream::Encoder::new(&mut chunker, ZSTD_LEVEL)?;
+        enc.window_log(WINDOW_LOG)?;
+        enc.include_checksum(false)?;
+        enc.set_pledged_src_size(size)?;
+        fill(&mut enc)?;
+        enc.finish().context("compressing the payload")?;
+    }
+    let (chunks, size) = chunker.finish()?;
+    Ok(Payload { path, size, chunks })
+}
+
+/// Writes the bundle `name`: the sealed manifest, then the payload.
+fn seal_into(
+    staging: &mut Staging,
+    name: &str,
+    manifest: &Manifest,
+    payload: &Path,
+    key: &bundle::SigningKey,
+) -> Result<()> {
+    let out = staging.create(name)?;
     let head =
-        bundle::seal(&manifest, key).map_err(|e| anyhow::anyhow!("sealing the manifest: {e}"))?;
+        bundle::seal(manifest, key).map_err(|e| anyhow::anyhow!("sealing the manifest: {e}"))?;
     let mut w = std::io::BufWriter::new(&out);
     w.write_all(&head)?;
-    let mut from = std::fs::File::open(&payload_path)?;
+    let mut from = std::fs::File::open(payload)?;
     std::io::copy(&mut from, &mut w).context("copying the payload")?;
     w.flush()?;
-    Ok(manifest)
+    Ok(())
 }
 
 /// Passes compressed bytes to a file and hashes every CHUNK_BYTES of them.
@@ -142,20 +179,10 @@ impl Write for Chunker<'_> {
     }
 }
 
-/// A diagnostic about a file named on the command line (`--key`, a bundle).
-fn file_problem(path: &Path, key: &str, message: impl Into<String>, help: &str) -> Diagnostics {
-    Diagnostics(vec![Diagnostic::new(
-        Span::new(Arc::new(path.to_path_buf()), 0, 0),
-        key,
-        message,
-    )
-    .help(help)])
-}
-
 /// Reads the secret key at `path` (`--key`).
 pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             format!("cannot read the key: {e}"),
@@ -163,7 +190,7 @@ pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
         )
     })?;
     bundle::decode_secret_key(&text).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             e.to_string(),
@@ -175,7 +202,7 @@ pub fn read_secret_key(path: &Path) -> Result<bundle::SigningKey, Diagnostics> {
 /// Reads the public key at `path` (`--key` of `bundle-info`).
 pub fn read_public_key(path: &Path) -> Result<bundle::VerifyingKey, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             format!("cannot read the key: {e}"),
@@ -183,7 +210,7 @@ pub fn read_public_key(path: &Path) -> Result<bundle::VerifyingKey, Diagnostics>
         )
     })?;
     bundle::decode_public_key(&text).map_err(|e| {
-        file_problem(
+        Diagnostics::about_file(
             path,
             "--key",
             e.to_string(),
@@ -235,7 +262,7 @@ pub fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
 pub fn info(path: &Path, key: Option<&Path>) -> Result<(), crate::compose::Error> {
     let key = key.map(read_public_key).transpose()?;
     let refused = |e: bundle::Error| {
-        crate::compose::Error::Input(file_problem(
+        crate::compose::Error::Input(Diagnostics::about_file(
             path,
             "",
             format!("refused: {e}"),
@@ -251,17 +278,36 @@ pub fn info(path: &Path, key: Option<&Path>) -> Result<(), crate::compose::Error
         Some(k) => signed.verify(std::slice::from_ref(k)).map_err(refused)?.1,
         None => signed.manifest_unverified().map_err(refused)?,
     };
-    let mut slot: SlotReader<_> = bundle::slot_reader(r, &manifest).map_err(refused)?;
-    std::io::copy(&mut slot, &mut std::io::sink())
-        .map_err(|e| refused(bundle::error_from_io(e, "payload")))?;
+    if let Some(base) = &manifest.base {
+        let stats = bundle::walk_delta(r, &manifest).map_err(refused)?;
+        println!(
+            "delta against {} {} (base-size {}): {} copied from the base, {} zeros, {} carried, {} ops",
+            manifest.image,
+            base.version,
+            base.size,
+            stats.copied,
+            stats.zeroed,
+            stats.literal,
+            stats.ops
+        );
+    } else {
+        let mut slot: SlotReader<_> = bundle::slot_reader(r, &manifest).map_err(refused)?;
+        std::io::copy(&mut slot, &mut std::io::sink())
+            .map_err(|e| refused(bundle::error_from_io(e, "payload")))?;
+    }
     let signature = if key.is_some() {
         "signature verified"
     } else {
         "signature not checked (no --key)"
     };
     tracing::info!(
-        "{}: {signature}; payload and slot contents match the manifest",
-        path.display()
+        "{}: {signature}; payload and slot contents match the manifest{}",
+        path.display(),
+        if manifest.base.is_some() {
+            " (the delta's result is checked on the device)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

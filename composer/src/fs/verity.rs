@@ -1,0 +1,249 @@
+//! dm-verity hash trees for read-only filesystems (`verity: true`).
+//!
+//! Purpose: make a read-only root tamper-evident. The hash tree is
+//! computed from the filesystem's bytes while they are still in memory
+//! (the squashfs writer holds its compressed image between preparing and
+//! writing), so the root hash is known before planning (`plan` shows it)
+//! and the image is never read back.
+//!
+//! Layout (cryptsetup's "format 1", `veritysetup format --hash-offset`):
+//! the hash area follows the filesystem inside the same content, at the
+//! filesystem's size rounded up to 4 KiB (`hash_offset`). It starts with
+//! the 512-byte veritysetup superblock (in a 4 KiB block), so
+//! `veritysetup verify DEV DEV ROOTHASH --hash-offset=N` and
+//! `veritysetup open` need no other parameter; then the tree, top level
+//! first, each level's 4 KiB blocks of 128 SHA-256 digests, zero padded.
+//! A digest is `sha256(salt || block)`; the root hash is the digest of the
+//! single top-level block (of the only data block when there is one). The
+//! kernel's table needs `hash_start_block = hash_offset / 4096 + 1`.
+//! Spec: the kernel's `Documentation/admin-guide/device-mapper/verity.rst`
+//! and cryptsetup's `docs/on-disk-format` (`lib/verity/verity_hash.c`).
+//!
+//! Rejected designs: a separate hash partition with the GPT `root-verity`
+//! types (systemd's discoverable partitions): twice the partitions per A/B
+//! slot, impossible with MBR tables, and an update bundle would have to
+//! carry and write two images per slot, where one content keeps data and
+//! tree together through `same-as` copies, standalone artifacts and bundles.
+//! Reading the written image back to hash it: a second pass over the data.
+//! The hash offset at the end of the partition: it would change with the
+//! partition's size, and two slots of different sizes could not share one
+//! root hash.
+
+use crate::ids::Seed;
+use crate::output::window::Window;
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+/// Data and hash block size (the page size; what every kernel supports).
+pub const BLOCK: u64 = 4096;
+/// SHA-256 digest length.
+const DIGEST: usize = 32;
+/// Digests per hash block.
+const PER_BLOCK: u64 = BLOCK / DIGEST as u64;
+/// Salt length: veritysetup's default.
+const SALT_LEN: usize = 32;
+/// Size of the veritysetup superblock (`struct verity_sb`).
+const SUPERBLOCK_SIZE: usize = 512;
+
+/// What a verity device needs to be opened, and where the tree is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerityInfo {
+    /// Hex SHA-256 of the top hash block.
+    pub root_hash: String,
+    /// Hex salt.
+    pub salt: String,
+    /// 4 KiB blocks of data (the filesystem, padded).
+    pub data_blocks: u64,
+    /// Byte offset of the hash area (its superblock) in the content.
+    pub hash_offset: u64,
+    /// The superblock's UUID (from the seed).
+    pub uuid: String,
+}
+
+impl VerityInfo {
+    /// `hash_start_block` of the kernel's table: the tree follows the
+    /// superblock's block.
+    pub fn hash_start_block(&self) -> u64 {
+        self.hash_offset / BLOCK + 1
+    }
+
+    /// `name=value` lines of the `NAME.verity` output file (a shell can
+    /// source it; the names are those of `plan --json`).
+    pub fn env_text(&self) -> String {
+        format!(
+            "roothash={}\nsalt={}\ndata_block_size={BLOCK}\nhash_block_size={BLOCK}\ndata_blocks={}\nhash_offset={}\nhash_start_block={}\nhash_algorithm=sha256\nuuid={}\n",
+            self.root_hash,
+            self.salt,
+            self.data_blocks,
+            self.hash_offset,
+            self.hash_start_block(),
+            self.uuid
+        )
+    }
+}
+
+/// A computed hash area: superblock and tree, written after the data.
+#[derive(Debug)]
+pub struct HashTree {
+    pub info: VerityInfo,
+    /// Superblock block followed by the levels, top first.
+    area: Vec<u8>,
+}
+
+impl HashTree {
+    /// Hashes `data_len` bytes given as consecutive `chunks` (a shorter
+    /// input reads as zeros up to `data_len`, which is rounded up to 4 KiB).
+    /// The salt derives from the seed alone and the UUID from the seed and
+    /// the root hash, so identical contents (A/B slots, `same-as`) get
+    /// identical hash areas whatever they are called.
+    pub fn compute<'a>(
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+        data_len: u64,
+        seed: &Seed,
+    ) -> HashTree {
+        let salt: [u8; SALT_LEN] = seed.derive(&["verity", "salt"]);
+        let data_blocks = data_len.div_ceil(BLOCK).max(1);
+        let salted = Sha256::new_with_prefix(salt);
+        // Level 0: the digest of every data block, streamed from the chunks.
+        let mut digests = Vec::with_capacity(data_blocks as usize * DIGEST);
+        let mut block = Vec::with_capacity(BLOCK as usize);
+        for chunk in chunks {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let take = rest.len().min(BLOCK as usize - block.len());
+                block.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if block.len() == BLOCK as usize {
+                    digests.extend_from_slice(&salted.clone().chain_update(&block).finalize());
+                    block.clear();
+                }
+            }
+        }
+        while (digests.len() / DIGEST) < data_blocks as usize {
+            block.resize(BLOCK as usize, 0);
+            digests.extend_from_slice(&salted.clone().chain_update(&block).finalize());
+            block.clear();
+        }
+        digests.truncate(data_blocks as usize * DIGEST);
+        // Upper levels until one block holds every digest (the kernel's
+        // level count: none when there is a single data block).
+        let mut levels: Vec<Vec<u8>> = Vec::new();
+        while digests.len() > DIGEST {
+            let mut level = Vec::new();
+            let mut next = Vec::new();
+            for group in digests.chunks(PER_BLOCK as usize * DIGEST) {
+                let start = level.len();
+                level.extend_from_slice(group);
+                level.resize(start + BLOCK as usize, 0);
+                next.extend_from_slice(&salted.clone().chain_update(&level[start..]).finalize());
+            }
+            levels.push(level);
+            digests = next;
+        }
+        let root_hash = hex(&digests);
+        let uuid = seed.uuid(&["verity", &root_hash]);
+        let info = VerityInfo {
+            root_hash,
+            salt: hex(&salt),
+            data_blocks,
+            hash_offset: data_blocks * BLOCK,
+            uuid: uuid.to_string(),
+        };
+        let mut area = superblock(&info, &salt, &uuid.0);
+        area.resize(BLOCK as usize, 0);
+        for level in levels.iter().rev() {
+            area.extend_from_slice(level);
+        }
+        HashTree { info, area }
+    }
+
+    /// Bytes the hash area takes after the data.
+    pub fn len(&self) -> u64 {
+        self.area.len() as u64
+    }
+
+    /// Whether the area is empty (never: the superblock is always there).
+    pub fn is_empty(&self) -> bool {
+        self.area.is_empty()
+    }
+
+    /// Writes the hash area at its offset in `window`.
+    pub fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
+        window
+            .write_at(&self.area, self.info.hash_offset)
+            .context("writing the dm-verity hash tree")?;
+        window.settle(self.info.hash_offset + self.len());
+        Ok(())
+    }
+}
+
+/// cryptsetup's `struct verity_sb` (little endian, 512 bytes).
+fn superblock(info: &VerityInfo, salt: &[u8; SALT_LEN], uuid: &[u8; 16]) -> Vec<u8> {
+    let mut sb = Vec::with_capacity(SUPERBLOCK_SIZE);
+    sb.extend_from_slice(b"verity\0\0"); // 0: signature
+    sb.extend_from_slice(&1u32.to_le_bytes()); // 8: version
+    sb.extend_from_slice(&1u32.to_le_bytes()); // 12: hash_type (format 1)
+    sb.extend_from_slice(uuid); // 16: uuid
+    let mut algorithm = [0u8; 32]; // 32: algorithm name
+    algorithm[..6].copy_from_slice(b"sha256");
+    sb.extend_from_slice(&algorithm);
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes()); // 64: data_block_size
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes()); // 68: hash_block_size
+    sb.extend_from_slice(&info.data_blocks.to_le_bytes()); // 72: data_blocks
+    sb.extend_from_slice(&(SALT_LEN as u16).to_le_bytes()); // 80: salt_size
+    sb.extend_from_slice(&[0u8; 6]); // 82: padding
+    let mut salt_field = [0u8; 256]; // 88: salt
+    salt_field[..SALT_LEN].copy_from_slice(salt);
+    sb.extend_from_slice(&salt_field);
+    sb.resize(SUPERBLOCK_SIZE, 0); // 344: padding
+    sb
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Seed {
+        Seed("test".into())
+    }
+
+    #[test]
+    fn one_block_has_no_levels_and_the_block_digest_as_root() {
+        let t = HashTree::compute([&[7u8; 100][..]], 100, &seed());
+        let mut block = vec![7u8; 100];
+        block.resize(4096, 0);
+        let salt = seed().derive(&["verity", "salt"]);
+        let want = Sha256::new_with_prefix(salt)
+            .chain_update(&block)
+            .finalize();
+        assert_eq!(t.info.root_hash, hex(&want));
+        assert_eq!(t.info.data_blocks, 1);
+        assert_eq!(t.len(), BLOCK);
+    }
+
+    #[test]
+    fn level_counts_follow_the_kernel() {
+        // 128 blocks: one level of one block; 129: two levels (2 + 1 blocks).
+        for (blocks, hash_blocks) in [(128u64, 1u64), (129, 3), (128 * 128 + 1, 129 + 2 + 1)] {
+            let len = blocks * BLOCK;
+            let t = HashTree::compute(std::iter::empty(), len, &seed());
+            assert_eq!(t.len(), BLOCK * (1 + hash_blocks), "{blocks} blocks");
+            assert_eq!(t.info.hash_offset, len);
+        }
+    }
+
+    #[test]
+    fn chunking_does_not_change_the_tree() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = HashTree::compute([&data[..]], data.len() as u64, &seed());
+        let parts = HashTree::compute(data.chunks(999), data.len() as u64, &seed());
+        assert_eq!(whole.area, parts.area);
+        assert_eq!(whole.info, parts.info);
+        let other = HashTree::compute([&data[1..]], data.len() as u64, &seed());
+        assert_ne!(whole.info.root_hash, other.info.root_hash);
+    }
+}

@@ -1,0 +1,174 @@
+//! dm-verity hash trees (`fs: { type: squashfs, verity: true }`) checked by
+//! cryptsetup's `veritysetup verify` with the root hash the build publishes
+//! (`NAME.verity` beside the image, `plan --json`), and refused by it after
+//! one flipped byte in the data or in the tree. `unsquashfs` still reads
+//! the filesystem in front of the tree.
+//!
+//! Needs cryptsetup-bin and squashfs-tools; without them the tests print a
+//! note and pass on a laptop, and fail when `CI` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+use support::{composer, have_all, run, sfdisk};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+const DESC: &str = r#"
+image: { name: v, table: gpt, size: 24MiB, seed: verity-tests }
+partitions:
+  - name: rootA
+    size: 8MiB
+    fs: { type: squashfs, from: tree, compression: zstd, verity: true }
+  - name: rootB
+    same-as: rootA
+"#;
+
+/// A small tree with compressible and incompressible files.
+fn make_tree(dir: &Path) {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "verity\n").unwrap();
+    let noise: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(tree.join("noise"), noise).unwrap();
+    std::fs::write(tree.join("zeros"), vec![0u8; 300_000]).unwrap();
+    std::fs::write(dir.join("d.yaml"), DESC).unwrap();
+}
+
+/// `name=value` lines of a `.verity` file.
+fn read_env(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Copies partition `name` of `image` out into `to`.
+fn extract(image: &Path, name: &str, to: &Path) {
+    let (_, parts) = sfdisk(image);
+    let p = parts
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .unwrap();
+    let bytes = std::fs::read(image).unwrap();
+    let (start, len) = (p.start as usize * 512, p.size as usize * 512);
+    std::fs::write(to, &bytes[start..start + len]).unwrap();
+}
+
+fn verify(part: &Path, env: &BTreeMap<String, String>) -> (bool, String) {
+    let out = Command::new("veritysetup")
+        .arg("verify")
+        .arg(part)
+        .arg(part)
+        .arg(&env["roothash"])
+        .arg(format!("--hash-offset={}", env["hash_offset"]))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
+    if !have_all(&["veritysetup", "unsquashfs", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path());
+    let desc = dir.path().join("d.yaml");
+    let out = dir.path().join("out");
+    let built = composer(&[
+        "-q",
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    // Both slots carry the same hash area and publish the same values.
+    let env = read_env(&out.join("rootA.verity"));
+    assert_eq!(env, read_env(&out.join("rootB.verity")));
+    assert_eq!(env["roothash"].len(), 64);
+    assert_eq!(env["hash_offset"].parse::<u64>().unwrap() % 4096, 0);
+    assert_eq!(
+        env["hash_start_block"].parse::<u64>().unwrap(),
+        env["hash_offset"].parse::<u64>().unwrap() / 4096 + 1
+    );
+
+    // plan --json says the same (same inputs, same SOURCE_DATE_EPOCH).
+    let plan = composer(&["plan", "--json", desc.to_str().unwrap()]);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let v = &plan["verity"]["rootA"];
+    assert_eq!(v["roothash"], env["roothash"].as_str());
+    assert_eq!(v["salt"], env["salt"].as_str());
+    assert_eq!(v["data_blocks"].to_string(), env["data_blocks"]);
+    assert_eq!(v["hash_offset"].to_string(), env["hash_offset"]);
+    assert_eq!(plan["verity"]["rootB"], *v);
+
+    let image = out.join("v.img");
+    for slot in ["rootA", "rootB"] {
+        let part = dir.path().join(format!("{slot}.part"));
+        extract(&image, slot, &part);
+        let (ok, err) = verify(&part, &env);
+        assert!(ok, "veritysetup verify {slot}: {err}");
+        let listing = run(Command::new("unsquashfs").arg("-lln").arg(&part));
+        assert!(listing.contains("squashfs-root/etc/hostname"), "{listing}");
+    }
+
+    // One flipped bit in the data, then one in the tree: refused.
+    let part = dir.path().join("rootA.part");
+    let data_end = env["hash_offset"].parse::<u64>().unwrap();
+    let bad_data = dir.path().join("bad-data.part");
+    std::fs::copy(&part, &bad_data).unwrap();
+    flip(&bad_data, data_end / 2);
+    let (ok, err) = verify(&bad_data, &env);
+    assert!(!ok, "a flipped data byte verified");
+    assert!(err.contains("Verification failed"), "{err}");
+    let bad_tree = dir.path().join("bad-tree.part");
+    std::fs::copy(&part, &bad_tree).unwrap();
+    flip(&bad_tree, data_end + 4096 + 7);
+    assert!(!verify(&bad_tree, &env).0, "a flipped tree byte verified");
+    // Another root hash: refused.
+    let mut other = env.clone();
+    other.insert("roothash".into(), "00".repeat(32));
+    assert!(!verify(&part, &other).0, "a wrong root hash verified");
+
+    // A second build is bit-identical.
+    let again = dir.path().join("again");
+    let built = composer(&[
+        "-q",
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(std::fs::read(&image).unwrap() == std::fs::read(again.join("v.img")).unwrap());
+}
