@@ -445,6 +445,12 @@ impl Preparer<'_> {
             Model::Fs(Filesystem::Erofs(e)) => {
                 let opts = ErofsOptions {
                     name: name.to_string(),
+                    compression: e.compression,
+                    level: e.level.as_ref().map(|l| l.value),
+                    pcluster_size: e
+                        .pcluster_size
+                        .as_ref()
+                        .map_or(ErofsOptions::default().pcluster_size, |p| p.value),
                 };
                 let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)

@@ -108,7 +108,16 @@ const SQUASHFS_KEYS: [&str; 9] = [
     "verity",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
-const EROFS_KEYS: [&str; 5] = ["type", "from", "owners", "device-table", "rules"];
+const EROFS_KEYS: [&str; 8] = [
+    "type",
+    "from",
+    "owners",
+    "device-table",
+    "rules",
+    "compression",
+    "level",
+    "pcluster-size",
+];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
     "files",
@@ -2006,7 +2015,56 @@ fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
     let ownership = decode_ownership(cx, &f);
-    Some(Erofs { from, ownership })
+    use crate::fs::erofs::Compression as C;
+    let compression = f
+        .get("compression")
+        .and_then(|n| {
+            cx.choice(
+                n,
+                "an EROFS compression",
+                &[("none", C::None), ("lz4", C::Lz4), ("lz4hc", C::Lz4hc)],
+            )
+        })
+        .unwrap_or(C::None);
+    let level = f.get("level").and_then(|n| {
+        let Some((lo, hi)) = compression.level_range() else {
+            cx.err(
+                n,
+                "only lz4hc takes a level",
+                "remove `level:`, or write `compression: lz4hc`",
+            );
+            return None;
+        };
+        let v = cx.uint(n, u64::from(u32::MAX), "a compression level")?;
+        if !(u64::from(lo)..=u64::from(hi)).contains(&v) {
+            cx.err(
+                n,
+                format!("\"{v}\" is out of range for lz4hc"),
+                format!("use a level from {lo} to {hi}"),
+            );
+            return None;
+        }
+        u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+    });
+    let pcluster_size = f.get("pcluster-size").and_then(|n| {
+        let s = cx.size(n)?;
+        if s.0 == 0 || s.0 % (4 * KIB) != 0 || s.0 > 1024 * KIB {
+            cx.err(
+                n,
+                format!("\"{s}\" is not an EROFS physical cluster size"),
+                "use a multiple of 4KiB up to 1MiB, e.g. 4KiB (the default) or 64KiB",
+            );
+            return None;
+        }
+        u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
+    });
+    Some(Erofs {
+        from,
+        ownership,
+        compression,
+        level,
+        pcluster_size,
+    })
 }
 
 /// A `journal:` written explicitly that `features:` contradicts (mke2fs

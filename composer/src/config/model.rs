@@ -380,6 +380,12 @@ pub struct Erofs {
     /// The directory tree; an empty root when absent.
     pub from: Option<InputPath>,
     pub ownership: Ownership,
+    /// Default none (mkfs.erofs's).
+    pub compression: crate::fs::erofs::Compression,
+    /// lz4hc's level (1-12); 9 when absent.
+    pub level: Option<Spanned<u32>>,
+    /// A multiple of 4KiB up to 1MiB; default 4KiB.
+    pub pcluster_size: Option<Spanned<u32>>,
 }
 
 /// `fs: { type: swap }`: a Linux swap area (mkswap's signature).

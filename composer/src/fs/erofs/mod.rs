@@ -45,14 +45,19 @@
 //! filled blocks as mkfs.erofs does (a few hundred bytes per block at most,
 //! for node ids that depend on more than the order).
 
+mod compress;
+mod lz4;
 mod ondisk;
 
+pub use compress::Compression;
+
 use crate::fs::tree::{NodeId, NodeKind, Tree, ROOT};
-use crate::fs::{BuildContext, Content, FileSource};
+use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::input::InputFile;
 use crate::output::window::Window;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context};
+use compress::{Compressor, Extent, SEGMENT};
 use ondisk::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::FileExt;
@@ -65,8 +70,8 @@ const XATTR_TOLERANCE: u32 = 2;
 const NAME_LEN: usize = 255;
 /// At most this many shared xattr ids fit an inode's xattr header.
 const MAX_SHARED: usize = 255;
-/// The metadata area starts after the superblock.
-const META_START: u64 = (SUPER_OFFSET + std::mem::size_of::<SuperBlock>()) as u64;
+/// The end of the superblock.
+const SUPER_END: u64 = (SUPER_OFFSET + std::mem::size_of::<SuperBlock>()) as u64;
 /// Data written in one go (coalesced small blocks).
 const WRITE_CHUNK: usize = 4 << 20;
 
@@ -75,12 +80,20 @@ const WRITE_CHUNK: usize = 4 << 20;
 pub struct ErofsOptions {
     /// Names the image in messages and its UUID.
     pub name: String,
+    pub compression: Compression,
+    /// lz4hc's level; 9 when `None`.
+    pub level: Option<u32>,
+    /// Largest physical cluster: a multiple of 4 KiB up to 1 MiB.
+    pub pcluster_size: u32,
 }
 
 impl Default for ErofsOptions {
     fn default() -> Self {
         ErofsOptions {
             name: "erofs".into(),
+            compression: Compression::None,
+            level: None,
+            pcluster_size: BLOCK_SIZE as u32,
         }
     }
 }
@@ -292,6 +305,8 @@ struct Slot {
     inline: u64,
     /// First data block, when it has data blocks.
     block: Option<u64>,
+    /// A compressed file's extents (empty otherwise).
+    extents: Vec<Extent>,
 }
 
 impl Slot {
@@ -399,10 +414,61 @@ fn prepare_inner(
         }
     }
 
+    // Compressed files: segments on all cores, a file kept compressed when
+    // that saves blocks.
+    let mut extents: HashMap<NodeId, Vec<Extent>> = HashMap::new();
+    if opts.compression != Compression::None {
+        let comp = Compressor::new(opts.compression, opts.level, opts.pcluster_size)?;
+        let mut jobs = Vec::new();
+        for &id in &order {
+            if let NodeKind::File { source, size, .. } = &tree.node(id).kind {
+                let mut at = 0;
+                while at < *size {
+                    jobs.push((id, source, *size, at, (*size - at).min(SEGMENT)));
+                    at += SEGMENT;
+                }
+            }
+        }
+        let outs = parallel::map(&jobs, |&(_, source, size, at, len)| {
+            let input = open(source, size)?;
+            let mut buf = vec![0u8; usize::try_from(len)?];
+            read_at(source, input.as_ref(), &mut buf, at)?;
+            if let Some(input) = input {
+                input.check_unchanged()?;
+            }
+            Ok(comp.compress_segment(&buf, at))
+        })
+        .map_err(|e| e.context("compressing"))?;
+        for (job, out) in jobs.iter().zip(outs) {
+            extents.entry(job.0).or_default().extend(out);
+        }
+        extents.retain(|&id, e| {
+            let size = match &tree.node(id).kind {
+                NodeKind::File { size, .. } => *size,
+                _ => 0,
+            };
+            e.iter().map(Extent::blocks).sum::<u64>() < size.div_ceil(BLOCK_SIZE)
+        });
+    }
+    let big_pcluster =
+        opts.compression != Compression::None && u64::from(opts.pcluster_size) > BLOCK_SIZE;
+    let cfgs = if big_pcluster {
+        Lz4Cfgs {
+            len: 14.into(),
+            max_pclusterblks: ((u64::from(opts.pcluster_size) / BLOCK_SIZE) as u16).into(),
+            ..Default::default()
+        }
+        .as_bytes()
+        .to_vec()
+    } else {
+        Vec::new()
+    };
+    let meta_start = (SUPER_END + cfgs.len() as u64).next_multiple_of(SLOT);
+
     // Inode places: records (inode, xattrs, inline tail) in order, never
     // across a block boundary unless larger than a block.
     let mut slots: Vec<Option<Slot>> = (0..tree.len()).map(|_| None).collect();
-    let mut pos = META_START;
+    let mut pos = meta_start;
     for &id in &order {
         let node = tree.node(id);
         let xattrs =
@@ -425,13 +491,18 @@ fn prepare_inner(
             || node.mtime != build_time;
         let core = if extended { 64 } else { 32 };
         let head = core + xattrs.len() as u64;
+        let file_extents = extents.remove(&id).unwrap_or_default();
         let tail = size % BLOCK_SIZE;
-        let inline = if tail > 0 && head + tail <= BLOCK_SIZE {
+        let inline = if file_extents.is_empty() && tail > 0 && head + tail <= BLOCK_SIZE {
             tail
         } else {
             0
         };
-        let record = head + inline;
+        let record = if file_extents.is_empty() {
+            head + inline
+        } else {
+            index_at(head) + std::mem::size_of::<LclusterIndex>() as u64 * size.div_ceil(BLOCK_SIZE)
+        };
         if record <= BLOCK_SIZE && pos % BLOCK_SIZE + record > BLOCK_SIZE {
             pos = pos.next_multiple_of(BLOCK_SIZE);
         }
@@ -442,6 +513,7 @@ fn prepare_inner(
             size,
             inline,
             block: None,
+            extents: file_extents,
         });
         pos = (pos + record).next_multiple_of(SLOT);
     }
@@ -461,10 +533,14 @@ fn prepare_inner(
         let slot = slots[id]
             .as_mut()
             .ok_or_else(|| anyhow!("inode not placed"))?;
-        let data = slot.size - slot.inline;
-        if data > 0 {
+        let data_blocks = if slot.extents.is_empty() {
+            (slot.size - slot.inline).div_ceil(BLOCK_SIZE)
+        } else {
+            slot.extents.iter().map(Extent::blocks).sum()
+        };
+        if data_blocks > 0 {
             slot.block = Some(next_block);
-            next_block += data.div_ceil(BLOCK_SIZE);
+            next_block += data_blocks;
         }
     }
     let blocks = next_block;
@@ -484,7 +560,9 @@ fn prepare_inner(
     for (index, &id) in order.iter().enumerate() {
         let node = tree.node(id);
         let s = slot(id)?;
-        let layout = if s.inline > 0 {
+        let layout = if !s.extents.is_empty() {
+            LAYOUT_COMPRESSED_FULL
+        } else if s.inline > 0 {
             LAYOUT_FLAT_INLINE
         } else {
             LAYOUT_FLAT_PLAIN
@@ -500,6 +578,10 @@ fn prepare_inner(
                 encode_dev(*major, *minor)
             }
             NodeKind::Fifo | NodeKind::Socket => 0,
+            // A compressed file's block count.
+            _ if !s.extents.is_empty() => {
+                u32::try_from(s.extents.iter().map(Extent::blocks).sum::<u64>())?
+            }
             _ => s.block.map_or(Ok(NULL_ADDR), u32::try_from)?,
         };
         let xattr_icount = if s.xattrs.is_empty() {
@@ -572,6 +654,35 @@ fn prepare_inner(
                 Some(bytes)
             }
             NodeKind::Symlink { target } => Some(target.clone()),
+            NodeKind::File { .. } if !s.extents.is_empty() => {
+                let head = (core.len() + s.xattrs.len()) as u64;
+                let first = s
+                    .block
+                    .ok_or_else(|| anyhow!("compressed file without blocks"))?;
+                let map_at = at + head.next_multiple_of(8) as usize;
+                let header = MapHeader {
+                    advise: if big_pcluster {
+                        ADVISE_BIG_PCLUSTER_1
+                    } else {
+                        0
+                    }
+                    .into(),
+                    ..Default::default()
+                };
+                meta[map_at..map_at + 8].copy_from_slice(header.as_bytes());
+                let indexes = lcluster_indexes(&s.extents, s.size, first, big_pcluster)?;
+                let idx_at = at + index_at(head) as usize;
+                meta[idx_at..idx_at + indexes.len()].copy_from_slice(&indexes);
+                let mut bytes = Vec::new();
+                for e in &s.extents {
+                    bytes.extend_from_slice(&e.bytes);
+                }
+                runs.push(Run {
+                    block: first,
+                    data: RunData::Bytes(bytes),
+                });
+                None
+            }
             NodeKind::File { source, size, .. } => {
                 let full = size - s.inline;
                 if s.inline > 0 {
@@ -627,9 +738,17 @@ fn prepare_inner(
         meta_blkaddr: 0.into(),
         xattr_blkaddr: (xattr_blkaddr as u32).into(),
         uuid: ctx.seed.uuid(&["erofs", &opts.name, "uuid"]).0,
+        feature_incompat: match (opts.compression, big_pcluster) {
+            (Compression::None, _) => 0,
+            (_, false) => INCOMPAT_ZERO_PADDING,
+            (_, true) => INCOMPAT_ZERO_PADDING | INCOMPAT_COMPR_CFGS,
+        }
+        .into(),
+        compr_algs: if big_pcluster { ALG_LZ4 } else { 0 }.into(),
         ..Default::default()
     };
-    meta[SUPER_OFFSET..META_START as usize].copy_from_slice(sb.as_bytes());
+    meta[SUPER_OFFSET..SUPER_END as usize].copy_from_slice(sb.as_bytes());
+    meta[SUPER_END as usize..SUPER_END as usize + cfgs.len()].copy_from_slice(&cfgs);
     debug_assert!(runs
         .windows(2)
         .all(|w| w[0].block + w[0].blocks() <= w[1].block));
@@ -640,6 +759,66 @@ fn prepare_inner(
         runs,
         blocks,
     })
+}
+
+/// Where a compressed inode's lcluster indexes start, relative to the
+/// inode, for `head` bytes of inode and xattrs: the map header at the next
+/// multiple of 8, then 8 reserved bytes (`Z_EROFS_VLE_LEGACY_INDEX_ALIGN`).
+fn index_at(head: u64) -> u64 {
+    head.next_multiple_of(8) + 16
+}
+
+/// The full (legacy) lcluster indexes of a compressed file: one per
+/// 4 KiB of its size. The lcluster where an extent starts is its head
+/// (`PLAIN` when stored raw) with the offset and first block; the others
+/// point back to their head and on to the next one; with big pclusters
+/// the first one after a compressed head holds the block count.
+fn lcluster_indexes(
+    extents: &[Extent],
+    size: u64,
+    first_block: u64,
+    big: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let count = size.div_ceil(BLOCK_SIZE);
+    let mut out = Vec::with_capacity(count as usize * 8);
+    let mut e = 0;
+    let mut head_block = first_block;
+    for lcn in 0..count {
+        while e + 1 < extents.len() && extents[e + 1].start / BLOCK_SIZE <= lcn {
+            head_block += extents[e].blocks();
+            e += 1;
+        }
+        let ext = &extents[e];
+        let head = ext.start / BLOCK_SIZE;
+        let index = if head == lcn {
+            LclusterIndex {
+                advise: if ext.raw {
+                    LCLUSTER_PLAIN
+                } else {
+                    LCLUSTER_HEAD1
+                }
+                .into(),
+                cluster_ofs: ((ext.start % BLOCK_SIZE) as u16).into(),
+                u: u32::try_from(head_block)?.into(),
+            }
+        } else {
+            let next = extents.get(e + 1).map_or(count, |n| n.start / BLOCK_SIZE);
+            let d0 = u16::try_from(lcn - head)?;
+            let d0 = if d0 == 1 && big && !ext.raw {
+                D0_CBLKCNT | u16::try_from(ext.blocks())?
+            } else {
+                d0
+            };
+            let d1 = u16::try_from(next - lcn)?;
+            LclusterIndex {
+                advise: LCLUSTER_NONHEAD.into(),
+                cluster_ofs: 0.into(),
+                u: (u32::from(d0) | (u32::from(d1) << 16)).into(),
+            }
+        };
+        out.extend_from_slice(index.as_bytes());
+    }
+    Ok(out)
 }
 
 /// Opens a file source for reading (`None` for generated bytes).

@@ -27,10 +27,22 @@ pub const COMPAT_SB_CHKSUM: u32 = 0x1;
 /// mkfs.erofs; readers use the field either way).
 pub const COMPAT_MTIME: u32 = 0x2;
 
+/// `feature_incompat`: compressed data is aligned to the end of its
+/// physical cluster, zeros before it (`LZ4_0PADDING`), so the decoder
+/// knows its exact length.
+pub const INCOMPAT_ZERO_PADDING: u32 = 0x1;
+/// `feature_incompat`: per-algorithm configurations follow the
+/// superblock, and physical clusters may span several blocks
+/// (`COMPR_CFGS` and `BIG_PCLUSTER` share the bit).
+pub const INCOMPAT_COMPR_CFGS: u32 = 0x2;
+/// Bit of LZ4 in the algorithm bitmap (`Z_EROFS_COMPRESSION_LZ4` = 0).
+pub const ALG_LZ4: u16 = 1;
+
 /// `i_format` bit 0: the inode is extended (64 bytes).
 pub const FORMAT_EXTENDED: u16 = 1;
 /// `i_format` bits 1-3: the data layout.
 pub const LAYOUT_FLAT_PLAIN: u16 = 0;
+pub const LAYOUT_COMPRESSED_FULL: u16 = 1;
 pub const LAYOUT_FLAT_INLINE: u16 = 2;
 
 /// Directory entry file types (`EROFS_FT_*`).
@@ -220,3 +232,60 @@ pub const XATTR_PREFIXES: [(&[u8], u8, bool); 5] = [
     (b"trusted.", 4, false),
     (b"security.", 6, false),
 ];
+
+/// `h_advise`: physical clusters of head-1 lclusters may span blocks.
+pub const ADVISE_BIG_PCLUSTER_1: u16 = 0x2;
+/// Logical cluster types (`di_advise` bits 0-1): stored uncompressed,
+/// compressed with the head-1 algorithm, inside an earlier cluster.
+pub const LCLUSTER_PLAIN: u16 = 0;
+pub const LCLUSTER_HEAD1: u16 = 1;
+pub const LCLUSTER_NONHEAD: u16 = 2;
+/// `delta[0]` of the first non-head lcluster of a big pcluster holds the
+/// pcluster's block count with this bit.
+pub const D0_CBLKCNT: u16 = 1 << 11;
+
+/// The header of a compressed inode's index, at the inode's end aligned
+/// to 8; the full (legacy) indexes follow after 8 more bytes.
+#[derive(IntoBytes, Immutable, KnownLayout, Default)]
+#[repr(C)]
+pub struct MapHeader {
+    /// 0x00: fragment offset or inline size (unused).
+    pub reserved: U32,
+    /// 0x04: `ADVISE_*`.
+    pub advise: U16,
+    /// 0x06: algorithm of head-1 (bits 0-3) and head-2 (bits 4-7) lclusters.
+    pub algorithm_type: u8,
+    /// 0x07: log2 of the lcluster size - 12.
+    pub cluster_bits: u8,
+}
+const _: () = assert!(std::mem::size_of::<MapHeader>() == 8);
+
+/// One logical cluster's index (`z_erofs_lcluster_index`).
+#[derive(IntoBytes, Immutable, KnownLayout, Default)]
+#[repr(C)]
+pub struct LclusterIndex {
+    /// 0x00: `LCLUSTER_*`.
+    pub advise: U16,
+    /// 0x02: where the head's extent starts in the lcluster.
+    pub cluster_ofs: U16,
+    /// 0x04: a head's first block, or a non-head's distances (in lclusters)
+    /// back to its head (`delta[0]`) and on to the next head (`delta[1]`).
+    pub u: U32,
+}
+const _: () = assert!(std::mem::size_of::<LclusterIndex>() == 8);
+
+/// The LZ4 configuration after the superblock (`z_erofs_lz4_cfgs`),
+/// behind its 16-bit length.
+#[derive(IntoBytes, Immutable, KnownLayout, Default)]
+#[repr(C)]
+pub struct Lz4Cfgs {
+    /// 0x00: the length of what follows (14).
+    pub len: U16,
+    /// 0x02: LZ4 window (0: 64 KiB).
+    pub max_distance: U16,
+    /// 0x04: largest physical cluster, in blocks.
+    pub max_pclusterblks: U16,
+    /// 0x06
+    pub reserved: [u8; 10],
+}
+const _: () = assert!(std::mem::size_of::<Lz4Cfgs>() == 16);
