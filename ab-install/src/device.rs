@@ -207,7 +207,7 @@ impl Device {
             })
     }
 
-    /// The partition of `slot` (`rootA=`/`rootB=`, else PARTLABEL=root<slot>).
+    /// The partition of `slot` (`rootA=`/`rootB=`, else `PARTLABEL=root<slot>`).
     fn slot_device(&self, slots: &Slots, slot: char) -> Result<PathBuf, String> {
         let spec = slots
             .arg(&format!("root{slot}"))

@@ -27,8 +27,6 @@ pub const INODE_SIZE: u16 = 256;
 /// `i_extra_isize`: the fields after the 128-byte base inode we fill
 /// (through `i_projid`).
 pub const EXTRA_ISIZE: u16 = 32;
-/// Size of the original ext2 inode.
-pub const GOOD_OLD_INODE_SIZE: usize = 128;
 /// First non-reserved inode (`EXT4_GOOD_OLD_FIRST_INO`).
 pub const FIRST_INO: u32 = 11;
 pub const ROOT_INO: u32 = 2;
@@ -409,8 +407,8 @@ pub struct Inode {
     /// 0x9C: project id.
     pub i_projid: U32,
 }
-const _: () = assert!(std::mem::size_of::<Inode>() == 160);
-const _: () = assert!(std::mem::size_of::<Inode>() == GOOD_OLD_INODE_SIZE + EXTRA_ISIZE as usize);
+// The original 128-byte ext2 inode and the EXTRA_ISIZE bytes we fill.
+const _: () = assert!(std::mem::size_of::<Inode>() == 128 + EXTRA_ISIZE as usize);
 
 /// Header of every extent tree node (in `i_block` or in a block).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Default)]
