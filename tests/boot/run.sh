@@ -556,6 +556,27 @@ if want verity; then
 	echo "note: verity cases: $(($(date +%s) - t0)) s"
 fi
 
+# ---- 6c. EROFS (lz4hc) root slots -----------------------------------------
+# image-erofs.yaml: the native EROFS writer's compressed image as the
+# read-only root under the overlay, read by the kernel the tests boot.
+if want erofs; then
+	c="EROFS (lz4hc) root + overlay"
+	o=$WORK/out-erofs
+	t0=$(date +%s)
+	if ! compose "$EXAMPLE/image-erofs.yaml" "$o" || [ ! -f "$o/qemu-ab-erofs.img" ]; then
+		fail "$c" "compose image-erofs.yaml: $(tail -n 5 "$o.log")"
+	else
+		d=$WORK/erofs.img
+		cp --sparse=always "$o/qemu-ab-erofs.img" "$d"
+		boot er1 "$d" "rootfstype=erofs" "$o/initramfs-erofs.img"
+		if check "$c" er1 'rorootfs: root: /dev/vda1 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 '; then
+			pass "$c"
+		fi
+		rm -f "$d"
+	fi
+	echo "note: erofs case: $(($(date +%s) - t0)) s"
+fi
+
 # ---- 7. a missing root is a clear, fast failure --------------------------
 if want fail; then
 	d=$WORK/fail.img
