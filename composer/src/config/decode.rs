@@ -1935,30 +1935,48 @@ fn compression(cx: &mut Cx<'_>, f: &Fields<'_>) -> Spanned<Compression> {
     f.or_default("compression", compression, Compression::Gzip)
 }
 
+/// A `level:` of a compressed read-only filesystem: within `range` (the
+/// chosen compression's), refused with `no_level` (message, help) when the
+/// compression takes none; `what` names the compression in the range error.
+fn compression_level(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    range: Option<(u32, u32)>,
+    no_level: (&str, &str),
+    what: &str,
+) -> Option<Spanned<u32>> {
+    let Some((lo, hi)) = range else {
+        cx.err(n, no_level.0, no_level.1);
+        return None;
+    };
+    let v = cx.uint(n, u64::from(u32::MAX), "a compression level")?;
+    if !(u64::from(lo)..=u64::from(hi)).contains(&v) {
+        cx.err(
+            n,
+            format!("\"{v}\" is out of range for {what}"),
+            format!("use a level from {lo} to {hi}"),
+        );
+        return None;
+    }
+    u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+}
+
 fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     let f = cx.fields(node, &SQUASHFS_KEYS, "write `fs: { type: squashfs }`")?;
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
     let ownership = decode_ownership(cx, &f);
     let compression = compression(cx, &f);
     let level = f.get("level").and_then(|n| {
-        let Some((lo, hi)) = compression.value.squashfs_codec().level_range() else {
-            cx.err(
-                n,
+        compression_level(
+            cx,
+            n,
+            compression.value.squashfs_codec().level_range(),
+            (
                 "lz4 and none take no level",
                 "remove `level:`, or choose gzip, xz or zstd",
-            );
-            return None;
-        };
-        let v = cx.uint(n, u64::from(u32::MAX), "a compression level")?;
-        if !(u64::from(lo)..=u64::from(hi)).contains(&v) {
-            cx.err(
-                n,
-                format!("\"{v}\" is out of range for this compression"),
-                format!("use a level from {lo} to {hi}"),
-            );
-            return None;
-        }
-        u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+            ),
+            "this compression",
+        )
     });
     let block_size = f.get("block-size").and_then(|n| {
         let s = cx.size(n)?;
@@ -2027,24 +2045,16 @@ fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
         })
         .unwrap_or(C::None);
     let level = f.get("level").and_then(|n| {
-        let Some((lo, hi)) = compression.level_range() else {
-            cx.err(
-                n,
+        compression_level(
+            cx,
+            n,
+            compression.level_range(),
+            (
                 "only lz4hc takes a level",
                 "remove `level:`, or write `compression: lz4hc`",
-            );
-            return None;
-        };
-        let v = cx.uint(n, u64::from(u32::MAX), "a compression level")?;
-        if !(u64::from(lo)..=u64::from(hi)).contains(&v) {
-            cx.err(
-                n,
-                format!("\"{v}\" is out of range for lz4hc"),
-                format!("use a level from {lo} to {hi}"),
-            );
-            return None;
-        }
-        u32::try_from(v).ok().map(|v| cx.spanned(n, v))
+            ),
+            "lz4hc",
+        )
     });
     let pcluster_size = f.get("pcluster-size").and_then(|n| {
         let s = cx.size(n)?;
