@@ -15,30 +15,9 @@ set -uo pipefail
 TOP="$(cd "$(dirname "$0")/../.." && pwd)"
 export SOURCE_DATE_EPOCH=1700000000
 
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-	echo "FAIL $1"
-	if [ $# -gt 1 ] && [ -s "$2" ]; then tail -n 20 "$2" | sed 's/^/    /'; fi
-	failed=$((failed + 1))
-}
-missing() {
-	if [ -n "${CI:-}" ]; then
-		fail "$1: needs $2 (CI is set)"
-	else
-		echo "SKIP $1: needs $2"
-	fi
-}
-have() { command -v "$1" > /dev/null 2>&1; }
-
-SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/install.XXXXXX")"
-if [ -z "${KEEP:-}" ]; then
-	trap 'rm -rf "${SCRATCH}"' EXIT
-else
-	echo "# scratch directory: ${SCRATCH}"
-fi
-LOG="${SCRATCH}/log"
+# shellcheck source-path=SCRIPTDIR source=../harness.sh
+. "${TOP}/tests/harness.sh"
+scratch install
 PREFIX="${SCRATCH}/prefix"
 
 if PREFIX="${PREFIX}" "${TOP}/scripts/install.sh" > "${LOG}" 2>&1; then
@@ -134,11 +113,10 @@ fi
 
 if ! have shellcheck; then
 	missing "shellcheck of the install scripts" "shellcheck"
-elif shellcheck "${TOP}/scripts/install.sh" "$0" > "${LOG}" 2>&1; then
+elif shellcheck -x "${TOP}/scripts/install.sh" "$0" > "${LOG}" 2>&1; then
 	pass "shellcheck: scripts/install.sh, tests/install/run.sh"
 else
 	fail "shellcheck" "${LOG}"
 fi
 
-echo "${passed} passed, ${failed} failed"
-[ "${failed}" -eq 0 ]
+finish

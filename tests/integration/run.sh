@@ -19,30 +19,9 @@ EXTERNAL="${TOP}/br2-external"
 LAYER="${TOP}/meta-layer"
 export SOURCE_DATE_EPOCH=1700000000
 
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-	echo "FAIL $1"
-	if [ $# -gt 1 ] && [ -s "$2" ]; then tail -n 20 "$2" | sed 's/^/    /'; fi
-	failed=$((failed + 1))
-}
-missing() {
-	if [ -n "${CI:-}" ]; then
-		fail "$1: needs $2 (CI is set)"
-	else
-		echo "SKIP $1: needs $2"
-	fi
-}
-have() { command -v "$1" > /dev/null 2>&1; }
-
-SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/integration.XXXXXX")"
-if [ -z "${KEEP:-}" ]; then
-	trap 'rm -rf "${SCRATCH}"' EXIT
-else
-	echo "# scratch directory: ${SCRATCH}"
-fi
-LOG="${SCRATCH}/log"
+# shellcheck source-path=SCRIPTDIR source=../harness.sh
+. "${TOP}/tests/harness.sh"
+scratch integration
 
 # ------------------------------------------------------------ generated files
 
@@ -90,7 +69,7 @@ else
 fi
 
 if have shellcheck; then
-	if shellcheck "${EXTERNAL}/board/common/image-composer.sh" "${TOP}/tests/integration/"*.sh > "${LOG}" 2>&1; then
+	if shellcheck -x "${EXTERNAL}/board/common/image-composer.sh" "${TOP}/tests/integration/"*.sh > "${LOG}" 2>&1; then
 		pass "shellcheck: post-image script and integration scripts"
 	else
 		fail "shellcheck" "${LOG}"
@@ -611,5 +590,4 @@ br_rootfs_type
 yocto
 yocto_file_checksums
 
-echo "${passed} passed, ${failed} failed"
-[ "${failed}" = 0 ]
+finish
