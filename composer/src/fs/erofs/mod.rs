@@ -51,7 +51,7 @@ mod ondisk;
 
 pub use compress::Compression;
 
-use crate::fs::tree::{NodeId, NodeKind, Tree, ROOT};
+use crate::fs::tree::{new_encode_dev, NodeId, NodeKind, Tree, ROOT};
 use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::input::InputFile;
 use crate::output::window::Window;
@@ -274,23 +274,6 @@ fn dir_block(entries: &[(&[u8], u64, u8)]) -> Vec<u8> {
     }
     heads.extend_from_slice(&names);
     heads
-}
-
-fn file_type(kind: &NodeKind) -> u8 {
-    match kind {
-        NodeKind::Dir { .. } => FT_DIR,
-        NodeKind::File { .. } => FT_REG,
-        NodeKind::Symlink { .. } => FT_SYMLINK,
-        NodeKind::CharDev { .. } => FT_CHRDEV,
-        NodeKind::BlockDev { .. } => FT_BLKDEV,
-        NodeKind::Fifo => FT_FIFO,
-        NodeKind::Socket => FT_SOCK,
-    }
-}
-
-/// The kernel's `new_encode_dev`.
-fn encode_dev(major: u32, minor: u32) -> u32 {
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
 /// Where one inode goes and what it holds.
@@ -575,7 +558,7 @@ fn prepare_inner(
                         path_of(id)
                     );
                 }
-                encode_dev(*major, *minor)
+                new_encode_dev(*major, *minor)
             }
             NodeKind::Fifo | NodeKind::Socket => 0,
             // A compressed file's block count.
@@ -646,7 +629,11 @@ fn prepare_inner(
                 for (range, _) in dir_blocks(&names) {
                     let mut entries = Vec::with_capacity(range.len());
                     for &(name, child) in &listing[range] {
-                        entries.push((name, slot(child)?.nid(), file_type(&tree.node(child).kind)));
+                        entries.push((
+                            name,
+                            slot(child)?.nid(),
+                            tree.node(child).kind.dirent_type(),
+                        ));
                     }
                     bytes.resize(bytes.len().next_multiple_of(BLOCK_SIZE as usize), 0);
                     bytes.extend_from_slice(&dir_block(&entries));

@@ -45,15 +45,6 @@ pub const LAYOUT_FLAT_PLAIN: u16 = 0;
 pub const LAYOUT_COMPRESSED_FULL: u16 = 1;
 pub const LAYOUT_FLAT_INLINE: u16 = 2;
 
-/// Directory entry file types (`EROFS_FT_*`).
-pub const FT_REG: u8 = 1;
-pub const FT_DIR: u8 = 2;
-pub const FT_CHRDEV: u8 = 3;
-pub const FT_BLKDEV: u8 = 4;
-pub const FT_FIFO: u8 = 5;
-pub const FT_SOCK: u8 = 6;
-pub const FT_SYMLINK: u8 = 7;
-
 /// The superblock, at [`SUPER_OFFSET`].
 #[derive(IntoBytes, Immutable, KnownLayout, Default)]
 #[repr(C)]

@@ -45,7 +45,7 @@ pub use layout::MIN_JOURNAL_BLOCKS;
 pub const MIN_INODES: u32 = ondisk::FIRST_INO;
 pub use layout::profile_inode_ratio;
 
-use crate::fs::tree::{Node, NodeId, NodeKind, Timestamp, Tree, ROOT};
+use crate::fs::tree::{new_encode_dev, NodeId, NodeKind, Timestamp, Tree, ROOT};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::ids::Uuid;
 use crate::input::InputFile;
@@ -328,18 +328,6 @@ fn number_inodes(tree: &Tree) -> (Vec<u32>, Vec<NodeId>, bool) {
     (ino, order, lpf_in_tree)
 }
 
-fn file_type(node: &Node) -> u8 {
-    match node.kind {
-        NodeKind::Dir { .. } => FT_DIR,
-        NodeKind::File { .. } => FT_REG,
-        NodeKind::Symlink { .. } => FT_SYMLINK,
-        NodeKind::CharDev { .. } => FT_CHRDEV,
-        NodeKind::BlockDev { .. } => FT_BLKDEV,
-        NodeKind::Fifo => FT_FIFO,
-        NodeKind::Socket => FT_SOCK,
-    }
-}
-
 /// The per-inode checksum seed (`ext4_inode_csum_seed`; generation 0).
 fn inode_seed(csum_seed: u32, ino: u32) -> u32 {
     let s = crc32c_raw(csum_seed, &ino.to_le_bytes());
@@ -550,7 +538,7 @@ pub fn prepare(
                     .map(|(n, &c)| dir::DirEntry {
                         name: n.as_slice(),
                         ino: inos[c],
-                        file_type: file_type(tree.node(c)),
+                        file_type: tree.node(c).kind.dirent_type(),
                     })
                     .collect();
                 if id == ROOT && !lpf_in_tree {
@@ -631,7 +619,7 @@ pub fn prepare(
                 if *major < 256 && *minor < 256 {
                     b[..4].copy_from_slice(&((major << 8) | minor).to_le_bytes());
                 } else {
-                    let enc = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+                    let enc = new_encode_dev(*major, *minor);
                     b[4..8].copy_from_slice(&enc.to_le_bytes());
                 }
                 (Body::Inline(b), 0)

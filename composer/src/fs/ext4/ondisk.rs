@@ -75,14 +75,9 @@ pub const BG_INODE_UNINIT: u16 = 0x1;
 pub const INDEX_FL: u32 = 0x1000;
 pub const EXTENTS_FL: u32 = 0x80000;
 
-/// Directory entry file types (`filetype` feature).
-pub const FT_REG: u8 = 1;
+/// The directory entry file type of a directory (`filetype` feature; all
+/// of them: `NodeKind::dirent_type`).
 pub const FT_DIR: u8 = 2;
-pub const FT_CHRDEV: u8 = 3;
-pub const FT_BLKDEV: u8 = 4;
-pub const FT_FIFO: u8 = 5;
-pub const FT_SOCK: u8 = 6;
-pub const FT_SYMLINK: u8 = 7;
 /// `file_type` of the checksum tail that ends a leaf directory block.
 pub const FT_DIR_CSUM: u8 = 0xDE;
 

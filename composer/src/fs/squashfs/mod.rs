@@ -43,7 +43,7 @@ mod meta;
 
 pub use compress::Codec;
 
-use crate::fs::tree::{Node, NodeId, NodeKind, Tree, MODE_BITS, ROOT};
+use crate::fs::tree::{new_encode_dev, Node, NodeId, NodeKind, Tree, MODE_BITS, ROOT};
 use crate::fs::verity::{HashTree, VerityInfo};
 use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::output::window::Window;
@@ -310,11 +310,6 @@ fn encode_xattrs(xattrs: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<Vec<u8>, String>
         out.extend_from_slice(value);
     }
     Ok(out)
-}
-
-/// `new_encode_dev`: the device number as the kernel decodes it.
-fn encode_dev(major: u32, minor: u32) -> u32 {
-    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
 }
 
 /// Inode time: seconds, clamped to what 32 bits hold.
@@ -654,7 +649,7 @@ fn prepare_inner(
                     );
                 }
                 put32(&mut body, nlink);
-                put32(&mut body, encode_dev(*major, *minor));
+                put32(&mut body, new_encode_dev(*major, *minor));
                 let t = basic_type(node);
                 if has_xattr {
                     put32(&mut body, xattr);

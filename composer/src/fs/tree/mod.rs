@@ -144,6 +144,28 @@ pub enum NodeKind {
     Socket,
 }
 
+impl NodeKind {
+    /// The file type of a directory entry: ext2/3/4's `EXT2_FT_*`, which
+    /// EROFS's `EROFS_FT_*` repeat number for number.
+    pub fn dirent_type(&self) -> u8 {
+        match self {
+            NodeKind::File { .. } => 1,
+            NodeKind::Dir { .. } => 2,
+            NodeKind::CharDev { .. } => 3,
+            NodeKind::BlockDev { .. } => 4,
+            NodeKind::Fifo => 5,
+            NodeKind::Socket => 6,
+            NodeKind::Symlink { .. } => 7,
+        }
+    }
+}
+
+/// The kernel's `new_encode_dev`: a device number as ext4 (when either
+/// part exceeds 255), squashfs and EROFS store it; majors are 12 bits.
+pub fn new_encode_dev(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
 /// One inode of the tree.
 #[derive(Clone, Debug)]
 pub struct Node {
