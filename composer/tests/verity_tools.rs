@@ -1,11 +1,12 @@
-//! dm-verity hash trees (`fs: { type: squashfs, verity: true }`) checked by
-//! cryptsetup's `veritysetup verify` with the root hash the build publishes
-//! (`NAME.verity` beside the image, `plan --json`), and refused by it after
-//! one flipped byte in the data or in the tree. `unsquashfs` still reads
-//! the filesystem in front of the tree.
+//! dm-verity hash trees (`verity: true` on squashfs, EROFS and compressed
+//! EROFS) checked by cryptsetup's `veritysetup verify` with the root hash
+//! the build publishes (`NAME.verity` beside the image, `plan --json`), and
+//! refused by it after one flipped byte in the data or in the tree.
+//! `unsquashfs` / `fsck.erofs --extract` still read the filesystem in front
+//! of the tree.
 //!
-//! Needs cryptsetup-bin and squashfs-tools; without them the tests print a
-//! note and pass on a laptop, and fail when `CI` is set.
+//! Needs cryptsetup-bin, squashfs-tools and erofs-utils; without them the
+//! tests print a note and pass on a laptop, and fail when `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -15,18 +16,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+/// Two slots holding one filesystem `FS` with a hash tree.
 const DESC: &str = r#"
 image: { name: v, table: gpt, size: 24MiB, seed: verity-tests }
 partitions:
   - name: rootA
     size: 8MiB
-    fs: { type: squashfs, from: tree, compression: zstd, verity: true }
+    fs: { FS, from: tree, verity: true }
   - name: rootB
     same-as: rootA
 "#;
 
-/// A small tree with compressible and incompressible files.
-fn make_tree(dir: &Path) {
+/// A small tree with compressible and incompressible files, a tail and
+/// the description of `fs`.
+fn make_tree(dir: &Path, fs: &str) {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::write(tree.join("etc/hostname"), "verity\n").unwrap();
@@ -35,7 +38,7 @@ fn make_tree(dir: &Path) {
         .collect();
     std::fs::write(tree.join("noise"), noise).unwrap();
     std::fs::write(tree.join("zeros"), vec![0u8; 300_000]).unwrap();
-    std::fs::write(dir.join("d.yaml"), DESC).unwrap();
+    std::fs::write(dir.join("d.yaml"), DESC.replace("FS", fs)).unwrap();
 }
 
 /// `name=value` lines of a `.verity` file.
@@ -81,13 +84,56 @@ fn flip(path: &Path, at: u64) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Reads `part`'s filesystem back with its own tool and checks a file.
+type ReadBack = fn(part: &Path, scratch: &Path);
+
+fn unsquashfs(part: &Path, _: &Path) {
+    let listing = run(Command::new("unsquashfs").arg("-lln").arg(part));
+    assert!(listing.contains("squashfs-root/etc/hostname"), "{listing}");
+}
+
+fn fsck_erofs(part: &Path, scratch: &Path) {
+    let to = scratch.join("extract");
+    let _ = std::fs::remove_dir_all(&to);
+    run(Command::new("fsck.erofs")
+        .arg(format!("--extract={}", to.display()))
+        .arg(part));
+    assert_eq!(
+        std::fs::read_to_string(to.join("etc/hostname")).unwrap(),
+        "verity\n"
+    );
+    assert_eq!(std::fs::read(to.join("zeros")).unwrap(), vec![0u8; 300_000]);
+}
+
 #[test]
-fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
-    if !have_all(&["veritysetup", "unsquashfs", "sfdisk"]) {
+fn squashfs_hash_tree_verifies() {
+    check("type: squashfs, compression: zstd", "unsquashfs", unsquashfs);
+}
+
+#[test]
+fn erofs_hash_tree_verifies() {
+    check("type: erofs", "fsck.erofs", fsck_erofs);
+}
+
+/// Compressed clusters come from memory, the incompressible file and the
+/// tails from their sources: both feed the tree.
+#[test]
+fn compressed_erofs_hash_tree_verifies() {
+    check(
+        "type: erofs, compression: lz4hc, pcluster-size: 16KiB",
+        "fsck.erofs",
+        fsck_erofs,
+    );
+}
+
+/// Builds two slots of `fs` with a tree, checks them with veritysetup and
+/// `reader`, flips bytes, builds again.
+fn check(fs: &str, tool: &str, read_back: ReadBack) {
+    if !have_all(&["veritysetup", tool, "sfdisk"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    make_tree(dir.path());
+    make_tree(dir.path(), fs);
     let desc = dir.path().join("d.yaml");
     let out = dir.path().join("out");
     let built = composer(&[
@@ -103,17 +149,10 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    // Both slots carry the same hash area and publish the same values.
-    let env = read_env(&out.join("rootA.verity"));
-    assert_eq!(env, read_env(&out.join("rootB.verity")));
-    assert_eq!(env["roothash"].len(), 64);
-    assert_eq!(env["hash_offset"].parse::<u64>().unwrap() % 4096, 0);
-    assert_eq!(
-        env["hash_start_block"].parse::<u64>().unwrap(),
-        env["hash_offset"].parse::<u64>().unwrap() / 4096 + 1
-    );
-
-    // plan --json says the same (same inputs, same SOURCE_DATE_EPOCH).
+    // plan --json says what the build published (same inputs, same
+    // SOURCE_DATE_EPOCH); each slot verifies with its own values (an EROFS
+    // slot has its own filesystem UUID, so its own root hash; squashfs
+    // slots have none and share it).
     let plan = composer(&["plan", "--json", desc.to_str().unwrap()]);
     assert!(
         plan.status.success(),
@@ -121,22 +160,28 @@ fn veritysetup_verifies_the_published_root_hash_and_refuses_a_flipped_byte() {
         String::from_utf8_lossy(&plan.stderr)
     );
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let v = &plan["verity"]["rootA"];
-    assert_eq!(v["roothash"], env["roothash"].as_str());
-    assert_eq!(v["salt"], env["salt"].as_str());
-    assert_eq!(v["data_blocks"].to_string(), env["data_blocks"]);
-    assert_eq!(v["hash_offset"].to_string(), env["hash_offset"]);
-    assert_eq!(plan["verity"]["rootB"], *v);
-
     let image = out.join("v.img");
     for slot in ["rootA", "rootB"] {
+        let env = read_env(&out.join(format!("{slot}.verity")));
+        assert_eq!(env["roothash"].len(), 64);
+        assert_eq!(env["hash_offset"].parse::<u64>().unwrap() % 4096, 0);
+        assert_eq!(
+            env["hash_start_block"].parse::<u64>().unwrap(),
+            env["hash_offset"].parse::<u64>().unwrap() / 4096 + 1
+        );
+        let v = &plan["verity"][slot];
+        assert_eq!(v["roothash"], env["roothash"].as_str());
+        assert_eq!(v["salt"], env["salt"].as_str());
+        assert_eq!(v["data_blocks"].to_string(), env["data_blocks"]);
+        assert_eq!(v["hash_offset"].to_string(), env["hash_offset"]);
+
         let part = dir.path().join(format!("{slot}.part"));
         extract(&image, slot, &part);
         let (ok, err) = verify(&part, &env);
         assert!(ok, "veritysetup verify {slot}: {err}");
-        let listing = run(Command::new("unsquashfs").arg("-lln").arg(&part));
-        assert!(listing.contains("squashfs-root/etc/hostname"), "{listing}");
+        read_back(&part, dir.path());
     }
+    let env = read_env(&out.join("rootA.verity"));
 
     // One flipped bit in the data, then one in the tree: refused.
     let part = dir.path().join("rootA.part");

@@ -73,6 +73,7 @@ impl Prepared {
     pub fn verity(&self) -> Option<&VerityInfo> {
         match self {
             Prepared::Squashfs(fs) => fs.verity(),
+            Prepared::Erofs(fs) => fs.verity(),
             _ => None,
         }
     }
@@ -98,6 +99,7 @@ impl Prepared {
             },
             Prepared::Squashfs(fs) if fs.verity().is_some() => "squashfs + verity".into(),
             Prepared::Squashfs(_) => "squashfs".into(),
+            Prepared::Erofs(fs) if fs.verity().is_some() => "erofs + verity".into(),
             Prepared::Erofs(_) => "erofs".into(),
             Prepared::Swap(_) => "swap".into(),
         }
@@ -451,6 +453,7 @@ impl Preparer<'_> {
                         .pcluster_size
                         .as_ref()
                         .map_or(ErofsOptions::default().pcluster_size, |p| p.value),
+                    verity: e.verity.value,
                 };
                 let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)

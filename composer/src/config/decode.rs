@@ -108,7 +108,7 @@ const SQUASHFS_KEYS: [&str; 9] = [
     "verity",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
-const EROFS_KEYS: [&str; 8] = [
+const EROFS_KEYS: [&str; 9] = [
     "type",
     "from",
     "owners",
@@ -117,6 +117,7 @@ const EROFS_KEYS: [&str; 8] = [
     "compression",
     "level",
     "pcluster-size",
+    "verity",
 ];
 const INITRAMFS_KEYS: [&str; 12] = [
     "from",
@@ -2068,12 +2069,14 @@ fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
         }
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
+    let verity = f.flag(cx, "verity", false);
     Some(Erofs {
         from,
         ownership,
         compression,
         level,
         pcluster_size,
+        verity,
     })
 }
 

@@ -386,6 +386,8 @@ pub struct Erofs {
     pub level: Option<Spanned<u32>>,
     /// A multiple of 4KiB up to 1MiB; default 4KiB.
     pub pcluster_size: Option<Spanned<u32>>,
+    /// Append a dm-verity hash tree; default false.
+    pub verity: Spanned<bool>,
 }
 
 /// `fs: { type: swap }`: a Linux swap area (mkswap's signature).

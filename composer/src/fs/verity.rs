@@ -93,38 +93,138 @@ pub struct HashTree {
 impl HashTree {
     /// Hashes `data_len` bytes given as consecutive `chunks` (a shorter
     /// input reads as zeros up to `data_len`, which is rounded up to 4 KiB).
-    /// The salt derives from the seed alone and the UUID from the seed and
-    /// the root hash, so identical contents (A/B slots, `same-as`) get
-    /// identical hash areas whatever they are called.
     pub fn compute<'a>(
         chunks: impl IntoIterator<Item = &'a [u8]>,
         data_len: u64,
         seed: &Seed,
     ) -> HashTree {
-        let salt: [u8; SALT_LEN] = seed.derive(&["verity", "salt"]);
-        let data_blocks = data_len.div_ceil(BLOCK).max(1);
-        let salted = Sha256::new_with_prefix(salt);
-        // Level 0: the digest of every data block, streamed from the chunks.
-        let mut digests = Vec::with_capacity(data_blocks as usize * DIGEST);
-        let mut block = Vec::with_capacity(BLOCK as usize);
+        let mut hasher = Hasher::new(seed);
         for chunk in chunks {
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let take = rest.len().min(BLOCK as usize - block.len());
-                block.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if block.len() == BLOCK as usize {
-                    digests.extend_from_slice(&salted.clone().chain_update(&block).finalize());
-                    block.clear();
-                }
+            hasher.update(chunk);
+        }
+        hasher.finish(data_len)
+    }
+
+    /// Bytes the hash area takes after the data.
+    pub fn len(&self) -> u64 {
+        self.area.len() as u64
+    }
+
+    /// Whether the area is empty (never: the superblock is always there).
+    pub fn is_empty(&self) -> bool {
+        self.area.is_empty()
+    }
+
+    /// Writes the hash area at its offset in `window`.
+    pub fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
+        window
+            .write_at(&self.area, self.info.hash_offset)
+            .context("writing the dm-verity hash tree")?;
+        window.settle(self.info.hash_offset + self.len());
+        Ok(())
+    }
+}
+
+/// The data's digests, fed the data front to back in pieces of any size:
+/// a writer that produces its bytes in order hashes them as it goes, the
+/// data held nowhere.
+pub struct Hasher {
+    salt: [u8; SALT_LEN],
+    salted: Sha256,
+    /// Level 0: one digest per full data block so far.
+    digests: Vec<u8>,
+    /// The current partial block.
+    block: Vec<u8>,
+    seed: Seed,
+}
+
+impl Hasher {
+    /// The salt derives from the seed alone and the UUID from the seed and
+    /// the root hash, so identical contents (A/B slots, `same-as`) get
+    /// identical hash areas whatever they are called.
+    pub fn new(seed: &Seed) -> Hasher {
+        let salt: [u8; SALT_LEN] = seed.derive(&["verity", "salt"]);
+        Hasher {
+            salt,
+            salted: Sha256::new_with_prefix(salt),
+            digests: Vec::new(),
+            block: Vec::with_capacity(BLOCK as usize),
+            seed: seed.clone(),
+        }
+    }
+
+    /// The next bytes of the data.
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.block.is_empty() && data.len() >= BLOCK as usize {
+                let (whole, rest) = data.split_at(BLOCK as usize);
+                self.push_digest(whole);
+                data = rest;
+                continue;
+            }
+            let take = data.len().min(BLOCK as usize - self.block.len());
+            self.block.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.block.len() == BLOCK as usize {
+                let digest = self.salted.clone().chain_update(&self.block).finalize();
+                self.digests.extend_from_slice(&digest);
+                self.block.clear();
             }
         }
-        while (digests.len() / DIGEST) < data_blocks as usize {
-            block.resize(BLOCK as usize, 0);
-            digests.extend_from_slice(&salted.clone().chain_update(&block).finalize());
-            block.clear();
+    }
+
+    /// `len` zero bytes of data.
+    pub fn update_zeros(&mut self, mut len: u64) {
+        let zeros = [0u8; BLOCK as usize];
+        while len > 0 {
+            let n = len.min(BLOCK);
+            self.update(&zeros[..n as usize]);
+            len -= n;
         }
-        digests.truncate(data_blocks as usize * DIGEST);
+    }
+
+    /// Appends the level-0 digests another hasher returned from
+    /// [`Hasher::level0`] (with the same seed), for data that follows
+    /// this one's on a block boundary: pieces hashed on several cores.
+    pub fn append_level0(&mut self, digests: &[u8]) {
+        debug_assert!(self.block.is_empty(), "appended off a block boundary");
+        self.digests.extend_from_slice(digests);
+    }
+
+    /// The level-0 digests of `len` bytes of data (rounded up to 4 KiB,
+    /// at least one block; what was not fed reads as zeros).
+    pub fn level0(mut self, len: u64) -> Vec<u8> {
+        let data_blocks = len.div_ceil(BLOCK).max(1) as usize;
+        if !self.block.is_empty() {
+            let mut block = std::mem::take(&mut self.block);
+            block.resize(BLOCK as usize, 0);
+            self.push_digest(&block);
+        }
+        if self.digests.len() / DIGEST < data_blocks {
+            let zero = self
+                .salted
+                .clone()
+                .chain_update([0u8; BLOCK as usize])
+                .finalize();
+            while self.digests.len() / DIGEST < data_blocks {
+                self.digests.extend_from_slice(&zero);
+            }
+        }
+        self.digests.truncate(data_blocks * DIGEST);
+        self.digests
+    }
+
+    fn push_digest(&mut self, block: &[u8]) {
+        let digest = self.salted.clone().chain_update(block).finalize();
+        self.digests.extend_from_slice(&digest);
+    }
+
+    /// The tree over `data_len` bytes (rounded up to 4 KiB; what was not
+    /// fed reads as zeros, what was fed beyond it is ignored).
+    pub fn finish(self, data_len: u64) -> HashTree {
+        let data_blocks = data_len.div_ceil(BLOCK).max(1);
+        let (salt, salted, seed) = (self.salt, self.salted.clone(), self.seed.clone());
+        let mut digests = self.level0(data_len);
         // Upper levels until one block holds every digest (the kernel's
         // level count: none when there is a single data block).
         let mut levels: Vec<Vec<u8>> = Vec::new();
@@ -155,25 +255,6 @@ impl HashTree {
             area.extend_from_slice(level);
         }
         HashTree { info, area }
-    }
-
-    /// Bytes the hash area takes after the data.
-    pub fn len(&self) -> u64 {
-        self.area.len() as u64
-    }
-
-    /// Whether the area is empty (never: the superblock is always there).
-    pub fn is_empty(&self) -> bool {
-        self.area.is_empty()
-    }
-
-    /// Writes the hash area at its offset in `window`.
-    pub fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
-        window
-            .write_at(&self.area, self.info.hash_offset)
-            .context("writing the dm-verity hash tree")?;
-        window.settle(self.info.hash_offset + self.len());
-        Ok(())
     }
 }
 

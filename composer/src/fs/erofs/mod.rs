@@ -52,6 +52,7 @@ mod ondisk;
 pub use compress::Compression;
 
 use crate::fs::tree::{new_encode_dev, NodeId, NodeKind, Tree, ROOT};
+use crate::fs::verity::{HashTree, Hasher, VerityInfo};
 use crate::fs::{parallel, BuildContext, Content, FileSource};
 use crate::input::InputFile;
 use crate::output::window::Window;
@@ -72,7 +73,8 @@ const NAME_LEN: usize = 255;
 const MAX_SHARED: usize = 255;
 /// The end of the superblock.
 const SUPER_END: u64 = (SUPER_OFFSET + std::mem::size_of::<SuperBlock>()) as u64;
-/// Data written in one go (coalesced small blocks).
+/// Data written in one go (coalesced small blocks), and file data read
+/// in one go for the dm-verity hashes.
 const WRITE_CHUNK: usize = 4 << 20;
 
 /// Options of one EROFS image.
@@ -85,6 +87,8 @@ pub struct ErofsOptions {
     pub level: Option<u32>,
     /// Largest physical cluster: a multiple of 4 KiB up to 1 MiB.
     pub pcluster_size: u32,
+    /// Append a dm-verity hash tree ([`verity`](crate::fs::verity)).
+    pub verity: bool,
 }
 
 impl Default for ErofsOptions {
@@ -94,6 +98,7 @@ impl Default for ErofsOptions {
             compression: Compression::None,
             level: None,
             pcluster_size: BLOCK_SIZE as u32,
+            verity: false,
         }
     }
 }
@@ -111,12 +116,83 @@ pub struct ErofsFs {
     runs: Vec<Run>,
     /// Image size in blocks.
     blocks: u64,
+    /// The dm-verity hash area after the image, when asked for.
+    verity: Option<HashTree>,
 }
 
 impl ErofsFs {
     /// The image's size in bytes.
     pub fn bytes_used(&self) -> u64 {
         self.blocks * BLOCK_SIZE
+    }
+
+    /// The dm-verity parameters, when the image has a hash tree.
+    pub fn verity(&self) -> Option<&VerityInfo> {
+        self.verity.as_ref().map(|v| &v.info)
+    }
+
+    /// Block 0 and the metadata area as written: file tails read in, the
+    /// superblock checksum set.
+    fn finished_meta(&self) -> anyhow::Result<Vec<u8>> {
+        let mut meta = self.meta.clone();
+        for t in &self.tails {
+            let input = open(&t.source, t.size)?;
+            let len = usize::try_from(t.size - t.from)?;
+            read_at(
+                &t.source,
+                input.as_ref(),
+                &mut meta[t.at..t.at + len],
+                t.from,
+            )?;
+            if let Some(input) = input {
+                input.check_unchanged()?;
+            }
+        }
+        // The checksum covers block 0 from the superblock on, with the
+        // kernel's crc32c(~0) without the final inversion.
+        let block0 = &mut meta[SUPER_OFFSET..BLOCK_SIZE as usize];
+        block0[4..8].fill(0);
+        let crc = !crc32c::crc32c(block0);
+        block0[4..8].copy_from_slice(&crc.to_le_bytes());
+        Ok(meta)
+    }
+
+    /// The dm-verity tree of the image's bytes, produced in order as
+    /// [`Content::write`] writes them: the metadata area, then each run
+    /// (built bytes from memory, file data read from its source), zero
+    /// padded to whole blocks. Each run starts on a block, so the runs'
+    /// level-0 digests are computed on all cores and joined in order.
+    fn hash_tree(&self, seed: &crate::ids::Seed) -> anyhow::Result<HashTree> {
+        let mut hasher = Hasher::new(seed);
+        hasher.update(&self.finished_meta()?);
+        let runs = parallel::map(&self.runs, |run| {
+            let mut part = Hasher::new(seed);
+            match &run.data {
+                RunData::Bytes(bytes) => part.update(bytes),
+                RunData::File { source, size, len } => {
+                    let input = open(source, *size)?;
+                    let mut buf = vec![0u8; usize::try_from((*len).min(WRITE_CHUNK as u64))?];
+                    let mut at = 0;
+                    while at < *len {
+                        let n = usize::try_from((*len - at).min(WRITE_CHUNK as u64))?;
+                        read_at(source, input.as_ref(), &mut buf[..n], at)?;
+                        part.update(&buf[..n]);
+                        at += n as u64;
+                    }
+                    if let Some(input) = input {
+                        input.check_unchanged()?;
+                    }
+                }
+            }
+            Ok(part.level0(run.blocks() * BLOCK_SIZE))
+        })?;
+        let mut at = self.meta.len() as u64;
+        for (run, digests) in self.runs.iter().zip(runs) {
+            hasher.update_zeros(run.block * BLOCK_SIZE - at);
+            hasher.append_level0(&digests);
+            at = (run.block + run.blocks()) * BLOCK_SIZE;
+        }
+        Ok(hasher.finish(self.bytes_used()))
     }
 }
 
@@ -739,13 +815,18 @@ fn prepare_inner(
     debug_assert!(runs
         .windows(2)
         .all(|w| w[0].block + w[0].blocks() <= w[1].block));
-    Ok(ErofsFs {
+    let mut fs = ErofsFs {
         name: opts.name.clone(),
         meta,
         tails,
         runs,
         blocks,
-    })
+        verity: None,
+    };
+    if opts.verity {
+        fs.verity = Some(fs.hash_tree(&ctx.seed).context("hashing for dm-verity")?);
+    }
+    Ok(fs)
 }
 
 /// Where a compressed inode's lcluster indexes start, relative to the
@@ -842,7 +923,7 @@ fn read_at(
 
 impl Content for ErofsFs {
     fn min_size(&self) -> u64 {
-        self.bytes_used()
+        self.bytes_used() + self.verity.as_ref().map_or(0, HashTree::len)
     }
 
     fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
@@ -855,27 +936,7 @@ impl Content for ErofsFs {
             );
         }
         let ctx = || format!("writing EROFS image '{}'", self.name);
-        let mut meta = self.meta.clone();
-        for t in &self.tails {
-            let input = open(&t.source, t.size).with_context(ctx)?;
-            let len = usize::try_from(t.size - t.from)?;
-            read_at(
-                &t.source,
-                input.as_ref(),
-                &mut meta[t.at..t.at + len],
-                t.from,
-            )
-            .with_context(ctx)?;
-            if let Some(input) = input {
-                input.check_unchanged()?;
-            }
-        }
-        // The checksum covers block 0 from the superblock on, with the
-        // kernel's crc32c(~0) without the final inversion.
-        let block0 = &mut meta[SUPER_OFFSET..BLOCK_SIZE as usize];
-        block0[4..8].fill(0);
-        let crc = !crc32c::crc32c(block0);
-        block0[4..8].copy_from_slice(&crc.to_le_bytes());
+        let meta = self.finished_meta().with_context(ctx)?;
         window.write_at(&meta, 0).with_context(ctx)?;
         window.settle(meta.len() as u64);
 
@@ -916,6 +977,9 @@ impl Content for ErofsFs {
             }
         }
         flush(window, &mut buf, &mut buf_at, self.bytes_used()).with_context(ctx)?;
+        if let Some(verity) = &self.verity {
+            verity.write(window).with_context(ctx)?;
+        }
         window.settle(window.len());
         Ok(())
     }
