@@ -107,7 +107,11 @@ fn fsck_erofs(part: &Path, scratch: &Path) {
 
 #[test]
 fn squashfs_hash_tree_verifies() {
-    check("type: squashfs, compression: zstd", "unsquashfs", unsquashfs);
+    check(
+        "type: squashfs, compression: zstd",
+        "unsquashfs",
+        unsquashfs,
+    );
 }
 
 #[test]

@@ -88,7 +88,7 @@ fi
 
 # Field updates: a static ab-install and a trusted key go into the rootfs.
 AB_INSTALL_BIN=
-if want install || want verity; then
+if want install || want verity || want erofs; then
 	if (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/static" \
 		cargo build -q --release -p ab-install --target x86_64-unknown-linux-gnu) &&
 		ldd "$REPO/target/static/x86_64-unknown-linux-gnu/release/ab-install" 2>&1 | grep -qE "statically linked|not a dynamic"; then
@@ -556,21 +556,36 @@ if want verity; then
 	echo "note: verity cases: $(($(date +%s) - t0)) s"
 fi
 
-# ---- 6c. EROFS (lz4hc) root slots -----------------------------------------
-# image-erofs.yaml: the native EROFS writer's compressed image as the
-# read-only root under the overlay, read by the kernel the tests boot.
+# ---- 6c. EROFS (lz4hc) root slots, opened through dm-verity ---------------
+# image-erofs.yaml: the native EROFS writer's compressed image with its hash
+# tree as the read-only root under the overlay, read by the kernel the tests
+# boot through dm-verity (the plain mount is the squashfs case's ve1).
 if want erofs; then
-	c="EROFS (lz4hc) root + overlay"
+	c="EROFS (lz4hc) root through dm-verity + overlay; a flipped byte fails the boot"
 	o=$WORK/out-erofs
 	t0=$(date +%s)
-	if ! compose "$EXAMPLE/image-erofs.yaml" "$o" || [ ! -f "$o/qemu-ab-erofs.img" ]; then
+	if [ -z "$AB_INSTALL_BIN" ]; then
+		fail "$c" "no static ab-install to open the verity device"
+	elif ! compose "$EXAMPLE/image-erofs.yaml" "$o" --var "AB_INSTALL=$AB_INSTALL_BIN" ||
+		[ ! -f "$o/qemu-ab-erofs.img" ] || [ ! -f "$o/rootfs.verity" ]; then
 		fail "$c" "compose image-erofs.yaml: $(tail -n 5 "$o.log")"
 	else
+		hash=$(sed -n 's/^roothash=//p' "$o/rootfs.verity")
+		hoff=$(sed -n 's/^hash_offset=//p' "$o/rootfs.verity")
 		d=$WORK/erofs.img
 		cp --sparse=always "$o/qemu-ab-erofs.img" "$d"
-		boot er1 "$d" "rootfstype=erofs" "$o/initramfs-erofs.img"
-		if check "$c" er1 'rorootfs: root: /dev/vda1 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 '; then
-			pass "$c"
+		read -r roff _ < <(part "$d" rootA)
+		if boot er1 "$d" "rootfstype=erofs roothash=$hash roothashoffset=$hoff" "$o/initramfs-erofs.img" &&
+			check "$c" er1 "rorootfs: root: /dev/vda1 verified by dm-verity as /dev/dm-0, roothash $hash" \
+				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 '; then
+			# One flipped bit in the EROFS superblock (at 1024), which the
+			# mount reads: dm-verity refuses the block, the boot stops.
+			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1100)) conv=notrunc status=none
+			boot er2 "$d" "rootfstype=erofs roothash=$hash roothashoffset=$hoff" "$o/initramfs-erofs.img"
+			if check "$c" er2 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
+				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has er2 '^BOOT-OK'; then
+				pass "$c"
+			fi
 		fi
 		rm -f "$d"
 	fi

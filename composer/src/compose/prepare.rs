@@ -7,6 +7,11 @@
 //! on an OS-image partition) becomes a [`FileSource`]: initramfs bytes
 //! directly, a raw image by its path, a filesystem by writing it once into a
 //! scratch file of the command's [`Staging`] area (removed when it ends).
+//!
+//! A file's `text:` with `${verity.NAME.KEY}` needs NAME prepared first:
+//! the content it names is prepared on demand (an artifact, or a partition
+//! later in the description), so a boot partition listed before its root
+//! can carry the root's hash.
 
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::diag::Diagnostic;
@@ -216,6 +221,9 @@ struct Preparer<'a> {
     ownership: Vec<(String, OwnerChoice)>,
     /// Problems of the description found while preparing.
     diags: Vec<Diagnostic>,
+    /// Partitions' own contents prepared so far, by partition index
+    /// (some early, for a `${verity.NAME.KEY}`).
+    parts: BTreeMap<usize, Prepared>,
 }
 
 /// A content that cannot be prepared because of another problem, already
@@ -267,6 +275,7 @@ pub fn prepare(
         euid: rustix::process::geteuid().as_raw(),
         ownership: Vec::new(),
         diags: Vec::new(),
+        parts: BTreeMap::new(),
     };
     // By key path only: a content merged from a layer and the board has
     // its problems in either file.
@@ -284,37 +293,31 @@ pub fn prepare(
             p.report(e, &artifact.content)?;
         }
     }
-    let mut own = Vec::new();
+    // `own` has one entry per partition (empty for those that hold an
+    // artifact, a problem, or a same-as to a partition the config rejected).
     let mut uses = Vec::new();
-    for part in &desc.partitions {
+    for (index, part) in desc.partitions.iter().enumerate() {
         let using = match resolve(desc, &part.content.value) {
             Some(Model::Artifact(name)) => Use::Artifact(name.value.clone()),
-            Some(_) if has_problem(&part.content) => {
-                own.push(Prepared::Empty);
-                Use::Own(own.len() - 1)
-            }
-            Some(model) => {
-                let name = &part.name.value;
-                match p.content(name, model) {
-                    Ok(prepared) => own.push(prepared),
-                    Err(e) => {
-                        p.report(e, &part.content)?;
-                        own.push(Prepared::Empty);
+            Some(model) if !has_problem(&part.content) && !p.parts.contains_key(&index) => {
+                match p.content(&part.name.value, model) {
+                    Ok(prepared) => {
+                        p.parts.insert(index, prepared);
                     }
+                    Err(e) => p.report(e, &part.content)?,
                 }
-                Use::Own(own.len() - 1)
+                Use::Own(index)
             }
-            // A same-as to a partition the config rejected (reported there).
-            None => {
-                own.push(Prepared::Empty);
-                Use::Own(own.len() - 1)
-            }
+            _ => Use::Own(index),
         };
         uses.push(using);
     }
     if !p.diags.is_empty() {
         return Err(Failure::Input(p.diags));
     }
+    let own = (0..desc.partitions.len())
+        .map(|i| p.parts.remove(&i).unwrap_or(Prepared::Empty))
+        .collect();
     Ok(Contents {
         artifacts: p.artifacts,
         uses,
@@ -623,9 +626,54 @@ impl Preparer<'_> {
     }
 
     /// Where the bytes of a file placed into a filesystem come from.
+    /// The dm-verity values of the content called `name` (a partition's,
+    /// else an artifact's), preparing it now if it was not yet.
+    fn verity_info(&mut self, name: &str) -> Result<VerityInfo> {
+        let desc = self.desc;
+        let skipped = || Skipped(format!("'{name}' has no dm-verity values"));
+        let prepared = match desc.partitions.iter().position(|p| p.name.value == name) {
+            Some(index) => match resolve(desc, &desc.partitions[index].content.value) {
+                Some(Model::Artifact(a)) => {
+                    self.artifact(&a.value)?;
+                    self.artifacts.get(&a.value).map(|a| &a.prepared)
+                }
+                Some(model) => {
+                    if !self.parts.contains_key(&index) {
+                        if self.busy.iter().any(|b| b == name) {
+                            bail!("'{name}' refers to its own dm-verity values");
+                        }
+                        self.busy.push(name.to_string());
+                        let prepared = self.content(name, model);
+                        self.busy.pop();
+                        // A failure is reported where the partition is.
+                        self.parts.insert(index, prepared.map_err(|_| skipped())?);
+                    }
+                    self.parts.get(&index)
+                }
+                None => None,
+            },
+            None => {
+                self.artifact(name)?;
+                self.artifacts.get(name).map(|a| &a.prepared)
+            }
+        };
+        Ok(prepared
+            .and_then(Prepared::verity)
+            .ok_or_else(skipped)?
+            .clone())
+    }
+
     fn file_source(&mut self, source: &FileRef) -> Result<FileSource> {
         let name = match source {
             FileRef::Path(p) => return Ok(FileSource::Path(p.path.clone())),
+            FileRef::Text(text) => {
+                let bytes = config::vars::expand_verity(&text.value, |r| {
+                    let info = self.verity_info(r.name)?;
+                    info.value(r.key)
+                        .ok_or_else(|| anyhow::anyhow!("'{}' is not a dm-verity value", r.key))
+                })?;
+                return Ok(FileSource::Bytes(Arc::new(bytes.into_bytes())));
+            }
             FileRef::Artifact(a) => &a.value,
         };
         self.artifact(name)?;

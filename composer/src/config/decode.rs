@@ -1518,12 +1518,31 @@ fn decode_files(cx: &mut Cx<'_>, f: &Fields<'_>) -> Vec<FileEntry> {
         let dest_ok = check_dest(cx, &dest);
         let source = match &v.value {
             Value::Map(_) => cx
-                .fields(v, &["artifact"], "write `{ artifact: name }`")
-                .and_then(|af| {
-                    af.require(cx, "artifact", "add `artifact: <name>`")
-                        .and_then(|a| cx.spanned_text(a))
-                })
-                .map(FileRef::Artifact),
+                .fields(
+                    v,
+                    &["artifact", "text"],
+                    "write `{ artifact: name }` or `{ text: \"...\" }`",
+                )
+                .and_then(|af| match (af.get("artifact"), af.get("text")) {
+                    (Some(a), None) => cx.spanned_text(a).map(FileRef::Artifact),
+                    (None, Some(t)) => cx.spanned_text(t).map(FileRef::Text),
+                    (None, None) => {
+                        cx.err(
+                            v,
+                            "missing key 'artifact' or 'text'",
+                            "add `artifact: <name>` or `text: \"...\"`",
+                        );
+                        None
+                    }
+                    (Some(_), Some(_)) => {
+                        cx.err(
+                            v,
+                            "both 'artifact' and 'text'",
+                            "keep one: a file is an artifact's bytes or a text",
+                        );
+                        None
+                    }
+                }),
             _ => cx.input_path(v, PathKind::File).map(FileRef::Path),
         };
         if let (true, Some(source)) = (dest_ok, source) {

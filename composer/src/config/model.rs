@@ -260,6 +260,9 @@ pub enum FileRef {
     Path(InputPath),
     /// `{ artifact: name }`: the artifact's bytes.
     Artifact(Spanned<String>),
+    /// `{ text: ... }`: these bytes, its `${verity.NAME.KEY}` and `$$`
+    /// still to expand (config::vars::expand_verity).
+    Text(Spanned<String>),
 }
 
 #[derive(Clone, Debug, PartialEq)]

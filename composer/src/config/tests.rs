@@ -1147,7 +1147,7 @@ fn more_diagnostics() {
         ),
         (
             "image: { name: sd }\npartitions:\n  - { name: b, size: 64M, fs: { type: vfat, files: { /x: { artefact: y } } } }\n",
-            "board.yaml:3:58: partitions[0].fs.files./x: missing key 'artifact'\n  help: add `artifact: <name>`\nboard.yaml:3:60: partitions[0].fs.files./x.artefact: unknown key 'artefact'\n  help: did you mean 'artifact'? valid keys: artifact",
+            "board.yaml:3:58: partitions[0].fs.files./x: missing key 'artifact' or 'text'\n  help: add `artifact: <name>` or `text: \"...\"`\nboard.yaml:3:60: partitions[0].fs.files./x.artefact: unknown key 'artefact'\n  help: did you mean 'artifact'? valid keys: artifact, text",
         ),
         (
             "image: { name: sd }\nartifacts:\n  r: { fs: { type: ext4 }, output: out/rootfs.ext4 }\n",
@@ -1352,4 +1352,54 @@ artifacts:
         one_error("image: { name: sd }\nartifacts:\n  root: { fs: { type: squashfs, level: 10 } }\n"),
         "board.yaml:3:40: artifacts.root.fs.level: \"10\" is out of range for this compression\n  help: use a level from 1 to 9"
     );
+}
+
+/// `${verity.NAME.KEY}` in a file's `text:`: kept for preparing, checked
+/// against the description; anywhere else an error.
+#[test]
+fn verity_variables_in_file_texts() {
+    const HEAD: &str = "image: { name: sd }\nartifacts:\n  rootfs: { fs: { type: erofs, verity: true } }\n  plain: { fs: { type: erofs } }\npartitions:\n  - { name: rootA, artifact: rootfs }\n";
+    let dir = inputs();
+    let d = load_in(
+        &dir,
+        &format!("{HEAD}  - {{ name: boot, fs: {{ type: vfat, files: {{ /cmdline: {{ text: \"roothash=${{verity.rootA.roothash}} $$ ${{BINARIES_DIR}}\" }} }} }} }}\n"),
+    )
+    .unwrap();
+    let Content::Fs(Filesystem::Vfat(v)) = &d.partitions[1].content.value else {
+        panic!("not vfat")
+    };
+    let FileRef::Text(t) = &v.files[0].source else {
+        panic!("not a text")
+    };
+    let images = dir.path().join("images").display().to_string();
+    assert_eq!(
+        t.value,
+        format!("roothash=${{verity.rootA.roothash}} $$ {images}")
+    );
+
+    let boot = |text: &str| {
+        one_error(&format!(
+            "{HEAD}  - {{ name: boot, fs: {{ type: vfat, files: {{ /c: {{ text: \"{text}\" }} }} }} }}\n"
+        ))
+    };
+    assert_eq!(
+        boot("${verity.rootX.roothash}"),
+        "board.yaml:7:58: partitions[1].fs.files./c.text: ${verity.rootX.roothash}: no partition or artifact named \"rootX\"\n  help: with a hash tree: rootA, rootfs"
+    );
+    assert_eq!(
+        boot("${verity.plain.roothash}"),
+        "board.yaml:7:58: partitions[1].fs.files./c.text: ${verity.plain.roothash}: 'plain' has no dm-verity hash tree\n  help: add `verity: true` to its squashfs or EROFS `fs:`, or name another content (with a hash tree: rootA, rootfs)"
+    );
+    assert_eq!(
+        boot("${verity.rootfs.hash}"),
+        "board.yaml:7:58: partitions[1].fs.files./c.text: ${verity.rootfs.hash}: 'hash' is not a dm-verity value\n  help: write one of: roothash, salt, data_block_size, hash_block_size, data_blocks, hash_offset, hash_start_block, hash_algorithm, uuid"
+    );
+    assert_eq!(
+        one_error("image: { name: sd, seed: \"${verity.rootA.roothash}\" }\n"),
+        "board.yaml:1:26: image.seed: \"${verity.rootA.roothash}\" uses ${verity.rootA.roothash}, which only a file's `text:` can use\n  help: dm-verity values are known once the content is built: write them into a file as `{ text: \"...\" }`"
+    );
+    assert!(one_error(&format!(
+        "{HEAD}  - {{ name: boot, fs: {{ type: vfat, files: {{ /c: {{ text: x, artifact: rootfs }} }} }} }}\n"
+    ))
+    .contains("both 'artifact' and 'text'"));
 }

@@ -31,6 +31,89 @@ pub fn validate(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diag
     check_unique_names(d, diags);
     check_unique_uuids(d, diags);
     check_update(d, broken, diags);
+    check_verity_refs(d, broken, diags);
+}
+
+/// Whether the content called `name` (a partition's, else an artifact's,
+/// through `same-as` and `artifact:`) has a dm-verity hash tree; `None`
+/// when nothing has that name.
+fn has_verity(d: &Description, name: &str) -> Option<bool> {
+    let mut content = match d.partition(name) {
+        Some(p) => &p.content.value,
+        None => &d.artifact(name)?.content.value,
+    };
+    // Bounded: the other checks report reference cycles.
+    for _ in 0..=d.partitions.len() + d.artifacts.len() {
+        content = match content {
+            Content::SameAs(r) => &d.partition(&r.value)?.content.value,
+            Content::Artifact(r) => &d.artifact(&r.value)?.content.value,
+            Content::Fs(Filesystem::Squashfs(q)) => return Some(q.verity.value),
+            Content::Fs(Filesystem::Erofs(e)) => return Some(e.verity.value),
+            _ => return Some(false),
+        };
+    }
+    Some(false)
+}
+
+/// Every `${verity.NAME.KEY}` of a file's `text:` names a content with
+/// `verity: true` and a published value. (No cycle can go through one: a
+/// content with a hash tree is a filesystem made from a directory, which
+/// holds no `files:` that could refer back to it.)
+fn check_verity_refs(d: &Description, broken: &BTreeSet<String>, diags: &mut Vec<Diagnostic>) {
+    use crate::fs::verity::KEYS;
+    let with_verity: Vec<&str> = d
+        .partitions
+        .iter()
+        .map(|p| &p.name.value)
+        .chain(d.artifacts.iter().map(|a| &a.name.value))
+        .filter(|n| has_verity(d, n) == Some(true))
+        .map(String::as_str)
+        .collect();
+    let listed = if with_verity.is_empty() {
+        "none has `verity: true` yet".to_string()
+    } else {
+        format!("with a hash tree: {}", with_verity.join(", "))
+    };
+    for c in contents(d) {
+        let files: &[FileEntry] = match c {
+            Content::Fs(Filesystem::Vfat(v)) => &v.files,
+            Content::Initramfs(i) => &i.files,
+            _ => continue,
+        };
+        for f in files {
+            let FileRef::Text(text) = &f.source else {
+                continue;
+            };
+            for r in super::vars::verity_refs(&text.value) {
+                if broken.contains(r.name) {
+                    continue;
+                }
+                let problem = match has_verity(d, r.name) {
+                    None => Some((
+                        format!("no partition or artifact named \"{}\"", r.name),
+                        listed.clone(),
+                    )),
+                    Some(false) => Some((
+                        format!("'{}' has no dm-verity hash tree", r.name),
+                        format!(
+                            "add `verity: true` to its squashfs or EROFS `fs:`, or name another content ({listed})"
+                        ),
+                    )),
+                    Some(true) if !KEYS.contains(&r.key) => Some((
+                        format!("'{}' is not a dm-verity value", r.key),
+                        format!("write one of: {}", KEYS.join(", ")),
+                    )),
+                    Some(true) => None,
+                };
+                if let Some((message, help)) = problem {
+                    diags.push(
+                        text.diag(format!("${{{}}}: {message}", r.written))
+                            .help(help),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// `update.slot` names a partition, `update.slot-artifact` an artifact.
@@ -65,7 +148,7 @@ fn artifact_refs(c: &Content) -> Vec<&Spanned<String>> {
         .iter()
         .filter_map(|f| match &f.source {
             FileRef::Artifact(r) => Some(r),
-            FileRef::Path(_) => None,
+            FileRef::Path(_) | FileRef::Text(_) => None,
         })
         .collect()
 }

@@ -11,6 +11,13 @@
 //! it. Rejected: recursive expansion (a value's own `${...}` is not expanded
 //! again) and `${NAME:-default}` shell forms (a missing build variable should
 //! be loud, not silently defaulted).
+//!
+//! `${verity.NAME.KEY}` (a content's dm-verity values, e.g. its root hash)
+//! is known only once that content is prepared: it is allowed only in the
+//! `text:` of a file (`{ text: ... }`), where this pass keeps it and `$$`
+//! as written (and doubles any `$` a variable's value brings in), and
+//! [`expand_verity`] replaces them when the file is prepared. Rejected:
+//! allowing it in any value (a path or a size cannot wait for preparing).
 
 use super::yaml::{Node, Value};
 use crate::diag::Diagnostic;
@@ -35,6 +42,12 @@ impl Vars<'_> {
 
     /// Expands `text`; on failure returns the problem and its help.
     pub fn expand(&self, text: &str) -> Result<String, (String, String)> {
+        self.expand_in(text, false)
+    }
+
+    /// Expands `text`; a file's `text:` (`deferred`) keeps `$$` and
+    /// `${verity.NAME.KEY}` for [`expand_verity`].
+    fn expand_in(&self, text: &str, deferred: bool) -> Result<String, (String, String)> {
         if !text.contains('$') {
             return Ok(text.to_string());
         }
@@ -44,7 +57,7 @@ impl Vars<'_> {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 1..];
             if let Some(r) = after.strip_prefix('$') {
-                out.push('$');
+                out.push_str(if deferred { "$$" } else { "$" });
                 rest = r;
             } else if let Some(r) = after.strip_prefix('{') {
                 let Some(end) = r.find('}') else {
@@ -54,6 +67,17 @@ impl Vars<'_> {
                     ));
                 };
                 let name = &r[..end];
+                if name.starts_with(VERITY_PREFIX) {
+                    if !deferred {
+                        return Err((
+                            format!("\"{text}\" uses ${{{name}}}, which only a file's `text:` can use"),
+                            "dm-verity values are known once the content is built: write them into a file as `{ text: \"...\" }`".to_string(),
+                        ));
+                    }
+                    out.push_str(&rest[pos..pos + 3 + end]);
+                    rest = &r[end + 1..];
+                    continue;
+                }
                 if !is_var_name(name) {
                     return Err((
                         format!("\"{text}\" uses '${{{name}}}', which is not a variable name"),
@@ -62,6 +86,7 @@ impl Vars<'_> {
                     ));
                 }
                 match self.lookup(name) {
+                    Some(v) if deferred => out.push_str(&v.replace('$', "$$")),
                     Some(v) => out.push_str(&v),
                     None => {
                         return Err((
@@ -82,8 +107,12 @@ impl Vars<'_> {
 
     /// Expands every scalar value under `node`, reporting problems into `diags`.
     pub fn expand_tree(&self, node: &mut Node, diags: &mut Vec<Diagnostic>) {
+        self.expand_node(node, diags, false);
+    }
+
+    fn expand_node(&self, node: &mut Node, diags: &mut Vec<Diagnostic>, deferred: bool) {
         match &mut node.value {
-            Value::Scalar { text, .. } => match self.expand(text) {
+            Value::Scalar { text, .. } => match self.expand_in(text, deferred) {
                 Ok(new) => *text = new,
                 Err((message, help)) => {
                     diags.push(
@@ -92,7 +121,9 @@ impl Vars<'_> {
                     node.value = Value::Invalid;
                 }
             },
-            Value::Seq(items) => items.iter_mut().for_each(|n| self.expand_tree(n, diags)),
+            Value::Seq(items) => items
+                .iter_mut()
+                .for_each(|n| self.expand_node(n, diags, false)),
             Value::Map(entries) => {
                 for (key, n) in entries.iter_mut() {
                     // Keys are expanded too: `files:` destinations may use
@@ -108,12 +139,75 @@ impl Vars<'_> {
                             continue;
                         }
                     }
-                    self.expand_tree(n, diags);
+                    // A file's `{ text: ... }` (the only `text` key).
+                    let deferred = key.text == "text";
+                    self.expand_node(n, diags, deferred);
                 }
             }
             Value::Null | Value::Invalid => {}
         }
     }
+}
+
+/// The prefix of the variables of dm-verity values: `${verity.NAME.KEY}`.
+pub const VERITY_PREFIX: &str = "verity.";
+
+/// One `${verity.NAME.KEY}` of a file's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerityRef<'t> {
+    /// What was written between the braces.
+    pub written: &'t str,
+    /// The content's name.
+    pub name: &'t str,
+    pub key: &'t str,
+}
+
+/// Expands a file's text as the first pass kept it: `$$` becomes `$`,
+/// `${verity.NAME.KEY}` what `value` returns for it.
+pub fn expand_verity<'t, E>(
+    text: &'t str,
+    mut value: impl FnMut(&VerityRef<'t>) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        let found = after.strip_prefix('{').and_then(|r| {
+            let end = r.find('}')?;
+            let written = &r[..end];
+            let (name, key) = written.strip_prefix(VERITY_PREFIX)?.rsplit_once('.')?;
+            Some((VerityRef { written, name, key }, &r[end + 1..]))
+        });
+        match found {
+            Some((reference, r)) => {
+                out.push_str(&value(&reference)?);
+                rest = r;
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Every `${verity.NAME.KEY}` of a file's text.
+pub fn verity_refs(text: &str) -> Vec<VerityRef<'_>> {
+    let mut refs = Vec::new();
+    // Collects instead of replacing; the text is not kept.
+    let _ = expand_verity::<std::convert::Infallible>(text, |r| {
+        refs.push(*r);
+        Ok(String::new())
+    });
+    refs
 }
 
 fn is_var_name(name: &str) -> bool {
@@ -196,5 +290,38 @@ mod tests {
             use_env: true,
         };
         assert_eq!(both.expand("${PATH}").unwrap(), "mine");
+    }
+
+    #[test]
+    fn verity_values_wait_for_the_text_pass() {
+        let v = BTreeMap::from([("DOLLAR".to_string(), "a$b".to_string())]);
+        let e = Vars {
+            vars: &v,
+            use_env: false,
+        };
+        let kept = e
+            .expand_in("r=${verity.root.roothash} $$ ${DOLLAR}", true)
+            .unwrap();
+        assert_eq!(kept, "r=${verity.root.roothash} $$ a$$b");
+        assert_eq!(
+            verity_refs(&kept),
+            [VerityRef {
+                written: "verity.root.roothash",
+                name: "root",
+                key: "roothash"
+            }]
+        );
+        let done = expand_verity::<()>(&kept, |r| Ok(format!("<{}:{}>", r.name, r.key)));
+        assert_eq!(done.unwrap(), "r=<root:roothash> $ a$b");
+        // `$${verity...}` is a literal.
+        assert_eq!(
+            expand_verity::<()>("$${verity.a.b}", |_| Ok("x".into())).unwrap(),
+            "${verity.a.b}"
+        );
+        assert!(e
+            .expand("${verity.root.roothash}")
+            .unwrap_err()
+            .0
+            .contains("only a file's `text:`"));
     }
 }

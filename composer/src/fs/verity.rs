@@ -1,10 +1,12 @@
 //! dm-verity hash trees for read-only filesystems (`verity: true`).
 //!
 //! Purpose: make a read-only root tamper-evident. The hash tree is
-//! computed from the filesystem's bytes while they are still in memory
-//! (the squashfs writer holds its compressed image between preparing and
-//! writing), so the root hash is known before planning (`plan` shows it)
-//! and the image is never read back.
+//! computed when the content is prepared, so the root hash is known before
+//! planning (`plan` shows it, other contents can use it) and the image is
+//! never read back: squashfs hashes its compressed image, which it holds
+//! in memory between preparing and writing; EROFS feeds a [`Hasher`] its
+//! bytes in write order (metadata and compressed clusters from memory,
+//! file data read from the sources, runs on all cores).
 //!
 //! Layout (cryptsetup's "format 1", `veritysetup format --hash-offset`):
 //! the hash area follows the filesystem inside the same content, at the
@@ -25,6 +27,10 @@
 //! carry and write two images per slot, where one content keeps data and
 //! tree together through `same-as` copies, standalone artifacts and bundles.
 //! Reading the written image back to hash it: a second pass over the data.
+//! Hashing EROFS file data while writing it (one read instead of a read
+//! and a `copy_file_range`): the root hash would only be known after
+//! writing, too late for the plan and for the files of other partitions
+//! that carry it (`${verity.NAME.roothash}`).
 //! The hash offset at the end of the partition: it would change with the
 //! partition's size, and two slots of different sizes could not share one
 //! root hash.
@@ -44,6 +50,19 @@ const PER_BLOCK: u64 = BLOCK / DIGEST as u64;
 const SALT_LEN: usize = 32;
 /// Size of the veritysetup superblock (`struct verity_sb`).
 const SUPERBLOCK_SIZE: usize = 512;
+/// The published values' names, in `NAME.verity` order (also the `KEY`s
+/// of `${verity.NAME.KEY}`).
+pub const KEYS: [&str; 9] = [
+    "roothash",
+    "salt",
+    "data_block_size",
+    "hash_block_size",
+    "data_blocks",
+    "hash_offset",
+    "hash_start_block",
+    "hash_algorithm",
+    "uuid",
+];
 
 /// What a verity device needs to be opened, and where the tree is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,18 +86,27 @@ impl VerityInfo {
         self.hash_offset / BLOCK + 1
     }
 
+    /// One published value by its name (one of [`KEYS`]).
+    pub fn value(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "roothash" => self.root_hash.clone(),
+            "salt" => self.salt.clone(),
+            "data_block_size" | "hash_block_size" => BLOCK.to_string(),
+            "data_blocks" => self.data_blocks.to_string(),
+            "hash_offset" => self.hash_offset.to_string(),
+            "hash_start_block" => self.hash_start_block().to_string(),
+            "hash_algorithm" => "sha256".into(),
+            "uuid" => self.uuid.clone(),
+            _ => return None,
+        })
+    }
+
     /// `name=value` lines of the `NAME.verity` output file (a shell can
     /// source it; the names are those of `plan --json`).
     pub fn env_text(&self) -> String {
-        format!(
-            "roothash={}\nsalt={}\ndata_block_size={BLOCK}\nhash_block_size={BLOCK}\ndata_blocks={}\nhash_offset={}\nhash_start_block={}\nhash_algorithm=sha256\nuuid={}\n",
-            self.root_hash,
-            self.salt,
-            self.data_blocks,
-            self.hash_offset,
-            self.hash_start_block(),
-            self.uuid
-        )
+        KEYS.iter()
+            .filter_map(|k| Some(format!("{k}={}\n", self.value(k)?)))
+            .collect()
     }
 }
 
