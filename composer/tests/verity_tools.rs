@@ -18,7 +18,7 @@ use std::process::Command;
 
 /// Two slots holding one filesystem `FS` with a hash tree.
 const DESC: &str = r#"
-image: { name: v, table: gpt, size: 24MiB, seed: verity-tests }
+image: { name: v, table: gpt, size: 32MiB, seed: verity-tests }
 partitions:
   - name: rootA
     size: 8MiB
@@ -220,4 +220,73 @@ fn check(fs: &str, tool: &str, read_back: ReadBack) {
         String::from_utf8_lossy(&built.stderr)
     );
     assert!(std::fs::read(&image).unwrap() == std::fs::read(again.join("v.img")).unwrap());
+}
+
+/// A boot partition listed before the EROFS slots it names carries each
+/// slot's own root hash (`${verity.NAME.roothash}` in a file's `text:`),
+/// the values the build publishes and veritysetup accepts; a name without
+/// a hash tree is refused before anything is written (exit 2).
+#[test]
+fn boot_entries_carry_each_slots_root_hash() {
+    if !have_all(&["veritysetup", "mtype", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), "type: erofs");
+    let desc = dir.path().join("d.yaml");
+    let text = std::fs::read_to_string(&desc).unwrap().replace(
+        "partitions:\n",
+        "partitions:\n  - name: boot\n    size: 4MiB\n    fs:\n      type: vfat\n      files:\n        /a.conf: { text: \"options roothash=${verity.rootA.roothash} roothashoffset=${verity.rootA.hash_offset} cost=$$5\\n\" }\n        /b.conf: { text: \"options roothash=${verity.rootB.roothash}\\n\" }\n",
+    );
+    std::fs::write(&desc, &text).unwrap();
+    let out = dir.path().join("out");
+    let built = composer(&[
+        "-q",
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let image = out.join("v.img");
+    let (_, parts) = sfdisk(&image);
+    let spec = format!("{}@@{}", image.display(), parts[0].start * 512);
+    let a = read_env(&out.join("rootA.verity"));
+    let b = read_env(&out.join("rootB.verity"));
+    assert_ne!(a["roothash"], b["roothash"], "EROFS slots have their own UUIDs");
+    assert_eq!(
+        run(Command::new("mtype").args(["-i", &spec, "::/a.conf"])),
+        format!(
+            "options roothash={} roothashoffset={} cost=$5\n",
+            a["roothash"], a["hash_offset"]
+        )
+    );
+    assert_eq!(
+        run(Command::new("mtype").args(["-i", &spec, "::/b.conf"])),
+        format!("options roothash={}\n", b["roothash"])
+    );
+    let part = dir.path().join("rootB.part");
+    extract(&image, "rootB", &part);
+    assert!(verify(&part, &b).0);
+
+    // A name without a tree: bad input, nothing written.
+    std::fs::write(&desc, text.replace("verity.rootB.", "verity.boot.")).unwrap();
+    let refused = dir.path().join("refused");
+    let built = composer(&[
+        "build",
+        desc.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("d.yaml:10:26: partitions[0].fs.files./b.conf.text: ${verity.boot.roothash}: 'boot' has no dm-verity hash tree"),
+        "{err}"
+    );
+    assert!(!refused.join("v.img").exists());
 }
