@@ -257,7 +257,10 @@ fn boot_entries_carry_each_slots_root_hash() {
     let spec = format!("{}@@{}", image.display(), parts[0].start * 512);
     let a = read_env(&out.join("rootA.verity"));
     let b = read_env(&out.join("rootB.verity"));
-    assert_ne!(a["roothash"], b["roothash"], "EROFS slots have their own UUIDs");
+    assert_ne!(
+        a["roothash"], b["roothash"],
+        "EROFS slots have their own UUIDs"
+    );
     assert_eq!(
         run(Command::new("mtype").args(["-i", &spec, "::/a.conf"])),
         format!(

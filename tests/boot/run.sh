@@ -575,13 +575,16 @@ if want erofs; then
 		d=$WORK/erofs.img
 		cp --sparse=always "$o/qemu-ab-erofs.img" "$d"
 		read -r roff _ < <(part "$d" rootA)
-		if boot er1 "$d" "rootfstype=erofs roothash=$hash roothashoffset=$hoff" "$o/initramfs-erofs.img" &&
+		# Per-slot values (ab-slots): slot A boots with its own hash; B's
+		# (a wrong one here) is not used.
+		args="rootfstype=erofs roothashA=$hash roothashoffsetA=$hoff roothashB=$(printf '0%.0s' $(seq 64)) roothashoffsetB=$hoff"
+		if boot er1 "$d" "$args" "$o/initramfs-erofs.img" &&
 			check "$c" er1 "rorootfs: root: /dev/vda1 verified by dm-verity as /dev/dm-0, roothash $hash" \
 				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 '; then
 			# One flipped bit in the EROFS superblock (at 1024), which the
 			# mount reads: dm-verity refuses the block, the boot stops.
 			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1100)) conv=notrunc status=none
-			boot er2 "$d" "rootfstype=erofs roothash=$hash roothashoffset=$hoff" "$o/initramfs-erofs.img"
+			boot er2 "$d" "$args" "$o/initramfs-erofs.img"
 			if check "$c" er2 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
 				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has er2 '^BOOT-OK'; then
 				pass "$c"

@@ -14,9 +14,14 @@ rootslottries=1
 rootos=
 rootosfstype=
 rootcmdline=
+roothashA=
+roothashB=
+roothashoffsetA=
+roothashoffsetB=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
-	rootslot=*|rootA=*|rootB=*|rootconfig=*|rootconfigfstype=*|rootslottries=*|rootos=*|rootosfstype=*)
+	rootslot=*|rootA=*|rootB=*|rootconfig=*|rootconfigfstype=*|rootslottries=*|rootos=*|rootosfstype=*|\
+	roothashA=*|roothashB=*|roothashoffsetA=*|roothashoffsetB=*)
 		eval "${arg%%=*}=\${arg#*=}" ;;
 	root=*) rootcmdline=${arg#root=} ;;
 	esac
@@ -78,4 +83,9 @@ else
 	else
 		eval "root=\$root$slot"
 	fi
+	# The chosen slot's own dm-verity root hash and offset, when given,
+	# replace the /init's roothash= and roothashoffset=.
+	eval "slothash=\$roothash$slot slothashoffset=\$roothashoffset$slot"
+	[ -n "$slothash" ] && roothash=$slothash
+	[ -n "$slothashoffset" ] && roothashoffset=$slothashoffset
 fi
