@@ -355,4 +355,29 @@ mod tests {
         let other = HashTree::compute([&data[1..]], data.len() as u64, &seed());
         assert_ne!(whole.info.root_hash, other.info.root_hash);
     }
+
+    #[test]
+    fn pieces_hashed_apart_join_like_one_stream() {
+        // Two pieces on block boundaries, the first with a partial last
+        // block, zeros between: what the EROFS writer feeds.
+        let a: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let b: Vec<u8> = (0..9000u32).map(|i| (i % 241) as u8).collect();
+        let mut stream = a.clone();
+        stream.resize(2 * BLOCK as usize, 0);
+        stream.resize(3 * BLOCK as usize, 0);
+        stream.extend_from_slice(&b);
+        let whole = HashTree::compute([&stream[..]], 7 * BLOCK, &seed());
+
+        let mut joined = Hasher::new(&seed());
+        let mut first = Hasher::new(&seed());
+        first.update(&a);
+        joined.append_level0(&first.level0(2 * BLOCK));
+        joined.update_zeros(BLOCK);
+        let mut second = Hasher::new(&seed());
+        second.update(&b);
+        joined.append_level0(&second.level0(3 * BLOCK));
+        let joined = joined.finish(7 * BLOCK);
+        assert_eq!(joined.area, whole.area);
+        assert_eq!(joined.info, whole.info);
+    }
 }
