@@ -86,6 +86,6 @@ else
 	# The chosen slot's own dm-verity root hash and offset, when given,
 	# replace the /init's roothash= and roothashoffset=.
 	eval "slothash=\$roothash$slot slothashoffset=\$roothashoffset$slot"
-	[ -n "$slothash" ] && roothash=$slothash
-	[ -n "$slothashoffset" ] && roothashoffset=$slothashoffset
+	if [ -n "$slothash" ]; then roothash=$slothash; fi
+	if [ -n "$slothashoffset" ]; then roothashoffset=$slothashoffset; fi
 fi
