@@ -159,6 +159,56 @@ def main(res):
             print("```")
         print()
 
+    ro = rows(os.path.join(res, "rofs.tsv"))
+    if ro:
+        # variant tool wall user sys rss_kib wchar write_bytes
+        r_by = defaultdict(list)
+        for r in ro:
+            r_by[(r[0], r[1])].append(dict(wall=float(r[2]), cpu=float(r[3]) + float(r[4]),
+                                           rss=int(r[5]) / 1024))
+        sizes = {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows(os.path.join(res, "rofs-size.tsv"))}
+        print("### Read-only filesystems: rootfs/ as squashfs and EROFS\n")
+        print("| variant | tool | runs | wall s | user+sys s | peak RSS MiB | image MiB | size ÷ peer | wall ÷ peer "
+              "| checked |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for v in dict.fromkeys(k[0] for k in r_by):
+            tools = [k[1] for k in r_by if k[0] == v]
+            peer = next((t for t in tools if t != REF), None)
+            ours, theirs, check = sizes.get(v, (0, 0, "-"))
+            for t in tools:
+                recs = r_by[(v, t)]
+                size = ours if t == REF else theirs
+                if t == REF and peer and theirs:
+                    sr = f"**{ours / theirs:.3f}**"
+                    wr = f"**{med([x['wall'] for x in recs]) / med([x['wall'] for x in r_by[(v, peer)]]):.2f}**"
+                else:
+                    sr = wr = ""
+                print(f"| {v} | {t} | {len(recs)} | {fig([x['wall'] for x in recs])} "
+                      f"| {fig([x['cpu'] for x in recs])} | {fig([x['rss'] for x in recs], '{:.0f}')} "
+                      f"| {size / MIB:.2f} | {sr} | {wr} | {check} |")
+        print()
+
+    dl = rows(os.path.join(res, "delta.tsv"))
+    if dl:
+        # change method bytes make_s apply_s apply_rss_kib
+        changes = os.path.join(res, "changes.txt")
+        if os.path.exists(changes):
+            print("Changes (bench/delta-trees.py):\n\n```")
+            with open(changes) as f:
+                print(f.read().rstrip())
+            print("```\n")
+        print("### Deltas: what the device downloads\n")
+        print("| change | method | bytes | ÷ rsync batch | make s | apply s | apply peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|")
+        batch = {r[0]: int(r[2]) for r in dl if r[1] == "rsync --only-write-batch"}
+        for change, method, size, make, apply, rss in dl:
+            ratio = f"{int(size) / batch[change]:.2f}" if batch.get(change) else "-"
+            if method.startswith("image-composer delta"):
+                ratio = f"**{ratio}**"
+            rss = f"{int(rss) / 1024:.0f}" if rss != "-" else "-"
+            print(f"| {change} | {method} | {int(size):,} | {ratio} | {make} | {apply} | {rss} |")
+        print()
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -8,7 +8,7 @@
 #   bench/run.sh                         # everything, RUNS=5
 #   RUNS=3 STEPS="build floor" bench/run.sh
 #
-# Steps (STEPS, default "build floor ext4 bmap"):
+# Steps (STEPS, default "build floor ext4 bmap rofs"):
 #   build  RUNS timed builds (+WARMUP untimed) of every tool in TOOLS,
 #          alternating: the start tool rotates every round, and ratios to
 #          image-composer are taken within a round, so machine drift hits all
@@ -23,6 +23,13 @@
 #          tree, size and options), both checked with e2fsck -fn
 #   bmap   image-composer with and without its inline bmap, and
 #          `bmaptool create` on the finished image; mapped-block comparison
+#   rofs   rootfs/ as a read-only filesystem: squashfs (zstd, xz) and EROFS
+#          (lz4hc) by image-composer against mksquashfs and mkfs.erofs with
+#          the same block size, compression and level (their defaults
+#          otherwise: mksquashfs on all cores, with duplicate detection and
+#          its NFS export table); the pair alternates which goes first. Each
+#          image is checked (unsquashfs -lln listings of both must be equal;
+#          fsck.erofs on both) and its size kept.
 #
 # Environment: WORKDIR (${TMPDIR:-/tmp}/bench-ab), BENCH_INPUTS
 # ($WORKDIR/inputs; generated when missing), RUNS (5), WARMUP (1), TOOLS
@@ -43,7 +50,7 @@ export BENCH_INPUTS=${BENCH_INPUTS:-$WORKDIR/inputs}
 RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 TOOLS=${TOOLS:-"image-composer genimage repart"}
-STEPS=${STEPS:-"build floor ext4 bmap"}
+STEPS=${STEPS:-"build floor ext4 bmap rofs"}
 VERIFY=${VERIFY:-each}
 COMPOSER=${COMPOSER:-$ROOT/target/release/image-composer}
 if [[ -z ${REFERENCE:-} ]]; then
@@ -75,6 +82,8 @@ need mcopy mtools
 need sfdisk fdisk
 need bmaptool bmap-tools
 need python3 python3
+has rofs "$STEPS" && need mksquashfs squashfs-tools
+has rofs "$STEPS" && need mkfs.erofs erofs-utils
 has genimage "$TOOLS" && need genimage genimage
 # Debian 12 ships systemd-repart in the systemd package itself (newer
 # releases split it out as systemd-repart)
@@ -226,6 +235,8 @@ mapped_bytes() { # bytes in SEEK_DATA extents of a file
     has genimage "$TOOLS" && echo "genimage   $(genimage --version 2>&1 | head -1)"
     has repart "$TOOLS" && echo "repart     $(systemd-repart --version | head -1) (mcopy for boot: $REPART_MCOPY)"
     echo "e2fsprogs  $(mke2fs -V 2>&1 | head -1)"
+    has rofs "$STEPS" && echo "squashfs   $(mksquashfs -version 2>&1 | head -1)" &&
+        echo "erofs      $(mkfs.erofs -V 2>&1 | head -1)"
     echo "bmaptool   $(bmaptool --version 2>&1)"
     echo "load       $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
 } > "$RES/machine.txt"
@@ -353,6 +364,70 @@ if has bmap "$STEPS"; then
     [[ -f $LAST ]] && bmaptool create -o "$WORKDIR/ic-last/bmaptool.bmap" "$LAST" 2>/dev/null &&
         python3 "$HERE/floor.py" bmapcmp "$WORKDIR/ic-last/bench-ab.img.bmap" "$WORKDIR/ic-last/bmaptool.bmap" > "$RES/bmapcmp.txt"
     rm -rf "$b"
+fi
+
+########################################################################
+# read-only filesystems
+########################################################################
+# rofs_cmd VARIANT TOOL OUT -> CMD array writing the image to OUT
+rofs_cmd() {
+    local v=$1 out=$3 fs comp level
+    fs=${v%%-*} comp=${v#*-}
+    case $2 in
+        image-composer)
+            case $comp in zstd) level=15 ;; xz) level=6 ;; *) level=9 ;; esac
+            cat > "$WORKDIR/rofs-$v.yaml" <<EOF
+# rootfs/ as $fs ($comp), an artifact only (bench/run.sh, step rofs)
+image: { name: rofs, table: none, size: 4KiB, seed: bench-ab }
+artifacts:
+  rootfs:
+    fs: { type: $fs, from: "\${BENCH_INPUTS}/rootfs", owners: source, compression: $comp, level: $level }
+    output: $(basename "$out")
+outputs: [raw]
+EOF
+            CMD=("$COMPOSER" build "$WORKDIR/rofs-$v.yaml" -o "$(dirname "$out")") ;;
+        mksquashfs)
+            local x=()
+            [[ $comp == zstd ]] && x=(-Xcompression-level 15)
+            CMD=(mksquashfs "$BENCH_INPUTS/rootfs" "$out" -noappend -no-progress -quiet -b 131072 -comp "$comp" "${x[@]}") ;;
+        mkfs.erofs)
+            CMD=(mkfs.erofs "-z$comp,9" "-T$SOURCE_DATE_EPOCH" "$out" "$BENCH_INPUTS/rootfs") ;;
+    esac
+}
+
+if has rofs "$STEPS"; then
+    : > "$RES/rofs.tsv"
+    : > "$RES/rofs-size.tsv"
+    o=$WORKDIR/ic-rofs
+    for v in squashfs-zstd squashfs-xz erofs-lz4hc; do
+        case $v in squashfs-*) peer=mksquashfs ;; *) peer=mkfs.erofs ;; esac
+        for ((r = 1; r <= RUNS; r++)); do
+            pair=(image-composer "$peer")
+            ((r % 2)) || pair=("$peer" image-composer)
+            for t in "${pair[@]}"; do
+                rm -rf "${o:?}/$t" && mkdir -p "$o/$t" && sync
+                rofs_cmd "$v" "$t" "$o/$t/rootfs.img"
+                log "rofs $v round $r: $t"
+                measure rofs "$v	$t" "$RES/logs/rofs-$v-$t.log" "${CMD[@]}" || die "$t failed on $v"
+            done
+            if ((r == 1)); then
+                ours=$o/image-composer/rootfs.img theirs=$o/$peer/rootfs.img check=OK
+                if [[ $v == squashfs-* ]]; then
+                    if unsquashfs -lln "$ours" > "$o/ours.lst" 2>&1 && unsquashfs -lln "$theirs" > "$o/theirs.lst" 2>&1; then
+                        diff "$o/ours.lst" "$o/theirs.lst" > "$RES/logs/rofs-$v.diff" ||
+                            check="listings differ: $RES/logs/rofs-$v.diff"
+                    else
+                        check="unsquashfs failed"
+                    fi
+                else
+                    { fsck.erofs "$ours" && fsck.erofs "$theirs"; } > "$RES/logs/rofs-$v-fsck.log" 2>&1 ||
+                        check="fsck.erofs failed"
+                fi
+                printf '%s\t%s\t%s\t%s\n' "$v" "$(stat -c %s "$ours")" "$(stat -c %s "$theirs")" "$check" >> "$RES/rofs-size.tsv"
+            fi
+        done
+    done
+    rm -rf "$o"
 fi
 
 echo "load       $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at end" >> "$RES/machine.txt"

@@ -6,6 +6,11 @@
 //! device numbers, hard-link groups and xattrs. Two builds of the same
 //! tree are bit-identical. 16 cases by default; `PROPTEST_CASES` raises it.
 //!
+//! Files with the same content share their blocks and fragment (mksquashfs's
+//! duplicate detection): a fixed tree of copies, near-copies, sparse copies
+//! and hard links reads back the same way and costs no more than its
+//! distinct contents.
+//!
 //! When the test can loop-mount, the kernel's own squashfs reader is
 //! compared the same way. Linux allows `user.*` xattrs only on files and
 //! directories, so those are left out of the comparison on other kinds.
@@ -22,7 +27,7 @@ use composer::fs::tree::{Timestamp, Tree};
 use composer::fs::BuildContext;
 use composer::ids::Seed;
 use proptest::prelude::*;
-use random_tree::{build_tree, entry, Entry};
+use random_tree::{build_tree, entry, Entry, Kind};
 use read_back::{cases, compare, is_root, mount, write_image, Keeps};
 use std::path::Path;
 use std::process::Command;
@@ -130,5 +135,68 @@ proptest! {
             return Ok(());
         }
         check(&entries, codec, block_size)?;
+    }
+}
+
+/// Copies of a file (here, in a subdirectory, sparse, hard-linked) are
+/// stored once and read back as themselves; a copy that differs in its
+/// last byte is stored on its own.
+#[test]
+fn duplicate_files_are_stored_once_and_read_back() {
+    if !have_all(&["unsquashfs"]) || !is_root() {
+        return;
+    }
+    // Incompressible bytes (xorshift), 2 blocks of 128 KiB and a tail.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let content: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut near = content.clone();
+    *near.last_mut().unwrap() ^= 1;
+    let sparse = Kind::Sparse(1 << 20, vec![(4096, 7, 5000), (700_000, 9, 300)]);
+    let e = |parent: usize, name: &str, kind: Kind| Entry {
+        parent,
+        name: name.as_bytes().to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: (1_600_000_000, 0),
+        xattrs: Vec::new(),
+    };
+    let distinct = vec![
+        e(0, "d", Kind::Dir),
+        e(0, "a", Kind::File(content.clone())),
+        e(0, "near", Kind::File(near)),
+        e(0, "sparse1", sparse.clone()),
+    ];
+    let mut copies = distinct.clone();
+    copies.extend([
+        e(0, "b", Kind::File(content.clone())),
+        e(1, "c", Kind::File(content)),
+        e(0, "sparse2", sparse),
+        e(1, "link", Kind::Link(0)),
+    ]);
+    for codec in [Codec::Gzip, Codec::None] {
+        check(&copies, codec, 131_072).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SquashfsOptions {
+            codec,
+            ..Default::default()
+        };
+        let size = |entries: &[Entry]| {
+            let tree = build_tree(entries, dir.path(), &ctx());
+            prepare(&opts, Some(&tree), &ctx()).unwrap().bytes_used()
+        };
+        let (one, all) = (size(&distinct), size(&copies));
+        assert!(
+            all < one + 4096,
+            "{codec:?}: copies take {all} bytes, their distinct contents {one}"
+        );
     }
 }

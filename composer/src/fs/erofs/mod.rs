@@ -17,8 +17,9 @@
 //! area from block 0 (node ids count from the image's start), the root
 //! inode first (right after the superblock, like mkfs.erofs: the root's
 //! node id has 16 bits), then every other inode depth-first in name order
-//! (hard links once), then the shared xattr area, then the data blocks in
-//! inode order. Inodes are compact (32 bytes) when the superblock's build
+//! (hard links once), each record in the first metadata block with room
+//! for it ([`MetaPacker`]), then the shared xattr area, then the data
+//! blocks in inode order. Inodes are compact (32 bytes) when the superblock's build
 //! time, 16-bit owners and link counts and a 32-bit size describe them,
 //! else extended (64 bytes, own mtime with nanoseconds), mkfs.erofs's rule.
 //! Files, directories and symlinks keep their last partial block inline
@@ -41,9 +42,11 @@
 //! disk, i.e. fakeroot, and writes a file that must then be copied into
 //! the disk image); the chunk-based layout (`--chunksize`, which keeps
 //! holes) — mkfs.erofs does not use it by default and a plain layout is
-//! read by every kernel; packing inode records first-fit into partially
-//! filled blocks as mkfs.erofs does (a few hundred bytes per block at most,
-//! for node ids that depend on more than the order).
+//! read by every kernel; placing inode records one after the other and
+//! starting a new block whenever the next record does not fit (what this
+//! writer did first: on the bench rootfs, 16,850 files mostly below 4 KiB
+//! with inline tails, it left 5.9 MB of metadata blocks unused, 1.6 % of
+//! the image; first-fit packing as mkfs.erofs does recovers it).
 
 mod compress;
 mod lz4;
@@ -374,6 +377,78 @@ impl Slot {
     }
 }
 
+/// First-fit placement of inode records in the metadata area, as
+/// mkfs.erofs packs them: a record goes into the lowest block that still
+/// has room for it, so a record that does not fit the end of one block
+/// leaves that room to the smaller records after it instead of wasting it
+/// (on a tree of small files, a third of the metadata blocks). Records
+/// larger than a block start a block of their own and may span blocks.
+/// Deterministic: the places depend only on the order and sizes of the
+/// records.
+struct MetaPacker {
+    /// Blocks begun so far.
+    blocks: u64,
+    /// Blocks with room left, by free bytes in units of [`SLOT`].
+    open: Vec<BTreeSet<u64>>,
+    /// Used bytes of each block in `open`.
+    used: HashMap<u64, u64>,
+}
+
+impl MetaPacker {
+    /// A packer whose block 0 is used up to `start` (the superblock).
+    fn new(start: u64) -> Self {
+        let mut packer = MetaPacker {
+            blocks: 1,
+            open: vec![BTreeSet::new(); (BLOCK_SIZE / SLOT) as usize + 1],
+            used: HashMap::new(),
+        };
+        packer.fill(0, start);
+        packer
+    }
+
+    /// Places a record of `len` bytes; returns its byte offset.
+    fn place(&mut self, len: u64) -> u64 {
+        let need = len.next_multiple_of(SLOT).max(SLOT);
+        if need <= BLOCK_SIZE {
+            let lowest = self.open[(need / SLOT) as usize..]
+                .iter()
+                .filter_map(|blocks| blocks.first())
+                .min()
+                .copied();
+            let block = lowest.unwrap_or_else(|| {
+                self.blocks += 1;
+                self.blocks - 1
+            });
+            let used = self.used.get(&block).copied().unwrap_or(0);
+            self.fill(block, used + need);
+            return block * BLOCK_SIZE + used;
+        }
+        let first = self.blocks;
+        self.blocks += need.div_ceil(BLOCK_SIZE);
+        let rest = need % BLOCK_SIZE;
+        if rest > 0 {
+            self.fill(self.blocks - 1, rest);
+        }
+        first * BLOCK_SIZE
+    }
+
+    /// Records that `block` has `used` bytes in use.
+    fn fill(&mut self, block: u64, used: u64) {
+        if let Some(old) = self.used.remove(&block) {
+            self.open[((BLOCK_SIZE - old) / SLOT) as usize].remove(&block);
+        }
+        if used < BLOCK_SIZE {
+            self.open[((BLOCK_SIZE - used) / SLOT) as usize].insert(block);
+            self.used.insert(block, used);
+        }
+    }
+
+    /// The metadata area's length: whole blocks.
+    fn len(&self) -> u64 {
+        self.blocks * BLOCK_SIZE
+    }
+}
+
 /// Prepares an EROFS image of `tree` (an empty root for `None`).
 pub fn prepare(
     opts: &ErofsOptions,
@@ -524,10 +599,11 @@ fn prepare_inner(
     };
     let meta_start = (SUPER_END + cfgs.len() as u64).next_multiple_of(SLOT);
 
-    // Inode places: records (inode, xattrs, inline tail) in order, never
-    // across a block boundary unless larger than a block.
+    // Inode places: records (inode, xattrs, inline tail) in order, each in
+    // the first metadata block with room for it, never across a block
+    // boundary unless larger than a block.
     let mut slots: Vec<Option<Slot>> = (0..tree.len()).map(|_| None).collect();
-    let mut pos = meta_start;
+    let mut packer = MetaPacker::new(meta_start);
     for &id in &order {
         let node = tree.node(id);
         let xattrs =
@@ -562,11 +638,8 @@ fn prepare_inner(
         } else {
             index_at(head) + std::mem::size_of::<LclusterIndex>() as u64 * size.div_ceil(BLOCK_SIZE)
         };
-        if record <= BLOCK_SIZE && pos % BLOCK_SIZE + record > BLOCK_SIZE {
-            pos = pos.next_multiple_of(BLOCK_SIZE);
-        }
         slots[id] = Some(Slot {
-            pos,
+            pos: packer.place(record),
             extended,
             xattrs,
             size,
@@ -574,17 +647,15 @@ fn prepare_inner(
             block: None,
             extents: file_extents,
         });
-        pos = (pos + record).next_multiple_of(SLOT);
     }
+    let mut meta_len = packer.len();
     let xattr_blkaddr = if shared_area.is_empty() {
         0
     } else {
-        pos = pos.next_multiple_of(BLOCK_SIZE);
-        let at = pos / BLOCK_SIZE;
-        pos += shared_area.len() as u64;
+        let at = meta_len / BLOCK_SIZE;
+        meta_len += (shared_area.len() as u64).next_multiple_of(BLOCK_SIZE);
         at
     };
-    let meta_len = pos.next_multiple_of(BLOCK_SIZE);
 
     // Data blocks, in inode order.
     let mut next_block = meta_len / BLOCK_SIZE;
@@ -1004,6 +1075,25 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inode_records_go_into_the_first_block_with_room() {
+        let mut p = MetaPacker::new(128);
+        // Does not fit after the superblock: a block of its own.
+        assert_eq!(p.place(4000), BLOCK_SIZE);
+        // Fits after the superblock, then after the first small one.
+        assert_eq!(p.place(90), 128);
+        assert_eq!(p.place(4000), 2 * BLOCK_SIZE);
+        assert_eq!(p.place(64), 224);
+        // Larger than a block: blocks of its own, the rest of the last one
+        // stays open.
+        assert_eq!(p.place(5000), 3 * BLOCK_SIZE);
+        // The lowest block with room, not the last one.
+        assert_eq!(p.place(3000), 288);
+        assert_eq!(p.place(96), 3296);
+        assert_eq!(p.place(3100), 4 * BLOCK_SIZE + 928);
+        assert_eq!(p.len(), 5 * BLOCK_SIZE);
+    }
 
     #[test]
     fn directory_blocks_hold_what_fits() {

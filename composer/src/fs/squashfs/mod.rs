@@ -24,7 +24,10 @@
 //! Defaults are mksquashfs's: 128 KiB blocks, gzip level 9, tail ends packed
 //! into fragments. Not written: the NFS export table (only needed to export
 //! the filesystem over NFS), directory indexes (lookups in directories of
-//! many thousand entries scan linearly) and duplicate-file detection.
+//! many thousand entries scan linearly). Files with the same content (not
+//! hard links: those are one inode) share their data blocks and fragment,
+//! as with mksquashfs's duplicate detection (on the bench rootfs, without
+//! it the image was 2.5 % larger than mksquashfs's).
 //! Only mtime is stored (squashfs has no atime, ctime or nanoseconds).
 //!
 //! Reproducible: times come from the tree (clamped to `SOURCE_DATE_EPOCH`),
@@ -51,6 +54,7 @@ use crate::units::human;
 use anyhow::{anyhow, bail, Context};
 use compress::Compressor;
 use meta::{append_table, MetaRef, MetaWriter};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -457,36 +461,81 @@ fn prepare_inner(
     let mut pos = data_start;
     let mut data: Vec<Vec<u8>> = Vec::new();
     let mut file_data: Vec<FileData> = (0..files.len()).map(|_| FileData::default()).collect();
-    let mut started = vec![false; files.len()];
     let mut fragments: Vec<Vec<u8>> = Vec::new();
     let mut fragment = Vec::new();
-    for (job, out) in jobs.iter().zip(outs) {
-        let fd = &mut file_data[job.file];
-        if !started[job.file] {
-            started[job.file] = true;
-            fd.start = pos;
+    // Duplicate files (same bytes, not hard links) share their blocks and
+    // fragment with the first one, as mksquashfs's duplicate detection
+    // does. Identity is the SHA-256 of the file as stored (compression is
+    // deterministic and lossless, so equal stored forms are equal files).
+    let mut first_copy: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut outs = outs.into_iter();
+    let mut at = 0;
+    while at < jobs.len() {
+        let file = jobs[at].file;
+        let mut end = at;
+        while end < jobs.len() && jobs[end].file == file {
+            end += 1;
         }
-        for block in out.blocks {
-            let (size, bytes) = match block {
-                Block::Hole => {
-                    fd.sparse += bs;
-                    (0, None)
+        let parts: Vec<JobOut> = outs.by_ref().take(end - at).collect();
+        at = end;
+        let mut identity = Sha256::new();
+        identity.update(files[file].2.to_le_bytes());
+        for part in &parts {
+            for block in &part.blocks {
+                let (tag, bytes): (u8, &[u8]) = match block {
+                    Block::Hole => (0, &[]),
+                    Block::Packed(b) => (1, b),
+                    Block::Stored(b) => (2, b),
+                };
+                identity.update([tag]);
+                identity.update((bytes.len() as u64).to_le_bytes());
+                identity.update(bytes);
+            }
+            if let Some(tail) = &part.tail {
+                identity.update([3]);
+                identity.update(tail);
+            }
+        }
+        match first_copy.entry(identity.finalize().into()) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let original = &file_data[*e.get()];
+                file_data[file] = FileData {
+                    start: original.start,
+                    sizes: original.sizes.clone(),
+                    fragment: original.fragment,
+                    sparse: original.sparse,
+                };
+                continue;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(file);
+            }
+        }
+        let fd = &mut file_data[file];
+        fd.start = pos;
+        for out in parts {
+            for block in out.blocks {
+                let (size, bytes) = match block {
+                    Block::Hole => {
+                        fd.sparse += bs;
+                        (0, None)
+                    }
+                    Block::Packed(b) => (b.len() as u32, Some(b)),
+                    Block::Stored(b) => (b.len() as u32 | BLOCK_UNCOMPRESSED, Some(b)),
+                };
+                fd.sizes.push(size);
+                if let Some(b) = bytes {
+                    pos += b.len() as u64;
+                    data.push(b);
                 }
-                Block::Packed(b) => (b.len() as u32, Some(b)),
-                Block::Stored(b) => (b.len() as u32 | BLOCK_UNCOMPRESSED, Some(b)),
-            };
-            fd.sizes.push(size);
-            if let Some(b) = bytes {
-                pos += b.len() as u64;
-                data.push(b);
             }
-        }
-        if let Some(tail) = out.tail {
-            if fragment.len() + tail.len() > bs as usize {
-                fragments.push(std::mem::take(&mut fragment));
+            if let Some(tail) = out.tail {
+                if fragment.len() + tail.len() > bs as usize {
+                    fragments.push(std::mem::take(&mut fragment));
+                }
+                fd.fragment = Some((fragments.len() as u32, fragment.len() as u32));
+                fragment.extend_from_slice(&tail);
             }
-            fd.fragment = Some((fragments.len() as u32, fragment.len() as u32));
-            fragment.extend_from_slice(&tail);
         }
     }
     if !fragment.is_empty() {
