@@ -264,6 +264,89 @@ fn update_section_problems_are_reported_with_their_place() {
     );
 }
 
+/// Applies `delta` to `v1`'s slot contents as the device does; they must
+/// give `v2`'s. Returns the delta's manifest.
+fn assert_applies(d: &Path, delta: &Path, v1: &Path, v2: &Path) -> bundle::Manifest {
+    let mut r = std::io::BufReader::new(std::fs::File::open(delta).unwrap());
+    let pubkey =
+        bundle::decode_public_key(&std::fs::read_to_string(d.join("keys/bundle.pub")).unwrap())
+            .unwrap();
+    let (_, m) = bundle::read_signed(&mut r)
+        .unwrap()
+        .verify(&[pubkey])
+        .unwrap();
+    let base = unpack(v1);
+    bundle::check_base(&base, m.base.as_ref().unwrap()).unwrap();
+    let mut made = Vec::new();
+    bundle::delta_reader(r, &m, base)
+        .unwrap()
+        .read_to_end(&mut made)
+        .unwrap();
+    let mut want = Vec::new();
+    unpack(v2).read_to_end(&mut want).unwrap();
+    assert_eq!(made.len(), want.len());
+    assert!(made == want, "the delta's result differs from the new slot");
+    m
+}
+
+/// A rebuilt file whose bytes moved (an insertion) and changed in a few
+/// places costs its changed bytes, not the blocks after the insertion:
+/// the delta finds the shifted bytes in the base at any offset.
+#[test]
+fn an_edited_file_costs_its_changed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, DESC);
+    std::fs::create_dir_all(d.join("tree/usr/lib")).unwrap();
+    let mut big = noise(1 << 20, 7);
+    std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
+    ok(&["keygen", "-o", s(&d.join("keys"))]);
+    let (key, desc, out) = (
+        d.join("keys/bundle.key"),
+        d.join("board.yaml"),
+        d.join("out"),
+    );
+    let bundle_of = |version: &str| {
+        let args = [
+            "bundle",
+            s(&desc),
+            "-o",
+            s(&out),
+            "--key",
+            s(&key),
+            "--version",
+            version,
+        ];
+        ok(&args);
+        out.join(format!("dev-{version}.bundle"))
+    };
+    let v1 = bundle_of("1.0.0");
+    big.splice(300_000..300_000, noise(1000, 8));
+    for i in 0..10 {
+        big[400_000 + i * 50_000] ^= 0x5a;
+    }
+    std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
+    let v2 = bundle_of("1.1.0");
+    let o = d.join("delta");
+    ok(&[
+        "delta",
+        "--from",
+        s(&v1),
+        "--to",
+        s(&v2),
+        "-o",
+        s(&o),
+        "--key",
+        s(&key),
+    ]);
+    let delta = o.join("dev-1.1.0-from-1.0.0.bundle");
+    let size = std::fs::metadata(&delta).unwrap().len();
+    // 1000 new bytes, 10 edits, the inode and bitmaps; 700 KB after the
+    // insertion moved (noise: incompressible).
+    assert!(size < 20_000, "delta of {size} bytes");
+    assert_applies(d, &delta, &v1, &v2);
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)
@@ -374,25 +457,7 @@ fn delta_carries_only_what_changed_and_applies() {
     assert!(info.contains("delta against dev 1.0.0"), "{info}");
 
     // Applied to the old slot contents, the delta gives the new ones.
-    let mut r = std::io::BufReader::new(std::fs::File::open(&delta).unwrap());
-    let pubkey =
-        bundle::decode_public_key(&std::fs::read_to_string(d.join("keys/bundle.pub")).unwrap())
-            .unwrap();
-    let (_, m) = bundle::read_signed(&mut r)
-        .unwrap()
-        .verify(&[pubkey])
-        .unwrap();
-    let base = unpack(&v1);
-    bundle::check_base(&base, m.base.as_ref().unwrap()).unwrap();
-    let mut made = Vec::new();
-    bundle::delta_reader(r, &m, base)
-        .unwrap()
-        .read_to_end(&mut made)
-        .unwrap();
-    let mut want = Vec::new();
-    unpack(&v2).read_to_end(&mut want).unwrap();
-    assert_eq!(made.len(), want.len());
-    assert!(made == want, "the delta's result differs from the new slot");
+    let m = assert_applies(d, &delta, &v1, &v2);
     // Against the new contents as base, it is refused.
     let err = bundle::check_base(&unpack(&v2), m.base.as_ref().unwrap()).unwrap_err();
     assert!(err.to_string().contains("wrong base"), "{err}");
