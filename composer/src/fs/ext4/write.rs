@@ -46,9 +46,13 @@ pub(super) fn write(fs: &Ext4Fs, l: &Layout, w: &mut Window<'_>) -> anyhow::Resu
     let reserved = 0..u64::from(FIRST_INO - 1);
     for idx in reserved.chain(fs.inodes.iter().map(|i| u64::from(i.ino - 1))) {
         let (g, i) = ((idx / ipg) as usize, idx % ipg);
-        used_count[g] += 1;
+        let byte = &mut inode_bitmaps[g][(i / 8) as usize];
+        if *byte & (1 << (i % 8)) == 0 {
+            // The root (2) is both reserved and in the list.
+            used_count[g] += 1;
+            *byte |= 1 << (i % 8);
+        }
         used_until[g] = used_until[g].max(i + 1);
-        inode_bitmaps[g][(i / 8) as usize] |= 1 << (i % 8);
     }
     let used_in = |g: u64| used_until[g as usize];
 
