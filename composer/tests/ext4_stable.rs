@@ -187,6 +187,9 @@ fn read_back(img: &Path, tree: &Tree, dir: &Path) {
     std::fs::create_dir(&out).unwrap();
     debugfs(img, &format!("rdump / {}", out.display()));
     std::fs::remove_dir(out.join("lost+found")).unwrap();
+    // rdump dumps the root's entries into `out`, not the root's own time.
+    let root = tree.node(composer::fs::tree::ROOT).mtime.sec;
+    support::run(Command::new("touch").arg("-d").arg(format!("@{root}")).arg(&out));
     let keeps = Keeps {
         kernel: false,
         mtime: |t| t,
@@ -236,14 +239,17 @@ fn twenty_releases_stay_clean_compact_and_small_deltas() {
             *t += v;
         }
         // Compact: the figures docs/ext4.md reports, with headroom.
-        assert!(frag <= 8.0, "release {r}: {frag}% of files non-contiguous");
+        assert!(frag <= 2.0, "release {r}: {frag}% of files non-contiguous");
         assert!(free <= 64, "release {r}: free space in {free} pieces");
         // Small deltas, every release: what changes in place is what a
         // delta must carry anyway (changed data) plus a little metadata.
+        // Small deltas, every release: a fifth of the blocks a fresh
+        // layout changes in place, at most.
         assert!(
-            ms <= ls + 48,
-            "release {r}: {ms} blocks changed in place for {ls} new blocks"
+            ms * 5 <= mf,
+            "release {r}: {ms} blocks changed in place, {mf} without the reference"
         );
+
         std::fs::remove_file(img("stable", r - 1)).unwrap();
         std::fs::remove_file(img("fresh", r - 1)).unwrap();
     }
@@ -254,7 +260,7 @@ fn twenty_releases_stay_clean_compact_and_small_deltas() {
         "stable placement changes {ms} blocks in place over {RELEASES} releases, without it {mf}"
     );
     assert!(
-        ls <= lf,
+        ls * 10 <= lf * 9,
         "stable placement carries {ls} new blocks, without it {lf}"
     );
     // Reproducible: the same tree and reference give the same bytes.
@@ -271,7 +277,7 @@ fn twenty_releases_stay_clean_compact_and_small_deltas() {
     );
     // Against itself, a tree changes nothing but the build time stamps.
     let (moved, _) = delta_blocks(&reference, &last);
-    assert!(moved <= 4, "{moved} blocks moved against an identical release");
+    assert_eq!(moved, 0, "blocks changed against an identical release");
     eprintln!("{RELEASES} releases in {:.1} s", started.elapsed().as_secs_f64());
 }
 

@@ -14,8 +14,9 @@
 //! content is laid out in three passes after the metadata and journal:
 //! unchanged inodes take exactly their old blocks, changed inodes whose
 //! data still fits take their old blocks, and every other inode (new,
-//! grown, or whose old blocks are taken) goes, in inode order, to the first
-//! free run that holds it whole, or first fit in pieces when none does.
+//! grown, or whose old blocks are taken) goes, in inode order, to the
+//! smallest free run that holds it whole (best fit: small files fill the
+//! small holes), or first fit in pieces when none does.
 //!
 //! A layout that does not fit records a shortfall in blocks instead of
 //! failing, so the caller can say how much is missing and search for the
@@ -348,6 +349,28 @@ impl Layout {
         }
     }
 
+    /// The start of the smallest free run of at least `n` blocks at or
+    /// after `from` (the lowest of equal ones): best fit, so that small
+    /// files fill the small holes removed and shrunk files leave.
+    fn best_run(&self, from: u64, n: u64) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        let mut at = self.next_free(from);
+        while let Some(start) = at {
+            let mut len = 0;
+            while start + len < self.geo.blocks && !self.is_used(start + len) {
+                len += 1;
+            }
+            if len >= n && best.is_none_or(|(_, l)| len < l) {
+                best = Some((start, len));
+                if len == n {
+                    break;
+                }
+            }
+            at = self.next_free(start + len);
+        }
+        best.map(|(start, _)| start)
+    }
+
     /// Allocates `n` blocks from the cursor as runs, recording any shortfall.
     fn alloc(&mut self, n: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -608,9 +631,9 @@ impl Layout {
                 done[i] = Some(a);
             }
         }
-        // Everything else, in inode order: a free run that holds the data
-        // whole, else first fit in pieces; tree and attribute blocks first
-        // fit. Blocks are only taken here, so the search starts at the
+        // Everything else, in inode order: the smallest free run that holds
+        // the data whole, else first fit in pieces; tree and attribute
+        // blocks first fit. Blocks are only taken here, so the search starts at the
         // lowest free block, which only moves up.
         let mut low = 0;
         for (n, a) in need.iter().zip(done.iter_mut()) {
@@ -619,7 +642,7 @@ impl Layout {
                 Some(a) => a,
                 None => {
                     let count: u64 = n.ranges.iter().map(|r| r.1).sum();
-                    self.cursor = self.find_run(low, count).unwrap_or(low);
+                    self.cursor = self.best_run(low, count).unwrap_or(low);
                     let mut a = InodeAlloc::default();
                     for &(lstart, count) in &n.ranges {
                         let runs = self.alloc(count);
