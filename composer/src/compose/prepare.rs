@@ -8,6 +8,7 @@
 //! directly, a raw image by its path, a filesystem by writing it once into a
 //! scratch file of the command's [`Staging`] area (removed when it ends).
 
+use crate::compose::reference::Reference;
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
@@ -20,7 +21,6 @@ use crate::fs::tree::{self, OwnerChoice, OwnerRule, Owners, Session, Tree, TreeO
 use crate::fs::verity::VerityInfo;
 use crate::fs::vfat::{self, VfatFs, VfatOptions};
 use crate::fs::{BuildContext, Content, FileSource};
-use crate::compose::reference::Reference;
 use crate::output::staging::Staging;
 use crate::output::window::Window;
 use crate::units::{align_up, human, ByteSize};

@@ -45,7 +45,9 @@ pub fn problem(path: &Path, message: String) -> Diagnostic {
         "--reference",
         format!("'{}': {message}", path.display()),
     )
-    .help("pass the previous release's image (NAME.img) or full bundle, or build without --reference")
+    .help(
+        "pass the previous release's image (NAME.img) or full bundle, or build without --reference",
+    )
 }
 
 /// "EXT4 magic at byte 1080".
@@ -146,9 +148,7 @@ impl Reference {
     /// one for it; a match that is not a readable ext4 is a problem.
     pub fn ext4(&self, name: &str) -> Result<Option<OldFs>, Diagnostic> {
         let Some((_, offset, len)) = self.parts.iter().find(|p| p.0 == name) else {
-            tracing::info!(
-                "ext4({name}): the reference has no '{name}': laid out without it"
-            );
+            tracing::info!("ext4({name}): the reference has no '{name}': laid out without it");
             return Ok(None);
         };
         let file = self

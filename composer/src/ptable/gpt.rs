@@ -234,7 +234,12 @@ pub fn read_partitions(file: &std::fs::File) -> std::io::Result<Option<Vec<Found
             if e.type_guid == [0; 16] || last < first {
                 continue;
             }
-            let units: Vec<u16> = e.name.iter().map(|u| u.get()).take_while(|&u| u != 0).collect();
+            let units: Vec<u16> = e
+                .name
+                .iter()
+                .map(|u| u.get())
+                .take_while(|&u| u != 0)
+                .collect();
             out.push(FoundPartition {
                 name: String::from_utf16_lossy(&units),
                 offset: first.saturating_mul(sector),

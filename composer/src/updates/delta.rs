@@ -140,7 +140,11 @@ pub(crate) fn read_manifest(path: &Path, arg: &str) -> Result<Manifest, crate::d
 
 /// The slot contents of the bundle at `path`, checked against its
 /// manifest, in a scratch file.
-pub(crate) fn unpack(staging: &mut Staging, path: &Path, manifest: &Manifest) -> Result<std::fs::File, Error> {
+pub(crate) fn unpack(
+    staging: &mut Staging,
+    path: &Path,
+    manifest: &Manifest,
+) -> Result<std::fs::File, Error> {
     let file =
         std::fs::File::open(path).with_context(|| format!("opening '{}'", path.display()))?;
     let mut r = std::io::BufReader::new(file);

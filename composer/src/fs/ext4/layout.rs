@@ -595,7 +595,9 @@ impl Layout {
                             extents: extents.clone(),
                             ..Default::default()
                         };
-                        if tree.len() as u64 == shape && self.claimable(tree.iter().map(|&b| (b, 1))) {
+                        if tree.len() as u64 == shape
+                            && self.claimable(tree.iter().map(|&b| (b, 1)))
+                        {
                             for &b in tree {
                                 self.mark(b, 1);
                             }
@@ -758,7 +760,7 @@ mod tests {
     }
 
     #[test]
-    fn stable_places_keep_fit_and_fill_first_fit() {
+    fn stable_places_keep_fit_and_fill_best_fit() {
         let p = params();
         let need = |n| InodeNeed {
             ranges: vec![(0, n)],
@@ -778,15 +780,32 @@ mod tests {
             prefer(at[2]),
             None,
         ];
-        let l = plan(&p, 8192, &[need(10), need(4), need(12), need(6)], Some(&places)).unwrap();
-        let got: Vec<(u64, u64)> = l.inodes.iter().map(|a| (a.extents[0].pblk, a.extents[0].len)).collect();
+        let l = plan(
+            &p,
+            8192,
+            &[need(10), need(4), need(12), need(6)],
+            Some(&places),
+        )
+        .unwrap();
+        let got: Vec<(u64, u64)> = l
+            .inodes
+            .iter()
+            .map(|a| (a.extents[0].pblk, a.extents[0].len))
+            .collect();
         // The grown file takes the first free run that holds it (the shrunk
         // file's tail and its own old blocks), the new one what follows.
-        assert_eq!(got, [(at[0], 10), (at[1], 4), (at[1] + 4, 12), (at[2] + 6, 6)]);
+        assert_eq!(
+            got,
+            [(at[0], 10), (at[1], 4), (at[1] + 4, 12), (at[2] + 6, 6)]
+        );
         assert!(l.inodes.iter().all(|a| a.extents.len() == 1));
         // A kept place that collides with metadata falls back to free space.
         let clash = [Some(Place::Keep {
-            extents: vec![Ext { lblk: 0, pblk: 0, len: 10 }],
+            extents: vec![Ext {
+                lblk: 0,
+                pblk: 0,
+                len: 10,
+            }],
             tree: vec![],
         })];
         let l = plan(&p, 8192, &[need(10)], Some(&clash)).unwrap();

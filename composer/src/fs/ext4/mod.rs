@@ -55,9 +55,9 @@ use crate::output::window::Window;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context};
 use layout::{InodeNeed, JournalBlocks, Params, Place};
+use ondisk::*;
 use read::OldInode;
 use std::collections::HashSet;
-use ondisk::*;
 
 /// The resolved feature set of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]

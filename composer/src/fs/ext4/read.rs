@@ -290,7 +290,10 @@ impl OldFs {
         let depth = h.eh_depth.get();
         ensure!(depth < depth_left, "extent tree too deep");
         let n = usize::from(h.eh_entries.get());
-        ensure!(n * 12 <= rest.len(), "extent node holds more entries than fit");
+        ensure!(
+            n * 12 <= rest.len(),
+            "extent node holds more entries than fit"
+        );
         for k in 0..n {
             let entry = &rest[k * 12..k * 12 + 12];
             if depth == 0 {
@@ -342,7 +345,8 @@ impl OldFs {
             self.read_blocks(pblk, &mut block)?;
             let mut at = 0usize;
             while at + 8 <= bs {
-                let ino = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+                let ino =
+                    u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
                 let rec_len = usize::from(u16::from_le_bytes([block[at + 4], block[at + 5]]));
                 let name_len = usize::from(block[at + 6]);
                 if rec_len < 8 || at + rec_len > bs || 8 + name_len > rec_len {
