@@ -16,9 +16,11 @@
 //! `extent` feature (ext2/3 block maps), `meta_bg`, `inline_data`, inode
 //! sizes below 256 bytes; the writer never makes those.
 //!
-//! Rejected: the `ext4-view` crate (reads file data by path, but does not
-//! expose physical block numbers, which are the point here); debugfs
-//! (a tool dependency at build time, and its output is for people).
+//! Rejected: a reader crate such as `ext4-view` (made to read file
+//! contents by path; placement needs each inode's physical extents and
+//! extent tree blocks in the writer's own terms, `layout::Ext`, and this
+//! reader shares `ondisk.rs` with the writer); debugfs (a tool dependency
+//! at build time, and its output is for people).
 
 use super::layout::Ext;
 use super::ondisk::*;
