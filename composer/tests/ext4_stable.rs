@@ -389,6 +389,22 @@ fn cli_reference_keeps_unchanged_files_in_place() {
     partition(&v2, "rootA", &part);
     assert_fsck_clean(&part);
     assert_eq!(ext4_support::dump(&part, "/b", d), files["b"]);
+    // Release 3 removes the first file: its inode number is a gap.
+    let mut release3 = files.clone();
+    release3.remove("a");
+    write_tree(&d.join("tree"), &release3);
+    ok(&[
+        "build",
+        s(&desc),
+        "-o",
+        s(&d.join("v3")),
+        "--reference",
+        s(&v2),
+    ]);
+    partition(&d.join("v3/dev.img"), "rootA", &part);
+    assert_fsck_clean(&part);
+    assert!(debugfs(&part, "testi <12>").contains("not in use"));
+    assert_eq!(blocks(&v2, "/c", d), blocks(&d.join("v3/dev.img"), "/c", d));
 
     // Bundles: with the release-1 bundle as reference, release 2's bundle
     // holds the slot the image reference gave.
