@@ -502,6 +502,24 @@ fn cli_reference_keeps_unchanged_files_in_place() {
         s(&v1),
     ]);
     assert!(log.contains("laid out without it"), "{log}");
+    // Another block size: the same.
+    std::fs::write(
+        &desc,
+        DESC.replace("label: root,", "label: root, block-size: 1024,"),
+    )
+    .unwrap();
+    let log = ok(&[
+        "build",
+        s(&desc),
+        "-o",
+        s(&d.join("v5")),
+        "--reference",
+        s(&v1),
+    ]);
+    assert!(
+        log.contains("4096-byte blocks, this filesystem 1024: laid out without it"),
+        "{log}"
+    );
 }
 
 /// A reference is input: a corrupt one is an error, never a panic or a
