@@ -34,6 +34,12 @@ pub enum Command {
         /// Directory the outputs are written to (created if missing)
         #[arg(short, long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
+
+        /// The previous release (its NAME.img, full bundle or ext4 image):
+        /// unchanged files of ext4 filesystems keep their places, so deltas
+        /// stay small (docs/ext4.md, "Stable placement")
+        #[arg(long, value_name = "OLD")]
+        reference: Option<PathBuf>,
     },
     /// Check the description and its inputs without writing anything
     Validate {
@@ -65,6 +71,12 @@ pub enum Command {
         /// The bundle's version (default: `update.version`)
         #[arg(long, value_name = "V")]
         version: Option<String>,
+
+        /// The previous release (its NAME.img, full bundle or ext4 image):
+        /// unchanged files of ext4 filesystems keep their places, so deltas
+        /// stay small (docs/ext4.md, "Stable placement")
+        #[arg(long, value_name = "OLD")]
+        reference: Option<PathBuf>,
     },
     /// Write a signed delta bundle: what NEW's slot lacks from OLD's
     Delta {

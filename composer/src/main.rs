@@ -12,19 +12,23 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     composer::init_logging(cli.verbose, cli.quiet);
     let outcome = match cli.command {
-        cli::Command::Build { input, output_dir } => {
-            compose::build(&request(input), &output_dir).map(|_| ())
-        }
-        cli::Command::Validate { input } => compose::validate(&request(input)),
-        cli::Command::Plan { input, json } => compose::print_plan(&request(input), json),
+        cli::Command::Build {
+            input,
+            output_dir,
+            reference,
+        } => compose::build(&request(input, reference), &output_dir).map(|_| ()),
+        cli::Command::Validate { input } => compose::validate(&request(input, None)),
+        cli::Command::Plan { input, json } => compose::print_plan(&request(input, None), json),
         cli::Command::Bundle {
             input,
             output_dir,
             key,
             version,
+            reference,
         } => {
             let version = version.as_deref();
-            compose::bundle::bundle(&request(input), &output_dir, &key, version).map(|_| ())
+            let request = request(input, reference);
+            compose::bundle::bundle(&request, &output_dir, &key, version).map(|_| ())
         }
         cli::Command::Delta {
             from,
@@ -71,8 +75,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn request(input: cli::InputArgs) -> Request {
+fn request(input: cli::InputArgs, reference: Option<std::path::PathBuf>) -> Request {
     Request {
+        reference,
         config: input.config,
         vars: input.vars.into_iter().collect(),
         input_dirs: input.input_dirs,

@@ -42,6 +42,7 @@ fn render(yaml: &Path, root: &Path) -> String {
         ]),
         input_dirs: vec![],
         layer_dirs: vec![corpus.join("layers")],
+        reference: None,
     };
     let text = match compose::validate(&request) {
         Ok(()) => String::from("(no diagnostics: the description is valid)\n"),

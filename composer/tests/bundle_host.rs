@@ -9,7 +9,7 @@ mod support;
 
 use std::io::Read;
 use std::path::Path;
-use support::composer;
+use support::{composer, unpack};
 
 const DESC: &str = "\
 image: { name: dev, table: gpt }
@@ -366,20 +366,6 @@ fn noise(n: usize, seed: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// The slot contents of the full bundle at `path`, in a file.
-fn unpack(path: &Path) -> std::fs::File {
-    let mut r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
-    let m = bundle::read_signed(&mut r)
-        .unwrap()
-        .manifest_unverified()
-        .unwrap();
-    let mut slot = bundle::slot_reader(r, &m).unwrap();
-    let mut f = tempfile::tempfile().unwrap();
-    std::io::copy(&mut slot, &mut f).unwrap();
-    std::io::Seek::rewind(&mut f).unwrap();
-    f
 }
 
 #[test]

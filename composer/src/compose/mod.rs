@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod layout;
 pub mod prepare;
+pub mod reference;
 pub mod write;
 
 use crate::config::{self, Description, LoadOptions};
@@ -34,6 +35,8 @@ pub struct Request {
     pub vars: BTreeMap<String, String>,
     pub input_dirs: Vec<PathBuf>,
     pub layer_dirs: Vec<PathBuf>,
+    /// `--reference`: the previous release, for stable placement.
+    pub reference: Option<PathBuf>,
 }
 
 /// Why a command did not succeed: bad input (exit 2) or a failed build (exit 1).
@@ -198,7 +201,18 @@ fn resolve(request: &Request, staging: &mut Staging) -> Result<Resolved, Error> 
                 seed: Seed(desc.image.seed.value.clone()),
                 source_date_epoch,
             };
-            match prepare::prepare(desc, &ctx, staging, &diags) {
+            let reference = match &request.reference {
+                None => None,
+                Some(path) => match reference::Reference::open(path, desc, staging) {
+                    Ok(r) => Some(r),
+                    Err(Error::Input(more)) => {
+                        diags.extend(more.0);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            match prepare::prepare(desc, &ctx, staging, &diags, reference.as_ref()) {
                 Ok(contents) => Some((contents, ctx)),
                 Err(prepare::Failure::Input(more)) => {
                     diags.extend(more);

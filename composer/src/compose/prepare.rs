@@ -13,6 +13,7 @@
 //! later in the description), so a boot partition listed before its root
 //! can carry the root's hash.
 
+use crate::compose::reference::Reference;
 use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
@@ -207,6 +208,8 @@ struct Preparer<'a> {
     desc: &'a Description,
     ctx: &'a BuildContext,
     staging: &'a mut Staging,
+    /// `--reference`: the previous release (stable placement of ext4).
+    reference: Option<&'a Reference>,
     artifacts: BTreeMap<String, Artifact>,
     /// Artifacts being prepared (the config rejects cycles; this guards anyway).
     busy: Vec<String>,
@@ -257,16 +260,20 @@ pub enum Failure {
 ///
 /// `known` are the problems the config found: a content with one of its
 /// own is not prepared (its problem is reported once, at its value).
+/// `reference` is the previous release: each ext4 content is laid out
+/// against its filesystem there (`compose::reference`).
 pub fn prepare(
     desc: &Description,
     ctx: &BuildContext,
     staging: &mut Staging,
     known: &[Diagnostic],
+    reference: Option<&Reference>,
 ) -> std::result::Result<Contents, Failure> {
     let mut p = Preparer {
         desc,
         ctx,
         staging,
+        reference,
         artifacts: BTreeMap::new(),
         busy: Vec::new(),
         failed: Vec::new(),
@@ -430,7 +437,16 @@ impl Preparer<'_> {
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
                 let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
-                Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
+                let old = match self.reference {
+                    Some(r) => r.ext4(name).map_err(Located)?,
+                    None => None,
+                };
+                Prepared::Ext4(Box::new(ext4::prepare_against(
+                    &opts,
+                    tree.as_ref(),
+                    self.ctx,
+                    old.as_ref(),
+                )?))
             }
             Model::Fs(Filesystem::Squashfs(q)) => {
                 let defaults = SquashfsOptions::default();

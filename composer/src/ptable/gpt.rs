@@ -13,7 +13,7 @@
 
 use crate::plan::{GptLayout, Plan};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// "EFI PART": the header signature.
 const SIGNATURE: [u8; 8] = *b"EFI PART";
@@ -23,7 +23,7 @@ const REVISION: u32 = 0x0001_0000;
 const NAME_UNITS: usize = 36;
 
 /// The GPT header (UEFI 2.10 table 5.5), 92 bytes at the start of its sector.
-#[derive(IntoBytes, Immutable, KnownLayout, Clone, Copy)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy)]
 #[repr(C)]
 pub struct GptHeader {
     /// 0: `EFI PART`.
@@ -64,7 +64,7 @@ pub struct GptHeader {
 const _: () = assert!(std::mem::size_of::<GptHeader>() == 92);
 
 /// One GPT entry (UEFI 2.10 table 5.6), 128 bytes.
-#[derive(IntoBytes, Immutable, KnownLayout, Clone, Copy)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy)]
 #[repr(C)]
 pub struct GptEntry {
     /// 0: partition type GUID, mixed-endian; all zero = unused entry.
@@ -177,4 +177,76 @@ pub fn encode(plan: &Plan, layout: &GptLayout) -> Vec<(u64, Vec<u8>)> {
         ));
     }
     out
+}
+
+/// A partition found in an existing image: its name and byte range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundPartition {
+    pub name: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Entry arrays larger than this are not GPTs this tool would read.
+const MAX_ENTRIES: u32 = 1024;
+
+/// The named partitions of the GPT at the start of `file` (sector size 512
+/// or 4096, whichever holds the header), or `None` when neither does.
+/// Checks the header's and the array's CRC32: this is how an update build
+/// reads the previous release's image (`--reference`), which is input.
+pub fn read_partitions(file: &std::fs::File) -> std::io::Result<Option<Vec<FoundPartition>>> {
+    use std::os::unix::fs::FileExt;
+    let file_len = file.metadata()?.len();
+    for sector in [512u64, 4096] {
+        let mut raw = [0u8; 92];
+        if sector + 92 > file_len {
+            continue;
+        }
+        file.read_exact_at(&mut raw, sector)?;
+        let Ok(h) = GptHeader::read_from_bytes(&raw[..]) else {
+            continue;
+        };
+        let mut zeroed = raw;
+        zeroed[16..20].fill(0);
+        if h.signature != SIGNATURE
+            || h.header_size.get() != 92
+            || crc32fast::hash(&zeroed) != h.header_crc32.get()
+            || h.entry_size.get() != 128
+            || h.num_entries.get() > MAX_ENTRIES
+        {
+            continue;
+        }
+        let mut array = vec![0u8; h.num_entries.get() as usize * 128];
+        let at = h.partition_entry_lba.get().saturating_mul(sector);
+        if at.saturating_add(array.len() as u64) > file_len {
+            continue;
+        }
+        file.read_exact_at(&mut array, at)?;
+        if crc32fast::hash(&array) != h.entries_crc32.get() {
+            continue;
+        }
+        let mut out = Vec::new();
+        for raw in array.chunks_exact(128) {
+            let Ok(e) = GptEntry::read_from_bytes(raw) else {
+                continue;
+            };
+            let (first, last) = (e.first_lba.get(), e.last_lba.get());
+            if e.type_guid == [0; 16] || last < first {
+                continue;
+            }
+            let units: Vec<u16> = e
+                .name
+                .iter()
+                .map(|u| u.get())
+                .take_while(|&u| u != 0)
+                .collect();
+            out.push(FoundPartition {
+                name: String::from_utf16_lossy(&units),
+                offset: first.saturating_mul(sector),
+                size: (last - first + 1).saturating_mul(sector),
+            });
+        }
+        return Ok(Some(out));
+    }
+    Ok(None)
 }

@@ -132,7 +132,7 @@ pub fn delta(from: &Path, to: &Path, out_dir: &Path, key_path: &Path) -> Result<
 
 /// The manifest of the full bundle at `path` (named on the command line
 /// as `arg`), not a delta.
-fn read_manifest(path: &Path, arg: &str) -> Result<Manifest, crate::diag::Diagnostics> {
+pub(crate) fn read_manifest(path: &Path, arg: &str) -> Result<Manifest, crate::diag::Diagnostics> {
     let problem = |what: String| {
         Diagnostics::about_file(
             path,
@@ -157,7 +157,11 @@ fn read_manifest(path: &Path, arg: &str) -> Result<Manifest, crate::diag::Diagno
 
 /// The slot contents of the bundle at `path`, checked against its
 /// manifest, in a scratch file.
-fn unpack(staging: &mut Staging, path: &Path, manifest: &Manifest) -> Result<std::fs::File, Error> {
+pub(crate) fn unpack(
+    staging: &mut Staging,
+    path: &Path,
+    manifest: &Manifest,
+) -> Result<std::fs::File, Error> {
     let file =
         std::fs::File::open(path).with_context(|| format!("opening '{}'", path.display()))?;
     let mut r = std::io::BufReader::new(file);

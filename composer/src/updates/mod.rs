@@ -16,6 +16,7 @@
 mod delta;
 
 pub use delta::delta;
+pub(crate) use delta::{read_manifest, unpack};
 
 use crate::diag::Diagnostics;
 use crate::output::staging::Staging;

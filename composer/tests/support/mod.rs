@@ -114,3 +114,17 @@ pub fn serial_log(serial: &Path, keep_var: &str) -> String {
     }
     log
 }
+
+/// The slot contents of the full bundle at `path`, in a file.
+pub fn unpack(path: &Path) -> std::fs::File {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let m = bundle::read_signed(&mut r)
+        .unwrap()
+        .manifest_unverified()
+        .unwrap();
+    let mut slot = bundle::slot_reader(r, &m).unwrap();
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::copy(&mut slot, &mut f).unwrap();
+    std::io::Seek::rewind(&mut f).unwrap();
+    f
+}

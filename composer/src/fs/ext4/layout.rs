@@ -10,6 +10,14 @@
 //! block from a single forward cursor. One cursor means file data lands in
 //! inode order, so the writer's copies are one sequential sweep.
 //!
+//! With the previous release's places ([`Place`], stable placement), the
+//! content is laid out in three passes after the metadata and journal:
+//! unchanged inodes take exactly their old blocks, changed inodes whose
+//! data still fits take their old blocks, and every other inode (new,
+//! grown, or whose old blocks are taken) goes, in inode order, to the
+//! smallest free run that holds it whole (best fit: small files fill the
+//! small holes), or first fit in pieces when none does.
+//!
 //! A layout that does not fit records a shortfall in blocks instead of
 //! failing, so the caller can say how much is missing and search for the
 //! smallest size that fits ([`min_blocks`]).
@@ -88,6 +96,17 @@ pub struct Ext {
     pub lblk: u64,
     pub pblk: u64,
     pub len: u64,
+}
+
+/// Where an inode lay in the previous release (stable placement,
+/// `--reference`): [`plan`] puts it there again when those blocks are free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Unchanged content: exactly these extents and extent tree blocks.
+    Keep { extents: Vec<Ext>, tree: Vec<u64> },
+    /// Changed content: its old blocks, in logical order, if the new data
+    /// fits in them; else it goes to free space like a new file.
+    Prefer(Vec<u64>),
 }
 
 /// Where one inode's blocks went.
@@ -330,6 +349,28 @@ impl Layout {
         }
     }
 
+    /// The start of the smallest free run of at least `n` blocks at or
+    /// after `from` (the lowest of equal ones): best fit, so that small
+    /// files fill the small holes removed and shrunk files leave.
+    fn best_run(&self, from: u64, n: u64) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        let mut at = self.next_free(from);
+        while let Some(start) = at {
+            let mut len = 0;
+            while start + len < self.geo.blocks && !self.is_used(start + len) {
+                len += 1;
+            }
+            if len >= n && best.is_none_or(|(_, l)| len < l) {
+                best = Some((start, len));
+                if len == n {
+                    break;
+                }
+            }
+            at = self.next_free(start + len);
+        }
+        best.map(|(start, _)| start)
+    }
+
     /// Allocates `n` blocks from the cursor as runs, recording any shortfall.
     fn alloc(&mut self, n: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -395,8 +436,14 @@ impl Layout {
     }
 }
 
-/// Lays out a filesystem of `blocks` blocks holding `need`.
-pub fn plan(p: &Params, blocks: u64, need: &[InodeNeed]) -> Result<Layout, u64> {
+/// Lays out a filesystem of `blocks` blocks holding `need`; `places`
+/// (parallel to `need`) are where the inodes lay in the previous release.
+pub fn plan(
+    p: &Params,
+    blocks: u64,
+    need: &[InodeNeed],
+    places: Option<&[Option<Place>]>,
+) -> Result<Layout, u64> {
     let geo = geometry(p, blocks)?;
     let words = geo.blocks.div_ceil(64) as usize;
     // Bits past the end stay set, so allocation never goes there.
@@ -471,22 +518,9 @@ pub fn plan(p: &Params, blocks: u64, need: &[InodeNeed]) -> Result<Layout, u64> 
         }
     }
     l.cursor = 0;
-    // Content, in inode order.
-    let per = l.geo.extent_per_block();
-    for n in need {
-        let mut a = InodeAlloc::default();
-        for &(lstart, count) in &n.ranges {
-            let runs = l.alloc(count);
-            a.extents.extend(extents_from_runs(lstart, &runs));
-        }
-        let tree = extent_tree_blocks(a.extents.len() as u64, per);
-        for (s, len) in l.alloc(tree) {
-            a.tree.extend(s..s + len);
-        }
-        if n.xattr_block {
-            a.xattr = l.alloc(1).first().map(|r| r.0);
-        }
-        l.inodes.push(a);
+    match places {
+        None => l.place_in_order(need),
+        Some(places) => l.place_stable(need, places),
     }
     let pct = p.reserved_percent.clamp(0.0, 50.0);
     l.reserved_blocks = (l.geo.blocks as f64 * pct / 100.0) as u64;
@@ -498,6 +532,132 @@ pub fn plan(p: &Params, blocks: u64, need: &[InodeNeed]) -> Result<Layout, u64> 
         return Err(l.shortfall);
     }
     Ok(l)
+}
+
+impl Layout {
+    /// Content in inode order from one forward cursor (no reference).
+    fn place_in_order(&mut self, need: &[InodeNeed]) {
+        for n in need {
+            let mut a = InodeAlloc::default();
+            for &(lstart, count) in &n.ranges {
+                let runs = self.alloc(count);
+                a.extents.extend(extents_from_runs(lstart, &runs));
+            }
+            self.alloc_tree_and_xattr(n, &mut a);
+            self.inodes.push(a);
+        }
+    }
+
+    /// Extent tree and attribute blocks of `a`, from the cursor.
+    fn alloc_tree_and_xattr(&mut self, n: &InodeNeed, a: &mut InodeAlloc) {
+        if a.tree.is_empty() {
+            let tree = extent_tree_blocks(a.extents.len() as u64, self.geo.extent_per_block());
+            for (s, len) in self.alloc(tree) {
+                a.tree.extend(s..s + len);
+            }
+        }
+        if n.xattr_block {
+            a.xattr = self.alloc(1).first().map(|r| r.0);
+        }
+    }
+
+    /// Whether the runs (start, length) are free and do not overlap each
+    /// other (a corrupt reference could name a block twice).
+    fn claimable(&self, runs: impl Iterator<Item = (u64, u64)>) -> bool {
+        let mut runs: Vec<(u64, u64)> = runs.collect();
+        runs.sort_unstable();
+        runs.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0)
+            && runs.iter().all(|&(start, len)| {
+                start.saturating_add(len) <= self.geo.blocks
+                    && (start..start + len).all(|b| !self.is_used(b))
+            })
+    }
+
+    /// Content with the previous release's places (module doc).
+    fn place_stable(&mut self, need: &[InodeNeed], places: &[Option<Place>]) {
+        let per = self.geo.extent_per_block();
+        let mut done: Vec<Option<InodeAlloc>> = vec![None; need.len()];
+        // Unchanged inodes first, then changed ones that fit their old blocks.
+        for keep in [true, false] {
+            for (i, (n, place)) in need.iter().zip(places).enumerate() {
+                let a = match place {
+                    Some(Place::Keep { extents, tree }) if keep => {
+                        if !self.claimable(extents.iter().map(|e| (e.pblk, e.len))) {
+                            continue;
+                        }
+                        for e in extents {
+                            self.mark(e.pblk, e.len);
+                        }
+                        // The tree blocks too, when the tree has the shape
+                        // this writer gives those extents.
+                        let shape = extent_tree_blocks(extents.len() as u64, per);
+                        let mut a = InodeAlloc {
+                            extents: extents.clone(),
+                            ..Default::default()
+                        };
+                        if tree.len() as u64 == shape
+                            && self.claimable(tree.iter().map(|&b| (b, 1)))
+                        {
+                            for &b in tree {
+                                self.mark(b, 1);
+                            }
+                            a.tree = tree.clone();
+                        }
+                        a
+                    }
+                    Some(Place::Prefer(old)) if !keep => {
+                        let count: u64 = n.ranges.iter().map(|r| r.1).sum();
+                        let Some(old) = old.get(..count as usize) else {
+                            continue;
+                        };
+                        if !self.claimable(old.iter().map(|&b| (b, 1))) {
+                            continue;
+                        }
+                        let mut a = InodeAlloc::default();
+                        let mut next = old.iter().copied();
+                        for &(lstart, count) in &n.ranges {
+                            let mut runs: Vec<(u64, u64)> = Vec::new();
+                            for b in next.by_ref().take(count as usize) {
+                                self.mark(b, 1);
+                                match runs.last_mut() {
+                                    Some(r) if r.0 + r.1 == b => r.1 += 1,
+                                    _ => runs.push((b, 1)),
+                                }
+                            }
+                            a.extents.extend(extents_from_runs(lstart, &runs));
+                        }
+                        a
+                    }
+                    _ => continue,
+                };
+                done[i] = Some(a);
+            }
+        }
+        // Everything else, in inode order: the smallest free run that holds
+        // the data whole, else first fit in pieces; tree and attribute
+        // blocks first fit. Blocks are only taken here, so the search starts at the
+        // lowest free block, which only moves up.
+        let mut low = 0;
+        for (n, a) in need.iter().zip(done.iter_mut()) {
+            low = self.next_free(low).unwrap_or(self.geo.blocks);
+            let mut alloc = match a.take() {
+                Some(a) => a,
+                None => {
+                    let count: u64 = n.ranges.iter().map(|r| r.1).sum();
+                    self.cursor = self.best_run(low, count).unwrap_or(low);
+                    let mut a = InodeAlloc::default();
+                    for &(lstart, count) in &n.ranges {
+                        let runs = self.alloc(count);
+                        a.extents.extend(extents_from_runs(lstart, &runs));
+                    }
+                    a
+                }
+            };
+            self.cursor = low;
+            self.alloc_tree_and_xattr(n, &mut alloc);
+            self.inodes.push(alloc);
+        }
+    }
 }
 
 /// Extents for consecutive runs starting at logical block `lstart`, split
@@ -528,7 +688,7 @@ pub fn min_blocks(p: &Params, need: &[InodeNeed], start: u64) -> u64 {
     let mut hi = lo;
     let mut last_fail = None;
     loop {
-        match plan(p, hi, need) {
+        match plan(p, hi, need, None) {
             Ok(_) => break,
             Err(short) => {
                 last_fail = Some(hi);
@@ -543,7 +703,7 @@ pub fn min_blocks(p: &Params, need: &[InodeNeed], start: u64) -> u64 {
         lo = f;
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if plan(p, mid, need).is_ok() {
+            if plan(p, mid, need, None).is_ok() {
                 hi = mid;
             } else {
                 lo = mid;
@@ -595,8 +755,61 @@ mod tests {
         ];
         let p = params();
         let n = min_blocks(&p, &need, 100);
-        assert!(plan(&p, n, &need).is_ok());
-        assert!(plan(&p, n - 1, &need).is_err());
+        assert!(plan(&p, n, &need, None).is_ok());
+        assert!(plan(&p, n - 1, &need, None).is_err());
+    }
+
+    #[test]
+    fn stable_places_keep_fit_and_fill_best_fit() {
+        let p = params();
+        let need = |n| InodeNeed {
+            ranges: vec![(0, n)],
+            xattr_block: false,
+        };
+        let first = plan(&p, 8192, &[need(10), need(10), need(10)], None).unwrap();
+        let at: Vec<u64> = first.inodes.iter().map(|a| a.extents[0].pblk).collect();
+        assert_eq!((at[1], at[2]), (at[0] + 10, at[0] + 20));
+        // Inode 0 unchanged, 1 shrunk to 4 blocks, 2 grown to 12, 3 new.
+        let prefer = |b: u64| Some(Place::Prefer((b..b + 10).collect()));
+        let places = [
+            Some(Place::Keep {
+                extents: first.inodes[0].extents.clone(),
+                tree: vec![],
+            }),
+            prefer(at[1]),
+            prefer(at[2]),
+            None,
+        ];
+        let l = plan(
+            &p,
+            8192,
+            &[need(10), need(4), need(12), need(6)],
+            Some(&places),
+        )
+        .unwrap();
+        let got: Vec<(u64, u64)> = l
+            .inodes
+            .iter()
+            .map(|a| (a.extents[0].pblk, a.extents[0].len))
+            .collect();
+        // The grown file takes the first free run that holds it (the shrunk
+        // file's tail and its own old blocks), the new one what follows.
+        assert_eq!(
+            got,
+            [(at[0], 10), (at[1], 4), (at[1] + 4, 12), (at[2] + 6, 6)]
+        );
+        assert!(l.inodes.iter().all(|a| a.extents.len() == 1));
+        // A kept place that collides with metadata falls back to free space.
+        let clash = [Some(Place::Keep {
+            extents: vec![Ext {
+                lblk: 0,
+                pblk: 0,
+                len: 10,
+            }],
+            tree: vec![],
+        })];
+        let l = plan(&p, 8192, &[need(10)], Some(&clash)).unwrap();
+        assert_ne!(l.inodes[0].extents[0].pblk, 0);
     }
 
     #[test]

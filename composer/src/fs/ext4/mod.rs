@@ -36,6 +36,7 @@ mod dir;
 mod hash;
 mod layout;
 mod ondisk;
+mod read;
 mod write;
 mod xattr;
 
@@ -44,6 +45,7 @@ pub use layout::MIN_JOURNAL_BLOCKS;
 /// 11) included; the description's `inodes:` cannot go below it.
 pub const MIN_INODES: u32 = ondisk::FIRST_INO;
 pub use layout::profile_inode_ratio;
+pub use read::OldFs;
 
 use crate::fs::tree::{new_encode_dev, NodeId, NodeKind, Timestamp, Tree, ROOT};
 use crate::fs::{BuildContext, Content, FileSource};
@@ -52,8 +54,10 @@ use crate::input::InputFile;
 use crate::output::window::Window;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context};
-use layout::{InodeNeed, JournalBlocks, Params};
+use layout::{InodeNeed, JournalBlocks, Params, Place};
 use ondisk::*;
+use read::OldInode;
+use std::collections::HashSet;
 
 /// The resolved feature set of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,6 +278,9 @@ struct InodeInfo {
     flags: u32,
     body: Body,
     xattr: xattr::Placed,
+    /// `i_crtime` and its extra field when the inode is kept from the
+    /// reference (stable placement); else the build time.
+    crtime: Option<(u32, u32)>,
 }
 
 /// A prepared ext4 filesystem, ready for any window of at least
@@ -294,19 +301,62 @@ pub struct Ext4Fs {
     last_ino: u32,
     time: Timestamp,
     min_blocks: u64,
+    /// Where the inodes lay in the reference (`--reference`).
+    stable: Option<Stable>,
+}
+
+/// Stable placement: the reference's size and each inode's old place.
+#[derive(Debug)]
+struct Stable {
+    /// The reference's block count: another size lays out afresh.
+    blocks: u64,
+    /// Parallel to `Ext4Fs::inodes`.
+    places: Vec<Option<Place>>,
+}
+
+/// Inode numbers of the tree's nodes.
+struct Numbering {
+    /// Per node: root 2, `/lost+found` 11, the rest from 12.
+    ino: Vec<u32>,
+    /// Nodes but the root and `/lost+found`, in inode order.
+    order: Vec<NodeId>,
+    lpf_in_tree: bool,
+    /// Per node: the number is the one its path had in the reference.
+    kept: Vec<bool>,
 }
 
 /// Which inodes the tree's nodes get: root 2, `/lost+found` 11, then 12...
 /// in breadth-first order per directory (siblings get consecutive numbers).
-fn number_inodes(tree: &Tree) -> (Vec<u32>, Vec<NodeId>, bool) {
+/// With a reference, a node whose path (its first, for hard links) is in
+/// the reference keeps that path's number, and the others take the lowest
+/// numbers left, in the same order.
+fn number_inodes(tree: &Tree, old: Option<&OldFs>) -> Numbering {
     let mut ino = vec![0u32; tree.len()];
+    let mut kept = vec![false; tree.len()];
     ino[ROOT] = ROOT_INO;
+    let mut seen = vec![false; tree.len()];
+    seen[ROOT] = true;
     let mut lpf_in_tree = false;
     if let NodeKind::Dir { entries } = &tree.node(ROOT).kind {
         if let Some(&lpf) = entries.get(&b"lost+found"[..]) {
             if tree.node(lpf).is_dir() {
                 ino[lpf] = LOST_FOUND_INO;
+                seen[lpf] = true;
                 lpf_in_tree = true;
+            }
+        }
+    }
+    let mut taken = HashSet::new();
+    if let Some(old) = old {
+        kept[ROOT] = true;
+        for (path, id) in tree.walk() {
+            match old.paths.get(&path) {
+                Some(&n) if ino[id] == 0 && n > FIRST_INO && taken.insert(n) => {
+                    ino[id] = n;
+                    kept[id] = true;
+                }
+                Some(&LOST_FOUND_INO) if ino[id] == LOST_FOUND_INO => kept[id] = true,
+                _ => {}
             }
         }
     }
@@ -316,16 +366,110 @@ fn number_inodes(tree: &Tree) -> (Vec<u32>, Vec<NodeId>, bool) {
     while let Some(d) = queue.pop_front() {
         if let NodeKind::Dir { entries } = &tree.node(d).kind {
             for &c in entries.values() {
+                if seen[c] {
+                    continue;
+                }
+                seen[c] = true;
                 if ino[c] == 0 {
+                    while taken.contains(&next) {
+                        next += 1;
+                    }
                     ino[c] = next;
                     next += 1;
-                    order.push(c);
                 }
+                order.push(c);
             }
             queue.extend(entries.values().filter(|&&c| tree.node(c).is_dir()));
         }
     }
-    (ino, order, lpf_in_tree)
+    order.sort_by_key(|&c| ino[c]);
+    Numbering {
+        ino,
+        order,
+        lpf_in_tree,
+        kept,
+    }
+}
+
+/// Whether a file of the new tree has the old inode's content: the same
+/// size, the same data blocks and the same bytes (read from both).
+fn unchanged(
+    old: &OldFs,
+    inode: &OldInode,
+    source: &FileSource,
+    size: u64,
+    ranges: &[(u64, u64)],
+) -> anyhow::Result<bool> {
+    if inode.size != size || inode.unwritten {
+        return Ok(false);
+    }
+    let mut old_ranges: Vec<(u64, u64)> = Vec::new();
+    for e in &inode.extents {
+        match old_ranges.last_mut() {
+            Some(r) if r.0 + r.1 == e.lblk => r.1 += e.len,
+            _ => old_ranges.push((e.lblk, e.len)),
+        }
+    }
+    if old_ranges != ranges {
+        return Ok(false);
+    }
+    let bs = old.block_size;
+    let input = match source {
+        FileSource::Path(p) => Some(InputFile::open(p, size)?),
+        FileSource::Bytes(_) => None,
+    };
+    // Compared in pieces of up to 256 blocks (1 MiB at 4 KiB).
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for e in &inode.extents {
+        let mut done = 0;
+        while done < e.len {
+            let n = (e.len - done).min(256);
+            let from = (e.lblk + done) * bs;
+            let len = (n * bs).min(size.saturating_sub(from)) as usize;
+            a.resize(len, 0);
+            b.resize(len, 0);
+            old.read_blocks(e.pblk + done, &mut a)?;
+            match (&input, source) {
+                (Some(f), _) => {
+                    use std::os::unix::fs::FileExt;
+                    f.file()
+                        .read_exact_at(&mut b, from)
+                        .context("reading the file")?;
+                }
+                (None, FileSource::Bytes(bytes)) => {
+                    let from = from as usize;
+                    match bytes.get(from..from + len) {
+                        Some(src) => b.copy_from_slice(src),
+                        None => return Ok(false),
+                    }
+                }
+                (None, FileSource::Path(_)) => return Ok(false),
+            }
+            if a != b {
+                return Ok(false);
+            }
+            done += n;
+        }
+    }
+    if let Some(f) = input {
+        f.check_unchanged()?;
+    }
+    Ok(true)
+}
+
+/// Where an inode of the reference goes again: exactly its place when the
+/// content is unchanged (`same`), else its old blocks as a preference.
+fn old_place(inode: &OldInode, same: bool) -> Option<Place> {
+    if same {
+        Some(Place::Keep {
+            extents: inode.extents.clone(),
+            tree: inode.tree.clone(),
+        })
+    } else if !inode.extents.is_empty() && !inode.unwritten {
+        Some(Place::Prefer(inode.blocks().collect()))
+    } else {
+        None
+    }
 }
 
 /// The per-inode checksum seed (`ext4_inode_csum_seed`; generation 0).
@@ -355,6 +499,18 @@ pub fn prepare(
     opts: &Ext4Options,
     tree: Option<&Tree>,
     ctx: &BuildContext,
+) -> anyhow::Result<Ext4Fs> {
+    prepare_against(opts, tree, ctx, None)
+}
+
+/// [`prepare`] with a `reference`, the previous release's filesystem:
+/// unchanged files keep their inodes and blocks, other inodes their
+/// numbers (stable placement, docs/ext4.md).
+pub fn prepare_against(
+    opts: &Ext4Options,
+    tree: Option<&Tree>,
+    ctx: &BuildContext,
+    reference: Option<&OldFs>,
 ) -> anyhow::Result<Ext4Fs> {
     let name = opts.name.as_str();
     let ctxmsg = || format!("preparing ext4 filesystem '{name}'");
@@ -422,14 +578,39 @@ pub fn prepare(
         }
     };
     check_lost_found(tree).with_context(ctxmsg)?;
-    let (inos, order, lpf_in_tree) = number_inodes(tree);
+    let reference = reference.filter(|old| {
+        let same = old.block_size == bs;
+        if !same {
+            tracing::warn!(
+                "ext4({name}): the reference has {}-byte blocks, this filesystem {bs}: laid out without it",
+                old.block_size
+            );
+        }
+        same
+    });
+    let Numbering {
+        ino: inos,
+        order,
+        lpf_in_tree,
+        kept,
+    } = number_inodes(tree, reference);
     let path_of = |id: NodeId| node_path(tree, id);
     let mut large_file_needed = false;
     let links = tree.link_counts();
-    let last_ino = FIRST_INO + order.len() as u32;
+    let last_ino = order.last().map_or(FIRST_INO, |&n| inos[n]);
     let parents = parents(tree);
     let mut inodes = Vec::with_capacity(order.len() + 2);
     let mut needs = Vec::with_capacity(order.len() + 2);
+    // With a reference: each inode's old place, and the files whose
+    // content is to be compared with the old one (index, node, old inode).
+    let mut places: Vec<Option<Place>> = Vec::new();
+    let mut compare: Vec<(usize, NodeId, &OldInode)> = Vec::new();
+    let old_inode = |ino: u32, node: Option<NodeId>| {
+        let kept = node.is_none_or(|n| kept[n]);
+        reference
+            .filter(|_| kept)
+            .and_then(|old| old.inodes.get(&ino))
+    };
     // Which blocks of each regular file hold data: every file is read here
     // (its data segments), on all cores, so that blocks of zeros are holes
     // whether the source stored them or not.
@@ -477,6 +658,8 @@ pub fn prepare(
     // files without allocating, as mke2fs does.
     let lpf_blocks = (16384 / bs as usize).max(2);
     for (ino, node_id) in list {
+        let old = old_inode(ino, node_id);
+        places.push(old.and_then(|o| old_place(o, false)));
         let Some(id) = node_id else {
             // lost+found made here.
             let (blocks, _) = dir::build(&dir_params(ino, ROOT_INO, lpf_blocks), &[])?;
@@ -494,6 +677,7 @@ pub fn prepare(
                 flags: EXTENTS_FL,
                 body: Body::Extents(Data::Blocks(blocks)),
                 xattr: xattr::Placed::default(),
+                crtime: old.map(|o| o.crtime),
             });
             needs.push(InodeNeed {
                 ranges: vec![(0, n)],
@@ -591,6 +775,9 @@ pub fn prepare(
                 }
                 flags = EXTENTS_FL;
                 ranges = file_ranges.remove(&id).unwrap_or_default();
+                if let Some(o) = old.filter(|o| o.mode & 0o170_000 == 0o100_000) {
+                    compare.push((inodes.len(), id, o));
+                }
                 (Body::Extents(Data::File(source.clone())), *size)
             }
             NodeKind::Symlink { target } => {
@@ -643,8 +830,38 @@ pub fn prepare(
             flags,
             body,
             xattr: placed,
+            crtime: old.map(|o| o.crtime),
         });
     }
+    let stable = match reference {
+        None => None,
+        Some(old) => {
+            let same = crate::fs::parallel::map(&compare, |&(i, id, o)| {
+                let NodeKind::File { source, size, .. } = &tree.node(id).kind else {
+                    return Ok(false);
+                };
+                unchanged(old, o, source, *size, &needs[i].ranges)
+                    .with_context(|| format!("comparing '{}' with the reference", path_of(id)))
+            })
+            .with_context(ctxmsg)?;
+            let mut unchanged_files = 0;
+            for (&(i, _, o), same) in compare.iter().zip(same) {
+                if same {
+                    places[i] = old_place(o, true);
+                    unchanged_files += 1;
+                }
+            }
+            tracing::info!(
+                "ext4({name}): reference: {} of {} inodes keep their numbers, {unchanged_files} unchanged files their blocks",
+                kept.iter().filter(|&&k| k).count(),
+                inodes.len()
+            );
+            Some(Stable {
+                blocks: old.blocks,
+                places,
+            })
+        }
+    };
     if let Some(n) = opts.inodes {
         if n < u64::from(last_ino) {
             bail!(
@@ -680,6 +897,7 @@ pub fn prepare(
         last_ino,
         time,
         min_blocks,
+        stable,
     })
 }
 
@@ -764,7 +982,32 @@ impl Content for Ext4Fs {
     fn write(&self, window: &mut Window<'_>) -> anyhow::Result<()> {
         let bs = u64::from(self.opts.block_size);
         let blocks = window.len() / bs;
-        let layout = layout::plan(&self.params, blocks, &self.needs).map_err(|short| {
+        let name = &self.opts.name;
+        let places = self.stable.as_ref().and_then(|s| {
+            let fresh = layout::geometry(&self.params, blocks).map_or(0, |g| g.blocks);
+            if fresh != s.blocks {
+                tracing::warn!(
+                    "ext4({name}): the reference has {} blocks, this filesystem {fresh}: laid out without it",
+                    s.blocks
+                );
+                return None;
+            }
+            Some(&s.places[..])
+        });
+        let stable = places.and_then(|p| {
+            layout::plan(&self.params, blocks, &self.needs, Some(p))
+                .inspect_err(|short| {
+                    tracing::warn!(
+                        "ext4({name}): with the reference's places the content lacks {short} blocks: laid out without it"
+                    )
+                })
+                .ok()
+        });
+        let layout = match stable {
+            Some(l) => Ok(l),
+            None => layout::plan(&self.params, blocks, &self.needs, None),
+        }
+        .map_err(|short| {
             anyhow!(
                 "ext4 '{}': {} is too small for its content: at least {} more needed; the smallest size that fits is {}",
                 self.opts.name,

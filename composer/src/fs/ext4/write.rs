@@ -37,8 +37,24 @@ pub(super) fn write(fs: &Ext4Fs, l: &Layout, w: &mut Window<'_>) -> anyhow::Resu
     let ipg = geo.inodes_per_group;
     let groups = geo.groups as usize;
     let feat = &fs.opts.features;
-    let last_ino = u64::from(fs.last_ino);
-    let used_in = |g: u64| last_ino.saturating_sub(g * ipg).min(ipg);
+    // Per group: inodes in use, and the slots up to the last one in use.
+    // The reserved inodes (1 to 10) count as used, as mke2fs marks them;
+    // with stable placement numbers can have gaps (removed files).
+    let mut used_count = vec![0u64; groups];
+    let mut used_until = vec![0u64; groups];
+    let mut inode_bitmaps = vec![vec![0u8; bs as usize]; groups];
+    let reserved = 0..u64::from(FIRST_INO - 1);
+    for idx in reserved.chain(fs.inodes.iter().map(|i| u64::from(i.ino - 1))) {
+        let (g, i) = ((idx / ipg) as usize, idx % ipg);
+        let byte = &mut inode_bitmaps[g][(i / 8) as usize];
+        if *byte & (1 << (i % 8)) == 0 {
+            // The root (2) is both reserved and in the list.
+            used_count[g] += 1;
+            *byte |= 1 << (i % 8);
+        }
+        used_until[g] = used_until[g].max(i + 1);
+    }
+    let used_in = |g: u64| used_until[g as usize];
 
     let mut pieces: Pieces<'_> = Vec::new();
     let mut tables: Vec<Vec<u8>> = (0..geo.groups)
@@ -70,6 +86,7 @@ pub(super) fn write(fs: &Ext4Fs, l: &Layout, w: &mut Window<'_>) -> anyhow::Resu
             flags: EXTENTS_FL,
             body: Body::Inline(i_block),
             xattr: Default::default(),
+            crtime: None,
         };
         let nblocks = l.journal_blocks + l.journal_tree.len() as u64;
         put_inode(
@@ -131,13 +148,13 @@ pub(super) fn write(fs: &Ext4Fs, l: &Layout, w: &mut Window<'_>) -> anyhow::Resu
         let gi = g as usize;
         let m = l.groups[gi];
         let bb = l.block_bitmap(g);
-        let mut ib = vec![0u8; bs as usize];
+        let mut ib = std::mem::take(&mut inode_bitmaps[gi]);
         let used = used_in(g);
-        for i in (0..used).chain(ipg..8 * bs) {
+        for i in ipg..8 * bs {
             ib[(i / 8) as usize] |= 1 << (i % 8);
         }
         let gfree = geo.group_blocks(g) - l.group_used(g);
-        let ifree = ipg - used;
+        let ifree = ipg - used_count[gi];
         free_blocks += gfree;
         free_inodes += ifree;
         let mut d = GroupDesc {
@@ -434,7 +451,9 @@ fn encode_inode(
     let (atime, atime_x) = encode_time(info.atime.sec, info.atime.nsec);
     let (mtime, mtime_x) = encode_time(info.mtime.sec, info.mtime.nsec);
     let (ctime, ctime_x) = encode_time(info.ctime.sec, info.ctime.nsec);
-    let (crtime, crtime_x) = encode_time(fs.time.sec, fs.time.nsec);
+    let (crtime, crtime_x) = info
+        .crtime
+        .unwrap_or_else(|| encode_time(fs.time.sec, fs.time.nsec));
     let xb = xattr_block.unwrap_or(0);
     let inode = Inode {
         i_mode: info.mode.into(),
