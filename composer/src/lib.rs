@@ -13,6 +13,7 @@ pub mod config;
 pub mod diag;
 pub mod flash;
 pub mod fs;
+pub mod import;
 pub mod ids;
 pub mod input;
 pub mod output;
