@@ -143,3 +143,192 @@ fn parse_errors_exit_2_with_file_line_column() {
     );
     assert!(result.stdout.is_empty());
 }
+
+/// One partition of a `tests/import/wic/<name>.expected` table.
+struct Expected {
+    start: Start,
+    size: Size,
+    type_: String,
+    bootable: bool,
+    attrs: Option<String>,
+    name: Option<String>,
+}
+
+enum Start {
+    At(u64),
+    /// The previous partition's end, rounded up to this many sectors.
+    After(u64),
+}
+
+enum Size {
+    Sectors(u64),
+    /// wic's `(content + 10MiB) × 1.3` (KiB, rounded down).
+    Rootfs,
+    /// wic's boot loader plugins: `content + 16MiB` (KiB).
+    Bootdd,
+}
+
+fn expected(path: &Path) -> (String, Vec<Expected>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut table = String::new();
+    let mut parts = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if let Some(t) = line.strip_prefix("table=") {
+            table = t.to_string();
+            continue;
+        }
+        let mut e = Expected {
+            start: Start::At(0),
+            size: Size::Sectors(0),
+            type_: String::new(),
+            bootable: false,
+            attrs: None,
+            name: None,
+        };
+        for field in line.split_whitespace().skip(1) {
+            match field.split_once('=') {
+                Some(("start", s)) => {
+                    e.start = match s.strip_prefix("after:") {
+                        Some(a) => Start::After(a.parse().unwrap()),
+                        None => Start::At(s.parse().unwrap()),
+                    }
+                }
+                Some(("size", "rootfs")) => e.size = Size::Rootfs,
+                Some(("size", "bootdd")) => e.size = Size::Bootdd,
+                Some(("size", s)) => e.size = Size::Sectors(s.parse().unwrap()),
+                Some(("type", t)) => e.type_ = t.to_string(),
+                Some(("attrs", a)) => e.attrs = Some(a.to_string()),
+                Some(("name", n)) => e.name = Some(n.to_string()),
+                None if field == "bootable" => e.bootable = true,
+                _ => panic!("{}: unknown field {field}", path.display()),
+            }
+        }
+        parts.push(e);
+    }
+    (table, parts)
+}
+
+#[test]
+fn imported_wks_files_give_the_tables_wic_makes() {
+    if !have_all(&["sfdisk"]) {
+        return;
+    }
+    let dir = repo_root().join("tests/import/wic");
+    let work = tempfile::tempdir().unwrap();
+    // The trees the translations name: a root filesystem, the boot
+    // loader's files, the boot files.
+    let rootfs = work.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/hostname"), "wic\n").unwrap();
+    std::fs::write(rootfs.join("etc/big"), vec![0xa5u8; 3 << 20]).unwrap();
+    let boot = work.path().join("boot");
+    std::fs::create_dir_all(boot.join("EFI/BOOT")).unwrap();
+    std::fs::write(boot.join("EFI/BOOT/bootx64.efi"), vec![0x5au8; 300_000]).unwrap();
+    std::fs::write(boot.join("vmlinuz"), vec![0x3cu8; 1 << 20]).unwrap();
+    let vars = [
+        format!("IMAGE_ROOTFS={}", rootfs.display()),
+        format!("BOOT_DIR={}", boot.display()),
+        format!("BOOT_FILES={}", boot.display()),
+    ];
+    let mut wks: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wks"))
+        .collect();
+    wks.sort();
+    assert_eq!(wks.len(), 5, "the canned files: {wks:?}");
+    let mut failures = Vec::new();
+    for file in &wks {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let yaml = work.path().join(format!("{stem}.yaml"));
+        import(file, &yaml);
+        let with_vars = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            for v in &vars {
+                all.extend(["--var", v]);
+            }
+            composer(&all)
+        };
+        let out = work.path().join(&stem);
+        let result = with_vars(&["build", yaml.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(
+            result.status.success(),
+            "{stem}: build failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        // The content sizes, as image-composer measures them: the same
+        // description with every headroom taken away, planned.
+        let bare = work.path().join(format!("{stem}-bare.yaml"));
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        let bare_text: String = text
+            .lines()
+            .map(|l| match l.find("size: auto") {
+                Some(at) => format!("{}size: auto\n", &l[..at]),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&bare, bare_text).unwrap();
+        let plan = with_vars(&["plan", "--json", bare.to_str().unwrap()]);
+        assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+        let content: Vec<u64> = plan["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["size"].as_u64().unwrap())
+            .collect();
+        let image = out.join(format!("{stem}.img"));
+        let (json, parts) = support::sfdisk(&image);
+        let (table, want) = expected(&dir.join(format!("{stem}.expected")));
+        let mut problems = Vec::new();
+        let label = json["partitiontable"]["label"].as_str().unwrap_or("");
+        if label != table {
+            problems.push(format!("table {label}, wic makes {table}"));
+        }
+        if parts.len() != want.len() {
+            problems.push(format!("{} partitions, wic makes {}", parts.len(), want.len()));
+        }
+        let mut previous_end: u64 = 0;
+        for (i, (got, want)) in parts.iter().zip(&want).enumerate() {
+            let n = i + 1;
+            let start = match want.start {
+                Start::At(s) => s,
+                Start::After(a) => previous_end.div_ceil(a) * a,
+            };
+            if got.start != start {
+                problems.push(format!("{n}: start {}, wic's rules give {start}", got.start));
+            }
+            let c_kib = content[i].div_ceil(1024);
+            let (size, tolerance) = match want.size {
+                Size::Sectors(s) => (s, 0),
+                // wic rounds down to KiB what image-composer rounds up
+                // to the sector (config.md, "Sizes translated from wic").
+                Size::Rootfs => ((c_kib + 10240) * 13 / 10 * 2, 4),
+                Size::Bootdd => ((c_kib + 16384) * 2, 4),
+            };
+            if got.size.abs_diff(size) > tolerance {
+                problems.push(format!("{n}: size {}, wic's rules give {size} (±{tolerance})", got.size));
+            }
+            if got.type_ != want.type_ {
+                problems.push(format!("{n}: type {}, wic makes {}", got.type_, want.type_));
+            }
+            let bootable = json["partitiontable"]["partitions"][i]["bootable"]
+                .as_bool()
+                .unwrap_or(false);
+            if bootable != want.bootable {
+                problems.push(format!("{n}: bootable {bootable}, wic: {}", want.bootable));
+            }
+            if got.attrs != want.attrs {
+                problems.push(format!("{n}: attrs {:?}, wic makes {:?}", got.attrs, want.attrs));
+            }
+            if want.name.is_some() && got.name != want.name {
+                problems.push(format!("{n}: name {:?}, wic makes {:?}", got.name, want.name));
+            }
+            previous_end = got.start + got.size;
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{stem}:\n  {}", problems.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
