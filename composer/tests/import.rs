@@ -32,7 +32,12 @@ use support::{composer, have_all, repo_root, run};
 const VFAT_DIRECTORY_ENTRY: &[&str] = &["pc-x86-64-efi", "qemu-aarch64-ebbr"];
 
 fn import(input: &Path, output: &Path) -> String {
-    let result = composer(&["import", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    let result = composer(&[
+        "import",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
     assert!(
         result.status.success(),
         "{}: import failed: {}",
@@ -64,7 +69,10 @@ fn imported_genimage_configs_give_the_tables_genimage_19_recorded() {
     run(Command::new(layouts.join("inputs.gen.sh")).arg(&inputs));
     let mut all = boards(&layouts);
     let buildroot = boards(&root.join("tests/import/genimage"));
-    assert!(buildroot.len() >= 5, "the Buildroot boards are missing: {buildroot:?}");
+    assert!(
+        buildroot.len() >= 5,
+        "the Buildroot boards are missing: {buildroot:?}"
+    );
     all.extend(buildroot);
     let mut failures = Vec::new();
     for board in &all {
@@ -83,7 +91,8 @@ fn imported_genimage_configs_give_the_tables_genimage_19_recorded() {
         let stderr = String::from_utf8_lossy(&result.stderr);
         if VFAT_DIRECTORY_ENTRY.contains(&name.as_str()) {
             assert!(
-                !result.status.success() && stderr.contains("fs.files./EFI: \"efi-part/EFI\" is a directory"),
+                !result.status.success()
+                    && stderr.contains("fs.files./EFI: \"efi-part/EFI\" is a directory"),
                 "{name}: expected the directory in files: to be refused: {stderr}"
             );
             continue;
@@ -122,10 +131,16 @@ fn untranslated_options_are_listed_with_their_lines() {
     let yaml = work.path().join("out.yaml");
     let stderr = import(&cfg, &yaml);
     let text = std::fs::read_to_string(&yaml).unwrap();
-    for (line, what) in [(4, "exec-pre = \"make-it.sh\""), (7, "imageoffset = \"4K\"")] {
+    for (line, what) in [
+        (4, "exec-pre = \"make-it.sh\""),
+        (7, "imageoffset = \"4K\""),
+    ] {
         let shown = format!("{}:{line}: not translated: {what}", cfg.display());
         assert!(stderr.contains(&shown), "{stderr}");
-        assert!(text.contains(&format!("# - genimage.cfg:{line}: {what}")), "{text}");
+        assert!(
+            text.contains(&format!("# - genimage.cfg:{line}: {what}")),
+            "{text}"
+        );
     }
 }
 
@@ -138,7 +153,10 @@ fn parse_errors_exit_2_with_file_line_column() {
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
-        stderr.contains(&format!("{}:1:24: --sise is not an option of this command", wks.display())),
+        stderr.contains(&format!(
+            "{}:1:24: --sise is not an option of this command",
+            wks.display()
+        )),
         "{stderr}"
     );
     assert!(result.stdout.is_empty());
@@ -172,7 +190,10 @@ fn expected(path: &Path) -> (String, Vec<Expected>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut table = String::new();
     let mut parts = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         if let Some(t) = line.strip_prefix("table=") {
             table = t.to_string();
             continue;
@@ -269,7 +290,11 @@ fn imported_wks_files_give_the_tables_wic_makes() {
             .collect();
         std::fs::write(&bare, bare_text).unwrap();
         let plan = with_vars(&["plan", "--json", bare.to_str().unwrap()]);
-        assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+        assert!(
+            plan.status.success(),
+            "{}",
+            String::from_utf8_lossy(&plan.stderr)
+        );
         let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
         let content: Vec<u64> = plan["partitions"]
             .as_array()
@@ -286,7 +311,11 @@ fn imported_wks_files_give_the_tables_wic_makes() {
             problems.push(format!("table {label}, wic makes {table}"));
         }
         if parts.len() != want.len() {
-            problems.push(format!("{} partitions, wic makes {}", parts.len(), want.len()));
+            problems.push(format!(
+                "{} partitions, wic makes {}",
+                parts.len(),
+                want.len()
+            ));
         }
         let mut previous_end: u64 = 0;
         for (i, (got, want)) in parts.iter().zip(&want).enumerate() {
@@ -296,7 +325,10 @@ fn imported_wks_files_give_the_tables_wic_makes() {
                 Start::After(a) => previous_end.div_ceil(a) * a,
             };
             if got.start != start {
-                problems.push(format!("{n}: start {}, wic's rules give {start}", got.start));
+                problems.push(format!(
+                    "{n}: start {}, wic's rules give {start}",
+                    got.start
+                ));
             }
             let c_kib = content[i].div_ceil(1024);
             let (size, tolerance) = match want.size {
@@ -307,7 +339,10 @@ fn imported_wks_files_give_the_tables_wic_makes() {
                 Size::Bootdd => ((c_kib + 16384) * 2, 4),
             };
             if got.size.abs_diff(size) > tolerance {
-                problems.push(format!("{n}: size {}, wic's rules give {size} (±{tolerance})", got.size));
+                problems.push(format!(
+                    "{n}: size {}, wic's rules give {size} (±{tolerance})",
+                    got.size
+                ));
             }
             if got.type_ != want.type_ {
                 problems.push(format!("{n}: type {}, wic makes {}", got.type_, want.type_));
@@ -319,10 +354,16 @@ fn imported_wks_files_give_the_tables_wic_makes() {
                 problems.push(format!("{n}: bootable {bootable}, wic: {}", want.bootable));
             }
             if got.attrs != want.attrs {
-                problems.push(format!("{n}: attrs {:?}, wic makes {:?}", got.attrs, want.attrs));
+                problems.push(format!(
+                    "{n}: attrs {:?}, wic makes {:?}",
+                    got.attrs, want.attrs
+                ));
             }
             if want.name.is_some() && got.name != want.name {
-                problems.push(format!("{n}: name {:?}, wic makes {:?}", got.name, want.name));
+                problems.push(format!(
+                    "{n}: name {:?}, wic makes {:?}",
+                    got.name, want.name
+                ));
             }
             previous_end = got.start + got.size;
         }

@@ -165,7 +165,11 @@ fn lex(file: &Path, text: &str) -> Result<(Vec<Token>, Vec<Comment>), Diagnostic
             let body = body.trim_start_matches('#').trim_start_matches("//");
             comments.push(Comment {
                 line: start_line,
-                text: body.strip_prefix(' ').unwrap_or(body).trim_end().to_string(),
+                text: body
+                    .strip_prefix(' ')
+                    .unwrap_or(body)
+                    .trim_end()
+                    .to_string(),
             });
         } else if c == '/' && next == Some('*') {
             let mut body = String::new();
@@ -512,12 +516,17 @@ fn parse(file: &Path, text: &str) -> Result<(Vec<Node>, Vec<String>), Diagnostic
 fn size(text: &str) -> Option<u64> {
     let t = text.trim();
     let digits_end = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        2 + hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len())
+        2 + hex
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(hex.len())
     } else {
         t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len())
     };
     let (number, suffix) = t.split_at(digits_end);
-    let value = if let Some(hex) = number.strip_prefix("0x").or_else(|| number.strip_prefix("0X")) {
+    let value = if let Some(hex) = number
+        .strip_prefix("0x")
+        .or_else(|| number.strip_prefix("0X"))
+    {
         u64::from_str_radix(hex, 16).ok()?
     } else if number.len() > 1 && number.starts_with('0') {
         u64::from_str_radix(&number[1..], 8).ok()?
@@ -546,7 +555,11 @@ fn boolean(text: &str) -> Option<bool> {
 
 /// A libconfuse integer (C syntax: decimal, 0x hex, 0 octal).
 fn integer(text: &str) -> Option<u64> {
-    size(text).filter(|_| text.trim().chars().all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X'))
+    size(text).filter(|_| {
+        text.trim()
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X')
+    })
 }
 
 /// Collects the problems of one translation.
@@ -558,15 +571,13 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn bad(&mut self, node: &Node, v: &Scalar, what: &str, help: &str) {
-        self.problems.push(
-            parse_error(
-                self.file,
-                v.line,
-                v.column,
-                format!("{}: \"{}\" is not {what}", node.name, v.text),
-                help,
-            ),
-        );
+        self.problems.push(parse_error(
+            self.file,
+            v.line,
+            v.column,
+            format!("{}: \"{}\" is not {what}", node.name, v.text),
+            help,
+        ));
     }
 
     fn size_of(&mut self, node: &Node) -> Option<u64> {
@@ -583,7 +594,12 @@ impl Ctx<'_> {
                     ),
                 );
             } else {
-                self.bad(node, &v, "a size", "write a number with K, M, G or s (sectors), e.g. 32M");
+                self.bad(
+                    node,
+                    &v,
+                    "a size",
+                    "write a number with K, M, G or s (sectors), e.g. 32M",
+                );
             }
         }
         s
@@ -659,13 +675,19 @@ pub fn translate(file: &Path, text: &str) -> Result<Doc, super::Error> {
         )])));
     };
     for other in disks.iter().skip(1) {
-        cx.note_unsupported(other, "a second disk image: import translates the first only");
+        cx.note_unsupported(
+            other,
+            "a second disk image: import translates the first only",
+        );
     }
     let mut used = Vec::new();
     translate_disk(&mut cx, disk, &images, &mut used);
     for (name, image) in &images {
         if image.child("hdimage").is_none() && !used.contains(name) {
-            cx.note_unsupported(image, "not used by a partition of the disk image, not translated");
+            cx.note_unsupported(
+                image,
+                "not used by a partition of the disk image, not translated",
+            );
         }
     }
     if cx.problems.is_empty() {
@@ -675,12 +697,23 @@ pub fn translate(file: &Path, text: &str) -> Result<Doc, super::Error> {
     }
 }
 
-fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, used: &mut Vec<String>) {
+fn translate_disk(
+    cx: &mut Ctx,
+    disk: &Node,
+    images: &BTreeMap<String, &Node>,
+    used: &mut Vec<String>,
+) {
     let title = disk.title().unwrap_or("disk.img");
     let stem = title.strip_suffix(".img").unwrap_or(title);
     let name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     cx.doc.head.extend(disk.above.iter().cloned());
     cx.doc.image.push(Entry::text("name", name));
@@ -699,7 +732,12 @@ fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, u
                 Some("none") => table = "none",
                 _ => {
                     if let Some(v) = o.value().cloned() {
-                        cx.bad(o, &v, "a partition table type", "write mbr, gpt, hybrid or none");
+                        cx.bad(
+                            o,
+                            &v,
+                            "a partition table type",
+                            "write mbr, gpt, hybrid or none",
+                        );
                     }
                 }
             },
@@ -740,7 +778,11 @@ fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, u
             },
             "disk-uuid" => {
                 if let Some(v) = o.value() {
-                    image_entries.push(entry(o, "disk-uuid", Value::Plain(v.text.to_ascii_lowercase())));
+                    image_entries.push(entry(
+                        o,
+                        "disk-uuid",
+                        Value::Plain(v.text.to_ascii_lowercase()),
+                    ));
                 }
             }
             "gpt-location" => {
@@ -757,10 +799,17 @@ fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, u
                 if let Some(v) = o.value().cloned() {
                     match integer(&v.text) {
                         Some(0) => {}
-                        Some(n @ 1..=4) => {
-                            image_entries.push(entry(o, "extended-partition", Value::Plain(n.to_string())))
-                        }
-                        _ => cx.bad(o, &v, "an MBR entry 0-4", "write 1 to 4, or 0 for automatic"),
+                        Some(n @ 1..=4) => image_entries.push(entry(
+                            o,
+                            "extended-partition",
+                            Value::Plain(n.to_string()),
+                        )),
+                        _ => cx.bad(
+                            o,
+                            &v,
+                            "an MBR entry 0-4",
+                            "write 1 to 4, or 0 for automatic",
+                        ),
                     }
                 }
             }
@@ -772,7 +821,9 @@ fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, u
     cx.doc.image.push(Entry::plain("table", table));
     if let Some(s) = disk.child("size") {
         if let Some(b) = cx.size_of(s) {
-            cx.doc.image.push(entry(s, "size", Value::Plain(size_text(b))));
+            cx.doc
+                .image
+                .push(entry(s, "size", Value::Plain(size_text(b))));
         }
     }
     if align.is_none() {
@@ -787,9 +838,10 @@ fn translate_disk(cx: &mut Ctx, disk: &Node, images: &BTreeMap<String, &Node>, u
             "hdimage" | "size" => {}
             "partition" => translate_partition(cx, o, table, align, images, used),
             "name" | "mountpoint" | "srcpath" | "empty" | "temporary" => {}
-            "exec-pre" | "exec-post" => {
-                cx.note_unsupported(o, "genimage runs this command around the build; run it yourself")
-            }
+            "exec-pre" | "exec-post" => cx.note_unsupported(
+                o,
+                "genimage runs this command around the build; run it yourself",
+            ),
             _ => cx.note_unsupported(o, "not translated"),
         }
     }
@@ -861,23 +913,39 @@ fn translate_partition(
             }
             "hidden" => {
                 if cx.bool_of(o) == Some(true) {
-                    entries.push(entry(o, "gpt-attributes", Value::List(vec!["hidden".into()])));
+                    entries.push(entry(
+                        o,
+                        "gpt-attributes",
+                        Value::List(vec!["hidden".into()]),
+                    ));
                 }
             }
             "holes" => {
                 let mut holes = Vec::new();
                 for v in o.values() {
                     let inner = v.text.trim().trim_start_matches('(').trim_end_matches(')');
-                    match inner.split_once(';').and_then(|(a, b)| Some((size(a)?, size(b)?))) {
+                    match inner
+                        .split_once(';')
+                        .and_then(|(a, b)| Some((size(a)?, size(b)?)))
+                    {
                         Some((start, end)) if end > start => holes.push(format!(
                             "{{ offset: {}, size: {} }}",
                             size_text(start),
                             size_text(end - start)
                         )),
-                        _ => cx.bad(o, v, "a hole", "write \"(START; END)\", e.g. \"(440; 512)\""),
+                        _ => cx.bad(
+                            o,
+                            v,
+                            "a hole",
+                            "write \"(START; END)\", e.g. \"(440; 512)\"",
+                        ),
                     }
                 }
-                entries.push(entry(o, "holes", Value::Plain(format!("[{}]", holes.join(", ")))));
+                entries.push(entry(
+                    o,
+                    "holes",
+                    Value::Plain(format!("[{}]", holes.join(", "))),
+                ));
             }
             "image" => {
                 if let Some(v) = o.value() {
@@ -923,7 +991,9 @@ fn translate_partition(
             entries.insert(1, entry(o, "type", Value::Text(g)));
             entries.insert(2, Entry::plain("mbr-type", format!("{b:#04x}")));
         }
-        (_, None, Some((o, b))) => entries.insert(1, entry(o, "type", Value::Plain(format!("{b:#04x}")))),
+        (_, None, Some((o, b))) => {
+            entries.insert(1, entry(o, "type", Value::Plain(format!("{b:#04x}"))))
+        }
         (_, None, None) => {}
     }
     if !has_size {
@@ -965,9 +1035,19 @@ fn image_content<'n>(
     used.push(name.to_string());
     let mut fs: Vec<Entry> = Vec::new();
     let mut kind = None;
-    let mountpoint = image.child("mountpoint").and_then(|m| m.value()).map(|v| v.text.clone());
-    let srcpath = image.child("srcpath").and_then(|m| m.value()).map(|v| v.text.clone());
-    let empty = image.child("empty").and_then(|e| e.value()).and_then(|v| boolean(&v.text)) == Some(true);
+    let mountpoint = image
+        .child("mountpoint")
+        .and_then(|m| m.value())
+        .map(|v| v.text.clone());
+    let srcpath = image
+        .child("srcpath")
+        .and_then(|m| m.value())
+        .map(|v| v.text.clone());
+    let empty = image
+        .child("empty")
+        .and_then(|e| e.value())
+        .and_then(|v| boolean(&v.text))
+        == Some(true);
     let tree = || -> Option<String> {
         if empty {
             None
@@ -978,7 +1058,11 @@ fn image_content<'n>(
             let m = m.trim_end_matches('/');
             Some(format!(
                 "${{TARGET_DIR}}{}{}",
-                if m.is_empty() || m.starts_with('/') { "" } else { "/" },
+                if m.is_empty() || m.starts_with('/') {
+                    ""
+                } else {
+                    "/"
+                },
                 m
             ))
         }
@@ -1041,7 +1125,10 @@ fn image_content<'n>(
                 kind = Some("ext4");
                 fs.push(Entry::plain("type", "ext4"));
                 if t != "ext4" {
-                    cx.note_unsupported(o, "written as ext4 (image-composer writes ext4 only): set features: to match");
+                    cx.note_unsupported(
+                        o,
+                        "written as ext4 (image-composer writes ext4 only): set features: to match",
+                    );
                 }
                 for v in o.children() {
                     match v.name.as_str() {
@@ -1052,7 +1139,12 @@ fn image_content<'n>(
                         }
                         "features" => {
                             if let Some(l) = v.value() {
-                                let list = l.text.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect();
+                                let list = l
+                                    .text
+                                    .split([',', ' '])
+                                    .filter(|s| !s.is_empty())
+                                    .map(String::from)
+                                    .collect();
                                 fs.push(entry(v, "features", Value::List(list)));
                             }
                         }
@@ -1109,7 +1201,10 @@ fn image_content<'n>(
         }
     }
     if kind.is_none() {
-        cx.note_unsupported(image, "no filesystem section; the image is taken as an input file");
+        cx.note_unsupported(
+            image,
+            "no filesystem section; the image is taken as an input file",
+        );
         return vec![entry(at, "image", Value::Text(name.to_string()))];
     }
     let mut e = Entry::new("fs", Value::Map(fs));
@@ -1173,19 +1268,33 @@ image sdcard.img {
 "#);
         assert_eq!(
             out,
-            "# Imported from the genimage configuration genimage.cfg by image-composer import.\n\
-#\n\
-# Not translated (finish these by hand, see docs/import.md):\n\
-# - genimage.cfg:24: exec-pre = \"true\": not translated\n\
-#\n\
-# RPi\n\
-image:\n  name: sdcard\n  table: mbr\n  align: 512  # genimage's default alignment\n\
-partitions:\n\
-  # the boot partition\n\
-  - name: boot\n    type: 0x0c\n    bootable: true\n    size: 32MiB  # the firmware reads it\n\
-\x20   # genimage's image boot.vfat\n    fs:\n      type: vfat\n      files:\n\
-\x20       /bcm2711-rpi-4-b.dtb: bcm2711-rpi-4-b.dtb\n        /config.txt: rpi-firmware/config.txt\n        /Image: Image\n\
-  - name: rootfs\n    type: 0x83\n    image: rootfs.ext4\n"
+            r#"# Imported from the genimage configuration genimage.cfg by image-composer import.
+#
+# Not translated (finish these by hand, see docs/import.md):
+# - genimage.cfg:23: exec-pre = "true": not translated
+#
+# RPi
+image:
+  name: sdcard
+  table: mbr
+  align: 512  # genimage's default alignment
+partitions:
+  # the boot partition
+  - name: boot
+    type: 0x0c
+    bootable: true
+    size: 32MiB  # the firmware reads it
+    # genimage's image boot.vfat
+    fs:
+      type: vfat
+      files:
+        /bcm2711-rpi-4-b.dtb: bcm2711-rpi-4-b.dtb
+        /config.txt: rpi-firmware/config.txt
+        /Image: Image
+  - name: rootfs
+    type: 0x83
+    image: rootfs.ext4
+"#
         );
     }
 
@@ -1197,24 +1306,43 @@ partitions:\n\
              help: genimage's syntax is `image NAME { hdimage { ... } partition NAME { key = value } }`\n\
              error: 1 problem in genimage.cfg; nothing was written"
         );
-        assert!(doc("image a.img {\n  hdimage {\n").contains("genimage.cfg:2:11: expected '}', found the end of the file"));
-        assert!(doc("image a.img { size = \"1\n").contains("genimage.cfg:1:22: a string opened with \" is not closed"));
+        assert!(doc("image a.img {\n  hdimage {\n")
+            .contains("genimage.cfg:2:11: expected '}', found the end of the file"));
+        assert!(doc("image a.img { size = \"1\n")
+            .contains("genimage.cfg:1:22: a string opened with \" is not closed"));
     }
 
     #[test]
     fn bad_values_are_all_reported() {
         let out = doc("image a.img {\n hdimage { partition-table-type = \"xyz\" }\n partition p { size = 12Q bootable = maybe }\n}\n");
-        assert!(out.contains("genimage.cfg:2:36: partition-table-type: \"xyz\" is not a partition table type"), "{out}");
-        assert!(out.contains("genimage.cfg:3:23: size: \"12Q\" is not a size"), "{out}");
-        assert!(out.contains("genimage.cfg:3:38: bootable: \"maybe\" is not a boolean"), "{out}");
+        assert!(
+            out.contains(
+                "genimage.cfg:2:35: partition-table-type: \"xyz\" is not a partition table type"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("genimage.cfg:3:23: size: \"12Q\" is not a size"),
+            "{out}"
+        );
+        assert!(
+            out.contains("genimage.cfg:3:38: bootable: \"maybe\" is not a boolean"),
+            "{out}"
+        );
         assert!(out.contains("3 problems"), "{out}");
     }
 
     #[test]
     fn hybrid_partitions_keep_both_types() {
         let out = doc("image a.img {\n hdimage { partition-table-type = \"hybrid\" align = 1M }\n partition boot { partition-type = 0xC partition-type-uuid = F image = \"b\" size = 8M }\n partition root { image = \"r\" size = 8M }\n}\n");
-        assert!(out.contains("  - name: boot\n    type: F\n    mbr-type: 0x0c\n    hybrid: true\n"), "{out}");
-        assert!(out.contains("  - name: root\n    size: 8MiB\n    image: r\n"), "{out}");
+        assert!(
+            out.contains("  - name: boot\n    type: F\n    mbr-type: 0x0c\n    hybrid: true\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  - name: root\n    size: 8MiB\n    image: r\n"),
+            "{out}"
+        );
         assert!(out.contains("  align: 1MiB\n"), "{out}");
     }
 }

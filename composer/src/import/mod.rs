@@ -138,9 +138,15 @@ impl Doc {
             Format::Genimage => "genimage configuration",
             Format::Wks => "wic kickstart file",
         };
-        let _ = writeln!(out, "# Imported from the {tool} {source} by image-composer import.");
+        let _ = writeln!(
+            out,
+            "# Imported from the {tool} {source} by image-composer import."
+        );
         if !self.notes.is_empty() {
-            let _ = writeln!(out, "#\n# Not translated (finish these by hand, see docs/import.md):");
+            let _ = writeln!(
+                out,
+                "#\n# Not translated (finish these by hand, see docs/import.md):"
+            );
             for n in self.sorted_notes() {
                 for (i, line) in wrap(&n.text, 68).iter().enumerate() {
                     if i == 0 {
@@ -272,12 +278,11 @@ pub fn quote(text: &str) -> String {
 }
 
 fn quote_key(key: &str) -> String {
-    if key.starts_with('/') && !key.contains(['$', ':', '#', ' ', '"', '\'']) {
-        key.to_string()
-    } else if key
+    let destination = key.starts_with('/') && !key.contains(['$', ':', '#', ' ', '"', '\'']);
+    let word = key
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if destination || word {
         key.to_string()
     } else {
         quote(key)
@@ -379,7 +384,12 @@ pub fn run(request: &Request) -> Result<(), Error> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| input.display().to_string());
     for n in doc.sorted_notes() {
-        eprintln!("warning: {}:{}: not translated: {}", input.display(), n.line, n.text);
+        eprintln!(
+            "warning: {}:{}: not translated: {}",
+            input.display(),
+            n.line,
+            n.text
+        );
     }
     let yaml = doc.render(&source, format);
     match &request.output {
@@ -396,8 +406,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    std::fs::write(&partial, bytes)
-        .with_context(|| format!("writing '{}'", partial.display()))?;
+    std::fs::write(&partial, bytes).with_context(|| format!("writing '{}'", partial.display()))?;
     std::fs::rename(&partial, path)
         .with_context(|| format!("renaming '{}' to '{}'", partial.display(), path.display()))
 }
@@ -448,10 +457,7 @@ mod tests {
             "fs",
             Value::Map(vec![
                 Entry::plain("type", "vfat"),
-                Entry::new(
-                    "files",
-                    Value::Map(vec![Entry::text("/Image", "Image")]),
-                ),
+                Entry::new("files", Value::Map(vec![Entry::text("/Image", "Image")])),
             ]),
         );
         fs.above.push("the boot files".into());

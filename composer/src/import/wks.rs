@@ -59,13 +59,31 @@ fn split(line: &str) -> Result<Vec<Word>, (u32, String)> {
                 if let Some(&(_, n)) = chars.peek() {
                     if matches!(n, '"' | '\\' | '$' | '`') {
                         chars.next();
-                        current.get_or_insert(Word { text: String::new(), column }).text.push(n);
+                        current
+                            .get_or_insert(Word {
+                                text: String::new(),
+                                column,
+                            })
+                            .text
+                            .push(n);
                         continue;
                     }
                 }
-                current.get_or_insert(Word { text: String::new(), column }).text.push(c);
+                current
+                    .get_or_insert(Word {
+                        text: String::new(),
+                        column,
+                    })
+                    .text
+                    .push(c);
             }
-            Some(_) => current.get_or_insert(Word { text: String::new(), column }).text.push(c),
+            Some(_) => current
+                .get_or_insert(Word {
+                    text: String::new(),
+                    column,
+                })
+                .text
+                .push(c),
             None if c.is_whitespace() => {
                 if let Some(w) = current.take() {
                     words.push(w);
@@ -73,15 +91,27 @@ fn split(line: &str) -> Result<Vec<Word>, (u32, String)> {
             }
             None if c == '"' || c == '\'' => {
                 quote = Some((c, column));
-                current.get_or_insert(Word { text: String::new(), column });
+                current.get_or_insert(Word {
+                    text: String::new(),
+                    column,
+                });
             }
             None if c == '\\' => {
-                let w = current.get_or_insert(Word { text: String::new(), column });
+                let w = current.get_or_insert(Word {
+                    text: String::new(),
+                    column,
+                });
                 if let Some((_, n)) = chars.next() {
                     w.text.push(n);
                 }
             }
-            None => current.get_or_insert(Word { text: String::new(), column }).text.push(c),
+            None => current
+                .get_or_insert(Word {
+                    text: String::new(),
+                    column,
+                })
+                .text
+                .push(c),
         }
     }
     if let Some((q, column)) = quote {
@@ -115,12 +145,15 @@ fn size(text: &str, default: char, bytes: bool) -> Option<u64> {
     }
 }
 
+/// A command's options: name, value (`None` for a flag), column.
+type Opts = Vec<(String, Option<Word>, u32)>;
+
 /// The options of one `part` line.
 #[derive(Clone, Debug, Default)]
 struct Part {
     line: u32,
     mountpoint: Option<String>,
-    opts: Vec<(String, Option<Word>, u32)>,
+    opts: Opts,
     comments: Vec<String>,
     /// Set when the line came from an included file: `FILE:LINE`.
     origin: Option<String>,
@@ -178,7 +211,14 @@ const PART_FLAGS: &[&str] = &[
     "no-fstab-update",
     "mbr",
 ];
-const BOOTLOADER_VALUES: &[&str] = &["append", "configfile", "ptable", "diskid", "timeout", "source"];
+const BOOTLOADER_VALUES: &[&str] = &[
+    "append",
+    "configfile",
+    "ptable",
+    "diskid",
+    "timeout",
+    "source",
+];
 
 fn canonical(name: &str) -> &str {
     match name {
@@ -190,14 +230,13 @@ fn canonical(name: &str) -> &str {
 
 /// Reads one command's options; `Err` for an unknown option or a missing
 /// value.
-#[allow(clippy::type_complexity)]
 fn options(
     file: &Path,
     line: u32,
     words: &[Word],
     values: &[&str],
     flags: &[&str],
-) -> Result<(Vec<Word>, Vec<(String, Option<Word>, u32)>), Diagnostic> {
+) -> Result<(Vec<Word>, Opts), Diagnostic> {
     let mut positional = Vec::new();
     let mut opts = Vec::new();
     let mut i = 0;
@@ -241,7 +280,14 @@ fn options(
                     all.push_str(&more.text);
                     i += 1;
                 }
-                opts.push((name.to_string(), Some(Word { text: all, column: value.column }), w.column));
+                opts.push((
+                    name.to_string(),
+                    Some(Word {
+                        text: all,
+                        column: value.column,
+                    }),
+                    w.column,
+                ));
             } else {
                 opts.push((name.to_string(), Some(value), w.column));
             }
@@ -263,7 +309,7 @@ fn options(
 #[derive(Default)]
 struct Input {
     parts: Vec<Part>,
-    bootloader: Option<(u32, Vec<(String, Option<Word>, u32)>)>,
+    bootloader: Option<(u32, Opts)>,
     head: Vec<String>,
     notes: Vec<(u32, String)>,
 }
@@ -298,7 +344,13 @@ fn read(
         let words = match split(trimmed) {
             Ok(w) => w,
             Err((column, message)) => {
-                problems.push(parse_error(file, line, column + indent, message, "close the quote"));
+                problems.push(parse_error(
+                    file,
+                    line,
+                    column + indent,
+                    message,
+                    "close the quote",
+                ));
                 continue;
             }
         };
@@ -323,7 +375,10 @@ fn read(
                                 file,
                                 line,
                                 positional[1].column,
-                                format!("'{}' is not an option (the mount point is '{}')", positional[1].text, positional[0].text),
+                                format!(
+                                    "'{}' is not an option (the mount point is '{}')",
+                                    positional[1].text, positional[0].text
+                                ),
                                 "write options as --name value",
                             ));
                         }
@@ -343,7 +398,13 @@ fn read(
                 match options(file, line, rest, BOOTLOADER_VALUES, &[]) {
                     Ok((_, opts)) => {
                         if input.bootloader.is_some() {
-                            problems.push(parse_error(file, line, command.column, "a second bootloader line".into(), "wic takes one; merge them"));
+                            problems.push(parse_error(
+                                file,
+                                line,
+                                command.column,
+                                "a second bootloader line".into(),
+                                "wic takes one; merge them",
+                            ));
                         }
                         input.bootloader = Some((reported, opts));
                         comments.clear();
@@ -353,7 +414,13 @@ fn read(
             }
             "include" => {
                 let Some(target) = rest.first() else {
-                    problems.push(parse_error(file, line, command.column, "include needs a file".into(), "write include FILE.wks.inc"));
+                    problems.push(parse_error(
+                        file,
+                        line,
+                        command.column,
+                        "include needs a file".into(),
+                        "write include FILE.wks.inc",
+                    ));
                     continue;
                 };
                 let path = file.parent().unwrap_or(Path::new(".")).join(&target.text);
@@ -409,9 +476,18 @@ pub fn translate(file: &Path, text: &str) -> Result<Doc, super::Error> {
     let stem = stem.split('.').next().unwrap_or("disk");
     let name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    doc.image.push(Entry::text("name", if name.is_empty() { "disk".into() } else { name }));
+    doc.image.push(Entry::text(
+        "name",
+        if name.is_empty() { "disk".into() } else { name },
+    ));
     let mut table = "mbr";
     if let Some((line, opts)) = &input.bootloader {
         for (name, value, column) in opts {
@@ -443,7 +519,15 @@ pub fn translate(file: &Path, text: &str) -> Result<Doc, super::Error> {
     doc.image.insert(2, align);
     let mut names: Vec<String> = Vec::new();
     for (index, part) in input.parts.iter().enumerate() {
-        translate_part(file, &mut doc, part, index, table, &mut names, &mut problems);
+        translate_part(
+            file,
+            &mut doc,
+            part,
+            index,
+            table,
+            &mut names,
+            &mut problems,
+        );
     }
     if input.parts.iter().filter(|p| !p.flag("no-table")).count() > 4 && table == "mbr" {
         doc.note(
@@ -513,7 +597,13 @@ fn translate_part(
                 let m: String = m
                     .trim_matches('/')
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
                     .collect();
                 (!m.is_empty()).then_some(m)
             }
@@ -527,7 +617,11 @@ fn translate_part(
         n += 1;
     }
     names.push(name.clone());
-    if table != "mbr" && part.get("part-name").is_none() && label.is_none() && !part.flag("no-table") {
+    if table != "mbr"
+        && part.get("part-name").is_none()
+        && label.is_none()
+        && !part.flag("no-table")
+    {
         note(doc, format!("wic leaves this partition's GPT name 'primary' (parted's); image-composer names it '{name}'"));
     }
     let mut e = vec![Entry::text("name", name.clone())];
@@ -535,7 +629,12 @@ fn translate_part(
     // Type.
     if !no_table {
         let ty = match (table, part.get("part-type"), part.get("system-id")) {
-            ("mbr", _, Some(id)) => Some(Value::Plain(format!("{:#04x}", parse_int(id).or_else(|| u64::from_str_radix(id, 16).ok()).unwrap_or(0)))),
+            ("mbr", _, Some(id)) => Some(Value::Plain(format!(
+                "{:#04x}",
+                parse_int(id)
+                    .or_else(|| u64::from_str_radix(id, 16).ok())
+                    .unwrap_or(0)
+            ))),
             (_, Some(guid), _) if table != "mbr" => Some(Value::Plain(guid.to_ascii_lowercase())),
             _ => match fstype {
                 "swap" => Some(Value::Plain("swap".into())),
@@ -550,7 +649,13 @@ fn translate_part(
         }
         if table != "mbr" {
             if let Some(id) = part.get("system-id") {
-                e.push(Entry::plain("mbr-type", format!("{:#04x}", u64::from_str_radix(id.trim_start_matches("0x"), 16).unwrap_or(0))));
+                e.push(Entry::plain(
+                    "mbr-type",
+                    format!(
+                        "{:#04x}",
+                        u64::from_str_radix(id.trim_start_matches("0x"), 16).unwrap_or(0)
+                    ),
+                ));
             }
         }
         if table == "hybrid" && part.flag("mbr") {
@@ -562,7 +667,11 @@ fn translate_part(
     if let Some(o) = part.get("offset") {
         match size(o, 'K', true) {
             Some(b) => e.push(Entry::plain("offset", size_text(b))),
-            None => bad("offset", "a size", "write e.g. --offset 1024 (KiB) or --offset 64s"),
+            None => bad(
+                "offset",
+                "a size",
+                "write e.g. --offset 1024 (KiB) or --offset 64s",
+            ),
         }
     } else if no_table {
         note(doc, "--no-table without --offset: wic places it after the previous partition; image-composer needs the offset: write offset:".into());
@@ -601,9 +710,13 @@ fn translate_part(
     let factor = match part.get("overhead-factor") {
         None => None,
         Some(f) => match f.parse::<f64>() {
-            Ok(v) if v >= 1.0 && v < 100.0 => Some(v),
+            Ok(v) if (1.0..100.0).contains(&v) => Some(v),
             _ => {
-                bad("overhead-factor", "a factor of at least 1", "write e.g. --overhead-factor 1.3");
+                bad(
+                    "overhead-factor",
+                    "a factor of at least 1",
+                    "write e.g. --overhead-factor 1.3",
+                );
                 None
             }
         },
@@ -611,7 +724,10 @@ fn translate_part(
     let percent = factor.map_or(DEFAULT_FACTOR_PERCENT, |f| (f * 100.0).round() as u64);
     if let Some(f) = factor {
         if (f * 100.0 - percent as f64).abs() > 1e-6 {
-            note(doc, format!("--overhead-factor {f} is rounded to {percent}%"));
+            note(
+                doc,
+                format!("--overhead-factor {f} is rounded to {percent}%"),
+            );
         }
     }
     let extra = extra.unwrap_or(DEFAULT_EXTRA_KIB);
@@ -635,7 +751,7 @@ fn translate_part(
                     let k = min.max(extra) * percent / 100 + extra_part;
                     note(doc, format!(
                         "--size {min}K is a minimum: wic makes the partition (content + max(extra, size - content)) x factor, which is {} while the content stays under {}; written as that size (raise it when the content grows)",
-                        size_text(k * 1024), size_text(min.saturating_sub(extra).max(0) * 1024)
+                        size_text(k * 1024), size_text(min.saturating_sub(extra) * 1024)
                     ));
                     Some(size_text(k * 1024))
                 } else {
@@ -655,7 +771,10 @@ fn translate_part(
                     note(doc, format!("--size {min}K is a minimum: wic's boot loader plugin makes content + max(16MiB, size - content); written as {}", size_text(min * 1024)));
                     Some(size_text((min + extra_part) * 1024))
                 } else {
-                    Some(format!("auto +{}", size_text((BOOTDD_EXTRA_KIB + extra_part) * 1024)))
+                    Some(format!(
+                        "auto +{}",
+                        size_text((BOOTDD_EXTRA_KIB + extra_part) * 1024)
+                    ))
                 }
             }
             "rawcopy" => (min > 0).then(|| size_text((min + extra_part) * 1024)),
@@ -664,7 +783,11 @@ fn translate_part(
                     Some(size_text((min + extra_part) * 1024))
                 } else {
                     if !no_table {
-                        bad("size", "given", "wic needs --size or --fixed-size for a partition without --source");
+                        bad(
+                            "size",
+                            "given",
+                            "wic needs --size or --fixed-size for a partition without --source",
+                        );
                     }
                     None
                 }
@@ -685,7 +808,10 @@ fn translate_part(
         }
         "vfat" | "msdos" => {
             if fstype == "msdos" {
-                note(doc, "--fstype=msdos: wic makes FAT16; written as vfat (set fat: 16)".into());
+                note(
+                    doc,
+                    "--fstype=msdos: wic makes FAT16; written as vfat (set fat: 16)".into(),
+                );
             }
             Some("vfat")
         }
@@ -762,7 +888,11 @@ fn translate_part(
                         "ext4" | "swap" => fs.push(Entry::plain("uuid", u.to_ascii_lowercase())),
                         "vfat" => match parse_int(u).or_else(|| u64::from_str_radix(u, 16).ok()) {
                             Some(id) => fs.push(Entry::plain("volume-id", format!("{id:#010x}"))),
-                            None => bad("fsuuid", "a 32-bit number", "write e.g. --fsuuid 0x1234abcd"),
+                            None => bad(
+                                "fsuuid",
+                                "a 32-bit number",
+                                "write e.g. --fsuuid 0x1234abcd",
+                            ),
                         },
                         _ => {}
                     }
@@ -801,7 +931,11 @@ fn translate_part(
         }
     }
     if table == "mbr" && part.get("part-name").is_some() {
-        note(doc, "--part-name on an MBR disk: wic refuses it; the name is kept as the partition's name".into());
+        note(
+            doc,
+            "--part-name on an MBR disk: wic refuses it; the name is kept as the partition's name"
+                .into(),
+        );
     }
     doc.partitions.push(e);
     doc.partition_comments.push(part.comments.clone());
@@ -827,7 +961,10 @@ mod tests {
             .map(|w| w.text)
             .collect();
         assert_eq!(w, ["part", "/", "--append=a b", "--x=c d", "e f"]);
-        assert_eq!(split("a \"b").unwrap_err(), (3, "the quote \" is not closed".to_string()));
+        assert_eq!(
+            split("a \"b").unwrap_err(),
+            (3, "the quote \" is not closed".to_string())
+        );
     }
 
     #[test]
@@ -849,12 +986,20 @@ part /boot --source bootimg-efi --sourceparams=\"loader=grub-efi\" --ondisk sda 
 part / --source rootfs --ondisk sda --fstype=ext4 --label platform --align 1024 --use-uuid\n\
 part swap --ondisk sda --size 44 --label swap1 --fstype=swap\n\
 bootloader --ptable gpt --timeout=5 --append=\"console=ttyS0\"\n");
-        assert!(out.contains("# short-description: EFI disk\nimage:\n  name: board\n  table: gpt\n  align: 512"), "{out}");
+        assert!(
+            out.contains(
+                "# short-description: EFI disk\nimage:\n  name: board\n  table: gpt\n  align: 512"
+            ),
+            "{out}"
+        );
         assert!(out.contains("  # the ESP\n  - name: msdos\n    type: fat32\n    align: 1MiB\n    bootable: true\n    size: auto +16MiB\n    fs:\n      type: vfat\n      label: msdos\n      from: \"${BOOT_DIR}\"\n"), "{out}");
         assert!(out.contains("  - name: platform\n    align: 1MiB\n    size: auto +30% +13MiB\n    fs:\n      type: ext4\n      label: platform\n      from: \"${IMAGE_ROOTFS}\"\n"), "{out}");
         assert!(out.contains("  - name: swap1\n    type: swap\n    size: 44MiB\n    fs:\n      type: swap\n      label: swap1\n"), "{out}");
-        assert!(out.contains("# - board.wks:4: --source bootimg-efi --sourceparams=\"loader=grub-efi\": wic's plugin installs"), "{out}");
-        assert!(out.contains("# - board.wks:7: bootloader --timeout 5:"), "{out}");
+        assert!(out.contains("# - board.wks:4: --source bootimg-efi --sourceparams=\"loader=grub-efi\": wic's plugin\n#     installs the boot loader"), "{out}");
+        assert!(
+            out.contains("# - board.wks:7: bootloader --timeout 5:"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -870,9 +1015,17 @@ bootloader --ptable gpt --timeout=5 --append=\"console=ttyS0\"\n");
     #[test]
     fn parse_errors_name_line_column() {
         let out = doc("part / --source rootfs\npart /data --fstpye=ext4 --size 1\nbootloader --ptable \"gpt\n");
-        assert!(out.contains("board.wks:2:12: --fstpye is not an option of this command"), "{out}");
-        assert!(out.contains("board.wks:3:21: the quote \" is not closed"), "{out}");
+        assert!(
+            out.contains("board.wks:2:12: --fstpye is not an option of this command"),
+            "{out}"
+        );
+        assert!(
+            out.contains("board.wks:3:21: the quote \" is not closed"),
+            "{out}"
+        );
         assert!(out.contains("2 problems"), "{out}");
-        assert!(doc("frobnicate --x\n").contains("board.wks:1:1: 'frobnicate' is not a wic command"));
+        assert!(
+            doc("frobnicate --x\n").contains("board.wks:1:1: 'frobnicate' is not a wic command")
+        );
     }
 }

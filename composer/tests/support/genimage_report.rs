@@ -95,9 +95,14 @@ pub fn mask_first_usable_lba(ours: &str, theirs: &str) -> (String, String) {
                 || line.starts_with("first-lba:")
                 || line.starts_with("First usable sector is")
                 || line.starts_with("Total free space is");
-            out.push_str(if masked { "(first usable LBA: documented difference)" } else { line });
+            out.push_str(if masked {
+                "(first usable LBA: documented difference)"
+            } else {
+                line
+            });
             out.push('\n');
-            hash_next = line.starts_with("## sha256 primary GPT") || line.starts_with("## sha256 backup GPT");
+            hash_next = line.starts_with("## sha256 primary GPT")
+                || line.starts_with("## sha256 backup GPT");
         }
         out
     };
