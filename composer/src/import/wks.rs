@@ -33,6 +33,8 @@ use std::path::Path;
 const DEFAULT_EXTRA_KIB: u64 = 10 * 1024;
 /// wic's default `--overhead-factor` in percent (1.3).
 const DEFAULT_FACTOR_PERCENT: u64 = 130;
+/// The largest size read, in KiB (64 TiB): bytes × percent stays in u64.
+const MAX_KIB: u64 = 1 << 36;
 /// What wic's boot loader plugins add to their content, KiB
 /// (`BOOTDD_EXTRA_SPACE`).
 const BOOTDD_EXTRA_KIB: u64 = 16 * 1024;
@@ -697,7 +699,8 @@ fn translate_part(
     // Size.
     let kib = |name: &str, bad: &mut dyn FnMut(&str, &str, &str)| -> Option<u64> {
         let v = part.get(name)?;
-        let s = size(v, 'M', false);
+        // At most 64 TiB, so that the size arithmetic below cannot overflow.
+        let s = size(v, 'M', false).filter(|&k| k <= MAX_KIB);
         if s.is_none() {
             bad(name, "a size", "write a number of MiB, or with k, M or G");
         }
