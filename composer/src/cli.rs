@@ -138,6 +138,20 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Translate a genimage config or a wic .wks file into a description
+    Import {
+        /// The genimage configuration (genimage.cfg) or wic kickstart (.wks)
+        #[arg(value_name = "FILE")]
+        input: PathBuf,
+
+        /// Write the description to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+
+        /// The input's format (default: from its name, then its content)
+        #[arg(long, value_name = "FORMAT", value_parser = ["genimage", "wks"])]
+        format: Option<String>,
+    },
     /// Print the shell completion script for SHELL
     Completions {
         /// The shell the script is for

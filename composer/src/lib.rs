@@ -14,6 +14,7 @@ pub mod diag;
 pub mod flash;
 pub mod fs;
 pub mod ids;
+pub mod import;
 pub mod input;
 pub mod output;
 pub mod plan;

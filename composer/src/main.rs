@@ -55,6 +55,15 @@ fn main() -> ExitCode {
             verify: !no_verify,
             yes,
         }),
+        cli::Command::Import {
+            input,
+            output,
+            format,
+        } => composer::import::run(&composer::import::Request {
+            input,
+            output,
+            format: format.and_then(|f| f.parse().ok()),
+        }),
         cli::Command::Completions { shell } => {
             manual::print_completions(shell).map_err(Error::Build)
         }

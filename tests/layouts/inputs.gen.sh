@@ -14,3 +14,16 @@ pattern tf-a.stm32 200000
 pattern fip.bin 1200000
 pattern Image 300000
 pattern bootcode.bin 440
+# The inputs of the Buildroot boards' configurations in tests/import/genimage.
+pattern rootfs.ext2 $((12 * 1024 * 1024))
+pattern flash.bin 1200000
+pattern tf-a-stm32mp157c-dk2.stm32 250000
+pattern bzImage 500000
+for dtb in bcm2711-rpi-4-b bcm2711-rpi-400 bcm2711-rpi-cm4; do pattern $dtb.dtb 50000; done
+mkdir -p "$out/rpi-firmware" "$out/efi-part/EFI/BOOT"
+pattern rpi-firmware/cmdline.txt 60
+pattern rpi-firmware/config.txt 900
+pattern rpi-firmware/fixup4.dat 5000
+pattern rpi-firmware/start4.elf 200000
+pattern efi-part/EFI/BOOT/bootx64.efi 100000
+pattern efi-part/EFI/BOOT/grub.cfg 300
