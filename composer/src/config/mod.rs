@@ -17,6 +17,7 @@
 pub mod decode;
 pub mod layers;
 pub mod model;
+pub mod schema;
 pub mod validate;
 pub mod vars;
 pub mod yaml;
@@ -27,6 +28,12 @@ use crate::diag::{Diagnostic, Diagnostics, Span};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The JSON Schema of descriptions and layers, as `image-composer schema`
+/// prints it (serde_json's maps are sorted: the same text on every run).
+pub fn json_schema() -> String {
+    format!("{:#}\n", schema::json_schema(&decode::TOP))
+}
 
 /// How to load a description (from the command line).
 #[derive(Clone, Debug, Default)]

@@ -1,6 +1,70 @@
 use super::*;
 
-pub(super) const RULE_KEYS: [&str; 5] = ["path", "uid", "gid", "mode", "caps"];
+pub(super) const FILES: KeySpec = KeySpec {
+    name: "files",
+    kind: Kind::MapOf(&Kind::AnyOf(&[Kind::Path, Kind::Map(&FILE_ARTIFACT)])),
+    doc: "Files placed in it: destination path -> input path, or { artifact: name }",
+};
+pub(super) const OWNERS: KeySpec = KeySpec {
+    name: "owners",
+    kind: Kind::Enum(&OWNERS_NAMES),
+    doc: "root: every file of the from: tree root:root; source: owners as the tree reports them",
+};
+pub(super) const DEVICE_TABLE: KeySpec = KeySpec {
+    name: "device-table",
+    kind: Kind::AnyOf(&[Kind::Path, Kind::List(&Kind::Path)]),
+    doc: "Buildroot makedevs device tables (input paths), applied in order",
+};
+pub(super) const RULES: KeySpec = KeySpec {
+    name: "rules",
+    kind: Kind::List(&Kind::Map(&RULE)),
+    doc:
+        "Ownership, mode and capability overrides, applied after the device tables; later rules win",
+};
+
+const FILE_ARTIFACT: Section = Section {
+    doc: "A file whose content is an artifact",
+    keys: &[KeySpec {
+        name: "artifact",
+        kind: Kind::Text,
+        doc: "The artifact written as this file",
+    }],
+};
+
+const RULE: Section = Section {
+    doc: "An ownership, mode or capability override",
+    keys: &[
+        KeySpec {
+            name: "path",
+            kind: Kind::Text,
+            doc: "A glob from the filesystem root, e.g. /usr/bin/*",
+        },
+        KeySpec {
+            name: "uid",
+            kind: Kind::Uint,
+            doc: "Owner user id",
+        },
+        KeySpec {
+            name: "gid",
+            kind: Kind::Uint,
+            doc: "Owner group id",
+        },
+        KeySpec {
+            name: "mode",
+            kind: Kind::Mode,
+            doc: "Permission bits in octal, e.g. \"0755\"",
+        },
+        KeySpec {
+            name: "caps",
+            kind: Kind::Text,
+            doc: "File capabilities as for setcap, e.g. cap_net_raw+ep",
+        },
+    ],
+};
+
+/// `owners:`'s values.
+const OWNERS_MODES: [(&str, Owners); 2] = [("root", Owners::Root), ("source", Owners::Source)];
+const OWNERS_NAMES: [&str; 2] = names(&OWNERS_MODES);
 
 pub(super) fn decode_files(cx: &mut Cx<'_>, f: &Fields<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
@@ -20,7 +84,7 @@ pub(super) fn decode_files(cx: &mut Cx<'_>, f: &Fields<'_>) -> Vec<FileEntry> {
         let dest_ok = check_dest(cx, &dest);
         let source = match &v.value {
             Value::Map(_) => cx
-                .fields(v, &["artifact"], "write `{ artifact: name }`")
+                .fields(v, &FILE_ARTIFACT, "write `{ artifact: name }`")
                 .and_then(|af| {
                     af.require(cx, "artifact", "add `artifact: <name>`")
                         .and_then(|a| cx.spanned_text(a))
@@ -56,12 +120,8 @@ pub(super) fn check_dest(cx: &mut Cx<'_>, dest: &Spanned<String>) -> bool {
 
 pub(super) fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
     let owners = f.get("owners").and_then(|n| {
-        cx.choice(
-            n,
-            "an owners mode",
-            &[("root", Owners::Root), ("source", Owners::Source)],
-        )
-        .map(|o| cx.spanned(n, o))
+        cx.choice(n, "an owners mode", &OWNERS_MODES)
+            .map(|o| cx.spanned(n, o))
     });
     let mut device_tables = Vec::new();
     if let Some(n) = f.get("device-table") {
@@ -84,11 +144,8 @@ pub(super) fn decode_ownership(cx: &mut Cx<'_>, f: &Fields<'_>) -> Ownership {
             )
             .unwrap_or_default()
         {
-            let Some(rf) = cx.fields(
-                r,
-                &RULE_KEYS,
-                "write `{ path: /etc/shadow, mode: \"0600\" }`",
-            ) else {
+            let Some(rf) = cx.fields(r, &RULE, "write `{ path: /etc/shadow, mode: \"0600\" }`")
+            else {
                 continue;
             };
             let Some(path) = rf

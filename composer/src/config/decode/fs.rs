@@ -1,53 +1,212 @@
 use super::*;
 
-pub(super) const VFAT_KEYS: [&str; 7] = [
-    "type",
-    "label",
-    "fat",
-    "cluster-size",
-    "volume-id",
-    "files",
-    "from",
+/// The filesystems by their `type:`, with their keys.
+pub(super) const FILESYSTEMS: [(&str, &Section); 5] = [
+    ("vfat", &VFAT),
+    ("ext4", &EXT4),
+    ("squashfs", &SQUASHFS),
+    ("erofs", &EROFS),
+    ("swap", &SWAP),
 ];
-pub(super) const EXT4_KEYS: [&str; 15] = [
-    "type",
-    "label",
-    "uuid",
-    "from",
-    "owners",
-    "device-table",
-    "rules",
-    "features",
-    "journal",
-    "journal-init",
-    "block-size",
-    "inode-ratio",
-    "inodes",
-    "reserved",
-    "hash-seed",
+
+/// `type:` of a filesystem; the schema gives each section its own tag
+/// (a list of the tags here would make the tables refer to themselves).
+const FS_TYPE: KeySpec = KeySpec {
+    name: "type",
+    kind: Kind::Text,
+    doc: "The filesystem, which chooses the other keys",
+};
+const FROM: KeySpec = KeySpec {
+    name: "from",
+    kind: Kind::Path,
+    doc: "The directory tree it is made from (input path)",
+};
+const LEVEL: KeySpec = KeySpec {
+    name: "level",
+    kind: Kind::Uint,
+    doc: "Compression level of the chosen compression",
+};
+
+const VFAT: Section = Section {
+    doc: "fs: { type: vfat }: a FAT12/16/32 filesystem",
+    keys: &[
+        FS_TYPE,
+        KeySpec {
+            name: "label",
+            kind: Kind::Text,
+            doc: "Volume label, at most 11 bytes",
+        },
+        KeySpec {
+            name: "fat",
+            kind: Kind::Uint,
+            doc: "FAT type: 12, 16 or 32 (default: chosen from the size)",
+        },
+        KeySpec {
+            name: "cluster-size",
+            kind: Kind::Size,
+            doc: "Bytes per cluster, a power of two from 512 to 64KiB",
+        },
+        KeySpec {
+            name: "volume-id",
+            kind: Kind::Uint,
+            doc: "Volume serial number, 32 bits (default: derived from the seed)",
+        },
+        FILES,
+        FROM,
+    ],
+};
+
+const EXT4: Section = Section {
+    doc: "fs: { type: ext4 }",
+    keys: &[
+        FS_TYPE,
+        KeySpec {
+            name: "label",
+            kind: Kind::Text,
+            doc: "Volume label, at most 16 bytes",
+        },
+        KeySpec {
+            name: "uuid",
+            kind: Kind::Uuid,
+            doc: "Filesystem UUID (default: derived from the seed)",
+        },
+        FROM,
+        OWNERS,
+        DEVICE_TABLE,
+        RULES,
+        KeySpec {
+            name: "features",
+            kind: Kind::List(&Kind::Toggles(&EXT4_FEATURES)),
+            doc: "ext4 features as mke2fs names them; ^name disables one",
+        },
+        KeySpec {
+            name: "journal",
+            kind: Kind::AnyOf(&[Kind::Bool, Kind::Size]),
+            doc: "true (default size), false (no journal) or the journal size",
+        },
+        KeySpec {
+            name: "journal-init",
+            kind: Kind::Enum(&JOURNAL_INIT_NAMES),
+            doc: "zero: write the journal blocks (default); lazy: leave them unmapped",
+        },
+        KeySpec {
+            name: "block-size",
+            kind: Kind::Size,
+            doc: "Block size: 1024, 2048 or 4096",
+        },
+        KeySpec {
+            name: "inode-ratio",
+            kind: Kind::Size,
+            doc: "Bytes per inode, 1KiB to 64MiB; not with inodes",
+        },
+        KeySpec {
+            name: "inodes",
+            kind: Kind::Uint,
+            doc: "Exact inode count; not with inode-ratio",
+        },
+        KeySpec {
+            name: "reserved",
+            kind: Kind::Percent(RESERVED_MAX),
+            doc: "Percent of blocks reserved for root (default 0)",
+        },
+        KeySpec {
+            name: "hash-seed",
+            kind: Kind::Uuid,
+            doc: "Directory hash seed (default: derived from the seed)",
+        },
+    ],
+};
+
+const SQUASHFS: Section = Section {
+    doc: "fs: { type: squashfs }: a compressed read-only filesystem",
+    keys: &[
+        FS_TYPE,
+        FROM,
+        OWNERS,
+        DEVICE_TABLE,
+        RULES,
+        KeySpec {
+            name: "compression",
+            kind: Kind::Enum(&COMPRESSION_NAMES),
+            doc: "Block compression (default gzip)",
+        },
+        LEVEL,
+        KeySpec {
+            name: "block-size",
+            kind: Kind::Size,
+            doc: "Data block size, a power of two from 4KiB to 1MiB (default 128KiB)",
+        },
+        KeySpec {
+            name: "verity",
+            kind: Kind::Bool,
+            doc: "Append a dm-verity hash tree",
+        },
+    ],
+};
+
+const EROFS: Section = Section {
+    doc: "fs: { type: erofs }: an EROFS read-only filesystem",
+    keys: &[
+        FS_TYPE,
+        FROM,
+        OWNERS,
+        DEVICE_TABLE,
+        RULES,
+        KeySpec {
+            name: "compression",
+            kind: Kind::Enum(&EROFS_COMPRESSION_NAMES),
+            doc: "File data compression (default none)",
+        },
+        LEVEL,
+        KeySpec {
+            name: "pcluster-size",
+            kind: Kind::Size,
+            doc: "Largest physical cluster, a multiple of 4KiB up to 1MiB (default 4KiB)",
+        },
+    ],
+};
+
+const SWAP: Section = Section {
+    doc: "fs: { type: swap }: a Linux swap area",
+    keys: &[
+        FS_TYPE,
+        KeySpec {
+            name: "label",
+            kind: Kind::Text,
+            doc: "Label for LABEL= in fstab, at most 16 bytes",
+        },
+        KeySpec {
+            name: "uuid",
+            kind: Kind::Uuid,
+            doc: "UUID for UUID= in fstab (default: derived from the seed)",
+        },
+        KeySpec {
+            name: "page-size",
+            kind: Kind::Size,
+            doc: "The target kernel page size: 4KiB (default), 16KiB or 64KiB",
+        },
+    ],
+};
+
+/// `compression:`'s values for initramfs and squashfs.
+pub(super) const COMPRESSIONS: [(&str, Compression); 5] = [
+    ("none", Compression::None),
+    ("gzip", Compression::Gzip),
+    ("zstd", Compression::Zstd),
+    ("xz", Compression::Xz),
+    ("lz4", Compression::Lz4),
 ];
-pub(super) const SQUASHFS_KEYS: [&str; 9] = [
-    "type",
-    "from",
-    "owners",
-    "device-table",
-    "rules",
-    "compression",
-    "level",
-    "block-size",
-    "verity",
-];
-pub(super) const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
-pub(super) const EROFS_KEYS: [&str; 8] = [
-    "type",
-    "from",
-    "owners",
-    "device-table",
-    "rules",
-    "compression",
-    "level",
-    "pcluster-size",
-];
+pub(super) const COMPRESSION_NAMES: [&str; 5] = names(&COMPRESSIONS);
+/// EROFS's `compression:` values.
+const EROFS_COMPRESSIONS: [(&str, crate::fs::erofs::Compression); 3] = {
+    use crate::fs::erofs::Compression as C;
+    [("none", C::None), ("lz4", C::Lz4), ("lz4hc", C::Lz4hc)]
+};
+const EROFS_COMPRESSION_NAMES: [&str; 3] = names(&EROFS_COMPRESSIONS);
+/// `journal-init:`'s values.
+const JOURNAL_INITS: [(&str, JournalInit); 2] =
+    [("zero", JournalInit::Zero), ("lazy", JournalInit::Lazy)];
+const JOURNAL_INIT_NAMES: [&str; 2] = names(&JOURNAL_INITS);
 
 /// ext4 feature names mke2fs knows (e2fsprogs lib/e2p/feature.c), so that a
 /// typo is caught here rather than ignored by the writer.
@@ -111,35 +270,24 @@ pub(super) fn decode_fs(cx: &mut Cx<'_>, node: &Node) -> Option<Filesystem> {
         );
         return None;
     };
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Vfat,
-        Ext4,
-        Squashfs,
-        Erofs,
-        Swap,
-    }
-    let kind = cx.choice(
-        t,
-        "a filesystem type",
-        &[
-            ("vfat", Kind::Vfat),
-            ("ext4", Kind::Ext4),
-            ("squashfs", Kind::Squashfs),
-            ("erofs", Kind::Erofs),
-            ("swap", Kind::Swap),
-        ],
-    )?;
-    match kind {
-        Kind::Vfat => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
-        Kind::Ext4 => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
-        Kind::Squashfs => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
-        Kind::Erofs => decode_erofs(cx, node).map(|e| Filesystem::Erofs(Box::new(e))),
-        Kind::Swap => decode_swap(cx, node).map(|w| Filesystem::Swap(Box::new(w))),
+    let choices = FILESYSTEMS.map(|(tag, _)| (tag, tag));
+    match cx.choice(t, "a filesystem type", &choices)? {
+        "vfat" => decode_vfat(cx, node).map(|v| Filesystem::Vfat(Box::new(v))),
+        "ext4" => decode_ext4(cx, node).map(|e| Filesystem::Ext4(Box::new(e))),
+        "squashfs" => decode_squashfs(cx, node).map(|q| Filesystem::Squashfs(Box::new(q))),
+        "erofs" => decode_erofs(cx, node).map(|e| Filesystem::Erofs(Box::new(e))),
+        "swap" => decode_swap(cx, node).map(|w| Filesystem::Swap(Box::new(w))),
+        // `choice` returns only the tags above (fs_types_all_decode tests it).
+        _ => None,
     }
 }
 
-pub(super) fn label(cx: &mut Cx<'_>, f: &Fields<'_>, max: usize, fs: &str) -> Option<Spanned<String>> {
+pub(super) fn label(
+    cx: &mut Cx<'_>,
+    f: &Fields<'_>,
+    max: usize,
+    fs: &str,
+) -> Option<Spanned<String>> {
     let n = f.get("label")?;
     let s = cx.spanned_text(n)?;
     if s.value.len() > max {
@@ -167,7 +315,7 @@ pub(super) fn check_fat_names(cx: &mut Cx<'_>, dest: &Spanned<String>) {
 }
 
 pub(super) fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
-    let f = cx.fields(node, &VFAT_KEYS, "write `fs: { type: vfat }`")?;
+    let f = cx.fields(node, &VFAT, "write `fs: { type: vfat }`")?;
     let label =
         label(cx, &f, VFAT_LABEL_MAX, "FAT").and_then(|s| {
             if let Some(c) = s.value.chars().find(|c| {
@@ -227,7 +375,7 @@ pub(super) fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
 }
 
 pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
-    let f = cx.fields(node, &EXT4_KEYS, "write `fs: { type: ext4 }`")?;
+    let f = cx.fields(node, &EXT4, "write `fs: { type: ext4 }`")?;
     let label = label(cx, &f, EXT4_LABEL_MAX, "ext4");
     let uuid = f
         .get("uuid")
@@ -318,12 +466,8 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     }
     let journal = f.or_default("journal", journal, Journal::Default);
     let journal_init = f.get("journal-init").and_then(|n| {
-        cx.choice(
-            n,
-            "a journal-init mode",
-            &[("zero", JournalInit::Zero), ("lazy", JournalInit::Lazy)],
-        )
-        .map(|v| cx.spanned(n, v))
+        cx.choice(n, "a journal-init mode", &JOURNAL_INITS)
+            .map(|v| cx.spanned(n, v))
     });
     let journal_init = f.or_default("journal-init", journal_init, JournalInit::Zero);
     let inode_ratio = f.get("inode-ratio").and_then(|n| {
@@ -401,18 +545,8 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
 /// `compression:` of an initramfs or squashfs; default gzip.
 pub(super) fn compression(cx: &mut Cx<'_>, f: &Fields<'_>) -> Spanned<Compression> {
     let compression = f.get("compression").and_then(|n| {
-        cx.choice(
-            n,
-            "a compression",
-            &[
-                ("none", Compression::None),
-                ("gzip", Compression::Gzip),
-                ("zstd", Compression::Zstd),
-                ("xz", Compression::Xz),
-                ("lz4", Compression::Lz4),
-            ],
-        )
-        .map(|c| cx.spanned(n, c))
+        cx.choice(n, "a compression", &COMPRESSIONS)
+            .map(|c| cx.spanned(n, c))
     });
     f.or_default("compression", compression, Compression::Gzip)
 }
@@ -444,7 +578,7 @@ pub(super) fn compression_level(
 }
 
 pub(super) fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
-    let f = cx.fields(node, &SQUASHFS_KEYS, "write `fs: { type: squashfs }`")?;
+    let f = cx.fields(node, &SQUASHFS, "write `fs: { type: squashfs }`")?;
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
     let ownership = decode_ownership(cx, &f);
     let compression = compression(cx, &f);
@@ -485,7 +619,7 @@ pub(super) fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> 
 
 pub(super) fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
     use crate::fs::swap::{LABEL_MAX, PAGE_SIZES};
-    let f = cx.fields(node, &SWAP_KEYS, "write `fs: { type: swap }`")?;
+    let f = cx.fields(node, &SWAP, "write `fs: { type: swap }`")?;
     let label = label(cx, &f, LABEL_MAX, "swap");
     let uuid = f
         .get("uuid")
@@ -512,20 +646,13 @@ pub(super) fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
 }
 
 pub(super) fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
-    let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
+    let f = cx.fields(node, &EROFS, "write `fs: { type: erofs }`")?;
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
     let ownership = decode_ownership(cx, &f);
-    use crate::fs::erofs::Compression as C;
     let compression = f
         .get("compression")
-        .and_then(|n| {
-            cx.choice(
-                n,
-                "an EROFS compression",
-                &[("none", C::None), ("lz4", C::Lz4), ("lz4hc", C::Lz4hc)],
-            )
-        })
-        .unwrap_or(C::None);
+        .and_then(|n| cx.choice(n, "an EROFS compression", &EROFS_COMPRESSIONS))
+        .unwrap_or(crate::fs::erofs::Compression::None);
     let level = f.get("level").and_then(|n| {
         compression_level(
             cx,

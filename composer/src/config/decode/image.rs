@@ -1,20 +1,87 @@
 use super::*;
 
-pub(super) const IMAGE_KEYS: [&str; 13] = [
-    "name",
-    "table",
-    "size",
-    "sector-size",
-    "align",
-    "seed",
-    "disk-uuid",
-    "mbr-signature",
-    "gpt-entries",
-    "gpt-location",
-    "gpt-no-backup",
-    "protective-entry",
-    "extended-partition",
+pub(super) const IMAGE: Section = Section {
+    doc: "The disk: name of the output files, partition table, size, geometry",
+    keys: &[
+        KeySpec {
+            name: "name",
+            kind: Kind::Text,
+            doc: "Stem of the output files (<name>.img, <name>.img.bmap): letters, digits, . _ -",
+        },
+        KeySpec {
+            name: "table",
+            kind: Kind::Enum(&TABLE_NAMES),
+            doc: "Partition table (default gpt); hybrid = GPT plus an MBR listing the partitions marked hybrid",
+        },
+        KeySpec {
+            name: "size",
+            kind: Kind::SizeOrAuto,
+            doc: "Whole image (default auto: the smallest that holds everything), whole sectors",
+        },
+        KeySpec {
+            name: "sector-size",
+            kind: Kind::Uint,
+            doc: "Logical sector size of the medium: 512 (default) or 4096",
+        },
+        KeySpec {
+            name: "align",
+            kind: Kind::Size,
+            doc: "Default start alignment of partitions (default 1MiB), whole sectors",
+        },
+        KeySpec {
+            name: "seed",
+            kind: Kind::Text,
+            doc: "Every UUID, volume id and hash seed derives from it (default: the image name)",
+        },
+        KeySpec {
+            name: "disk-uuid",
+            kind: Kind::Uuid,
+            doc: "GPT disk GUID (default: derived from the seed)",
+        },
+        KeySpec {
+            name: "mbr-signature",
+            kind: Kind::Uint,
+            doc: "MBR disk signature, 32 bits (default: derived from the seed; 0 on gpt)",
+        },
+        KeySpec {
+            name: "gpt-entries",
+            kind: Kind::Uint,
+            doc: "GPT partition entry count, 128 to 16384 (default 128)",
+        },
+        KeySpec {
+            name: "gpt-location",
+            kind: Kind::Size,
+            doc: "Where the primary GPT entry array starts (default: right after the header)",
+        },
+        KeySpec {
+            name: "gpt-no-backup",
+            kind: Kind::Bool,
+            doc: "Write no backup GPT at the end of the disk (default false)",
+        },
+        KeySpec {
+            name: "protective-entry",
+            kind: Kind::Enum(&PROTECTIVE_NAMES),
+            doc: "table: hybrid: where the 0xEE entry goes in the MBR (default last)",
+        },
+        KeySpec {
+            name: "extended-partition",
+            kind: Kind::Uint,
+            doc: "table: mbr: the MBR entry (1-4) holding the extended partition",
+        },
+    ],
+};
+
+/// `table:`'s values.
+const TABLES: [(&str, TableKind); 4] = [
+    ("gpt", TableKind::Gpt),
+    ("mbr", TableKind::Mbr),
+    ("hybrid", TableKind::Hybrid),
+    ("none", TableKind::None),
 ];
+const TABLE_NAMES: [&str; 4] = names(&TABLES);
+/// `protective-entry:`'s values: whether the 0xEE entry comes first.
+const PROTECTIVE: [(&str, bool); 2] = [("last", false), ("first", true)];
+const PROTECTIVE_NAMES: [&str; 2] = names(&PROTECTIVE);
 
 /// Bytes per GPT partition entry (UEFI 2.10 §5.3.3).
 pub(super) const GPT_ENTRY_SIZE: u64 = 128;
@@ -24,11 +91,7 @@ pub(super) const GPT_ENTRIES_MIN: u64 = 128;
 pub(super) const GPT_ENTRIES_MAX: u64 = 16384;
 
 pub(super) fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
-    let f = cx.fields(
-        node,
-        &IMAGE_KEYS,
-        "write `image: { name: sdcard, table: gpt }`",
-    )?;
+    let f = cx.fields(node, &IMAGE, "write `image: { name: sdcard, table: gpt }`")?;
     let name = f
         .require(
             cx,
@@ -48,17 +111,8 @@ pub(super) fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
             Some(s)
         });
     let table = f.get("table").and_then(|n| {
-        cx.choice(
-            n,
-            "a partition table kind",
-            &[
-                ("gpt", TableKind::Gpt),
-                ("mbr", TableKind::Mbr),
-                ("hybrid", TableKind::Hybrid),
-                ("none", TableKind::None),
-            ],
-        )
-        .map(|v| cx.spanned(n, v))
+        cx.choice(n, "a partition table kind", &TABLES)
+            .map(|v| cx.spanned(n, v))
     });
     let table = f.or_default("table", table, TableKind::Gpt);
     let size = f.get("size").and_then(|n| {
@@ -154,12 +208,8 @@ pub(super) fn decode_image(cx: &mut Cx<'_>, node: &Node) -> Option<Image> {
         .get("gpt-no-backup")
         .and_then(|n| cx.boolean(n).map(|b| cx.spanned(n, b)));
     let protective_first = f.get("protective-entry").and_then(|n| {
-        cx.choice(
-            n,
-            "a protective entry position",
-            &[("last", false), ("first", true)],
-        )
-        .map(|v| cx.spanned(n, v))
+        cx.choice(n, "a protective entry position", &PROTECTIVE)
+            .map(|v| cx.spanned(n, v))
     });
     let extended_partition = f.get("extended-partition").and_then(|n| {
         let v = cx.uint(n, 4, "an MBR entry number")?;

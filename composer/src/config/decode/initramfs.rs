@@ -1,25 +1,133 @@
 use super::*;
 
-pub(super) const INITRAMFS_KEYS: [&str; 12] = [
-    "from",
-    "files",
-    "dirs",
-    "symlinks",
-    "nodes",
-    "busybox",
-    "modules",
-    "init",
-    "compression",
-    "owners",
-    "device-table",
-    "rules",
+pub(super) const INITRAMFS: Section = Section {
+    doc: "A cpio initramfs",
+    keys: &[
+        KeySpec {
+            name: "from",
+            kind: Kind::Path,
+            doc: "A directory tree copied in (input path)",
+        },
+        FILES,
+        KeySpec {
+            name: "dirs",
+            kind: Kind::List(&Kind::Text),
+            doc: "Directories created",
+        },
+        KeySpec {
+            name: "symlinks",
+            kind: Kind::MapOf(&Kind::Text),
+            doc: "Symbolic links: link path -> target",
+        },
+        KeySpec {
+            name: "nodes",
+            kind: Kind::List(&Kind::Map(&NODE)),
+            doc: "Device nodes and fifos",
+        },
+        KeySpec {
+            name: "busybox",
+            kind: Kind::Path,
+            doc: "A static busybox, installed as /bin/busybox with its applet links",
+        },
+        KeySpec {
+            name: "modules",
+            kind: Kind::Map(&MODULES),
+            doc: "Kernel modules from a host lib/modules/<version> directory",
+        },
+        KeySpec {
+            name: "init",
+            kind: Kind::AnyOf(&[Kind::Path, Kind::Map(&INIT_SCRIPT)]),
+            doc: "Installed as /init: an input path or { script: text }",
+        },
+        KeySpec {
+            name: "compression",
+            kind: Kind::Enum(&COMPRESSION_NAMES),
+            doc: "Archive compression (default gzip)",
+        },
+        OWNERS,
+        DEVICE_TABLE,
+        RULES,
+    ],
+};
+
+const NODE: Section = Section {
+    doc: "A device node or fifo",
+    keys: &[
+        KeySpec {
+            name: "path",
+            kind: Kind::Text,
+            doc: "Where, e.g. /dev/console",
+        },
+        KeySpec {
+            name: "type",
+            kind: Kind::Enum(&NODE_TYPE_NAMES),
+            doc: "c (character), b (block) or p (fifo)",
+        },
+        KeySpec {
+            name: "major",
+            kind: Kind::Uint,
+            doc: "Major number (devices)",
+        },
+        KeySpec {
+            name: "minor",
+            kind: Kind::Uint,
+            doc: "Minor number (devices)",
+        },
+        KeySpec {
+            name: "mode",
+            kind: Kind::Mode,
+            doc: "Permission bits in octal (default 0600)",
+        },
+        KeySpec {
+            name: "uid",
+            kind: Kind::Uint,
+            doc: "Owner user id (default 0)",
+        },
+        KeySpec {
+            name: "gid",
+            kind: Kind::Uint,
+            doc: "Owner group id (default 0)",
+        },
+    ],
+};
+
+const MODULES: Section = Section {
+    doc: "Kernel modules for the initramfs",
+    keys: &[
+        KeySpec {
+            name: "dir",
+            kind: Kind::Path,
+            doc: "The host lib/modules/<version> directory",
+        },
+        KeySpec {
+            name: "load",
+            kind: Kind::List(&Kind::Text),
+            doc: "The modules to load at boot (their dependencies come along)",
+        },
+    ],
+};
+
+const INIT_SCRIPT: Section = Section {
+    doc: "/init written inline",
+    keys: &[KeySpec {
+        name: "script",
+        kind: Kind::Text,
+        doc: "The text of /init",
+    }],
+};
+
+/// `type:`'s values of a device node.
+const NODE_TYPES: [(&str, NodeKind); 3] = [
+    ("c", NodeKind::Char),
+    ("b", NodeKind::Block),
+    ("p", NodeKind::Fifo),
 ];
-pub(super) const NODE_KEYS: [&str; 7] = ["path", "type", "major", "minor", "mode", "uid", "gid"];
+const NODE_TYPE_NAMES: [&str; 3] = names(&NODE_TYPES);
 
 pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {
     let f = cx.fields(
         node,
-        &INITRAMFS_KEYS,
+        &INITRAMFS,
         "write `initramfs: { busybox: ..., init: ... }`",
     )?;
     let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
@@ -84,7 +192,7 @@ pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs
     let modules = f.get("modules").and_then(|n| {
         let mf = cx.fields(
             n,
-            &["dir", "load"],
+            &MODULES,
             "write `modules: { dir: ..., load: [virtio_blk] }`",
         )?;
         let dir = mf
@@ -124,7 +232,7 @@ pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs
         Value::Map(_) => {
             let inf = cx.fields(
                 n,
-                &["script"],
+                &INIT_SCRIPT,
                 "write `init: { script: | ... }` or `init: path`",
             )?;
             inf.require(cx, "script", "add `script:` with the text of /init")
@@ -152,7 +260,7 @@ pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs
 pub(super) fn decode_node(cx: &mut Cx<'_>, item: &Node) -> Option<DeviceNode> {
     let f = cx.fields(
         item,
-        &NODE_KEYS,
+        &NODE,
         "write `{ path: /dev/console, type: c, major: 5, minor: 1 }`",
     )?;
     let path = f
@@ -166,16 +274,8 @@ pub(super) fn decode_node(cx: &mut Cx<'_>, item: &Node) -> Option<DeviceNode> {
             "add `type:` c (character), b (block) or p (fifo)",
         )
         .and_then(|n| {
-            cx.choice(
-                n,
-                "a device node type",
-                &[
-                    ("c", NodeKind::Char),
-                    ("b", NodeKind::Block),
-                    ("p", NodeKind::Fifo),
-                ],
-            )
-            .map(|k| cx.spanned(n, k))
+            cx.choice(n, "a device node type", &NODE_TYPES)
+                .map(|k| cx.spanned(n, k))
         });
     // Linux dev_t: 12-bit major, 20-bit minor.
     let major = f.get("major").map(|n| cx.uint(n, 0xfff, "a major number"));

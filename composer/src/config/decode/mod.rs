@@ -7,6 +7,7 @@
 //! duplicate names, cycles) are in `validate.rs`.
 
 use super::model::*;
+use super::schema::{names, KeySpec, Kind, Section};
 use super::yaml::{child_path, Key, Node, Value};
 use crate::diag::Diagnostic;
 use crate::ids::Uuid;
@@ -27,18 +28,86 @@ use image::*;
 use initramfs::*;
 use partition::*;
 
+/// `fill:`'s values.
+const FILL_PATTERNS: [(&str, ()); 1] = [("zero", ())];
+const FILL_NAMES: [&str; 1] = names(&FILL_PATTERNS);
+
 /// The keys a content can be given by (exactly one per partition or artifact).
 pub const CONTENT_KEYS: [&str; 6] = ["image", "fs", "initramfs", "artifact", "same-as", "fill"];
 
-pub(crate) const TOP_KEYS: [&str; 6] = [
-    "image",
-    "layers",
-    "artifacts",
-    "partitions",
-    "outputs",
-    "update",
-];
-const UPDATE_KEYS: [&str; 4] = ["version", "compatible", "slot", "slot-artifact"];
+/// The top-level map of a description (and of a layer).
+pub const TOP: Section = Section {
+    doc: "An image-composer description, or a layer of one: the disk, its partitions and what fills them (docs/config.md)",
+    keys: &[
+        KeySpec {
+            name: "image",
+            kind: Kind::Map(&IMAGE),
+            doc: "The disk: name of the output files, partition table, size, geometry",
+        },
+        KeySpec {
+            name: "layers",
+            kind: Kind::List(&Kind::Text),
+            doc: "Layers this file is merged over: names from the layer directories, or paths",
+        },
+        KeySpec {
+            name: "artifacts",
+            kind: Kind::MapOf(&Kind::Map(&ARTIFACT)),
+            doc: "Named contents: a partition's content, a file inside another filesystem, and/or a file of their own",
+        },
+        KeySpec {
+            name: "partitions",
+            kind: Kind::List(&Kind::Map(&PARTITION)),
+            doc: "The partitions and the blobs outside the table, in disk order",
+        },
+        KeySpec {
+            name: "outputs",
+            kind: Kind::List(&Kind::Enum(&OUTPUT_NAMES)),
+            doc: "The files written (default: raw, bmap)",
+        },
+        KeySpec {
+            name: "update",
+            kind: Kind::Map(&UPDATE),
+            doc: "What `image-composer bundle` puts into an update bundle",
+        },
+    ],
+};
+
+/// The names of `outputs:`, in the order of the docs.
+const OUTPUT_NAMES: [&str; OutputKind::ALL.len()] = {
+    let mut out = [""; OutputKind::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = OutputKind::ALL[i].keyword();
+        i += 1;
+    }
+    out
+};
+
+const UPDATE: Section = Section {
+    doc: "What `image-composer bundle` puts into an update bundle (docs/updates.md)",
+    keys: &[
+        KeySpec {
+            name: "version",
+            kind: Kind::Text,
+            doc: "The bundle's version (1 to 128 letters, digits, '.', '_', '-', '+')",
+        },
+        KeySpec {
+            name: "compatible",
+            kind: Kind::Text,
+            doc: "What devices the bundle is for (default: the image name)",
+        },
+        KeySpec {
+            name: "slot",
+            kind: Kind::Text,
+            doc: "The partition whose content fills a slot (ab-slots)",
+        },
+        KeySpec {
+            name: "slot-artifact",
+            kind: Kind::Text,
+            doc: "The artifact that fills a slot (ab-slots-images); instead of slot",
+        },
+    ],
+};
 
 /// Which kind of host path a key names.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,15 +142,21 @@ impl Cx<'_> {
         self.err(node, format!("expected {what}, found {found}"), help);
     }
 
-    /// The entries of a map node with only the `valid` keys; unknown keys are reported.
-    fn fields<'n>(&mut self, node: &'n Node, valid: &[&str], example: &str) -> Option<Fields<'n>> {
+    /// The entries of a map node with only the keys of `section`; unknown
+    /// keys are reported.
+    fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        section: &Section,
+        example: &str,
+    ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
             self.expected(node, "a map", example);
             return None;
         };
         for (k, v) in entries {
-            if !valid.contains(&k.text.as_str()) {
-                self.unknown_key(k, &v.path, valid);
+            if section.key(&k.text).is_none() {
+                self.unknown_key(k, &v.path, &section.names());
             }
         }
         Some(Fields { node, entries })
@@ -541,7 +616,7 @@ pub fn decode(
 ) -> Option<Description> {
     let f = cx.fields(
         root,
-        &TOP_KEYS,
+        &TOP,
         "a description is a map with image, partitions, ...",
     )?;
     let image = match f.require(
@@ -643,7 +718,7 @@ pub fn decode(
 fn decode_update(cx: &mut Cx<'_>, node: &Node, image: &Image) -> Option<Update> {
     let f = cx.fields(
         node,
-        &UPDATE_KEYS,
+        &UPDATE,
         "write `update: { compatible: my-board, slot: rootA }`",
     )?;
     let label = |cx: &mut Cx<'_>, key: &str| -> Option<Option<Spanned<String>>> {
@@ -760,7 +835,7 @@ fn decode_content(cx: &mut Cx<'_>, key: &Key, node: &Node) -> Option<Spanned<Con
         "artifact" => Content::Artifact(cx.spanned_text(node)?),
         "same-as" => Content::SameAs(cx.spanned_text(node)?),
         "fill" => {
-            cx.choice(node, "a fill pattern", &[("zero", ())])?;
+            cx.choice(node, "a fill pattern", &FILL_PATTERNS)?;
             Content::Zero
         }
         _ => return None,

@@ -1,43 +1,192 @@
 use super::*;
 
-pub(super) const PARTITION_KEYS: [&str; 25] = [
-    "name",
-    "type",
-    "size",
-    "offset",
-    "in-table",
-    "bootable",
-    "read-only",
-    "no-automount",
-    "required",
-    "legacy-bios-bootable",
-    "gpt-attributes",
-    "forced-primary",
-    "uuid",
-    "align",
-    "mbr-type",
-    "hybrid",
-    "holes",
-    "image",
-    "fs",
-    "initramfs",
-    "artifact",
-    "same-as",
-    "fill",
-    "after",
-    "before",
-];
-pub(super) const ARTIFACT_KEYS: [&str; 5] = ["fs", "initramfs", "image", "size", "output"];
+pub(super) const PARTITION: Section = Section {
+    doc: "A partition, or a blob outside the table (in-table: false)",
+    keys: &[
+        KeySpec {
+            name: "name",
+            kind: Kind::Text,
+            doc: "Unique name, 1-36 characters; also the GPT partition name",
+        },
+        KeySpec {
+            name: "type",
+            kind: Kind::PartType,
+            doc: "Partition type: a shorthand (linux, esp, root-arm64, ...), a GUID or an MBR byte (0x0c); default Linux data",
+        },
+        KeySpec {
+            name: "size",
+            kind: Kind::SizeSpec { fill: true },
+            doc: "A size, auto (default), auto +SIZE, auto +N% or fill (the rest of the disk)",
+        },
+        KeySpec {
+            name: "offset",
+            kind: Kind::Size,
+            doc: "Absolute byte offset from the start of the disk (default: placed after the previous one)",
+        },
+        KeySpec {
+            name: "in-table",
+            kind: Kind::Bool,
+            doc: "false: a raw blob outside the table (needs offset); default true",
+        },
+        KeySpec {
+            name: "bootable",
+            kind: Kind::Bool,
+            doc: "MBR active flag / GPT legacy-BIOS-bootable attribute",
+        },
+        KeySpec {
+            name: "read-only",
+            kind: Kind::Bool,
+            doc: "GPT attribute bit 60",
+        },
+        KeySpec {
+            name: "no-automount",
+            kind: Kind::Bool,
+            doc: "GPT attribute bit 63",
+        },
+        KeySpec {
+            name: "required",
+            kind: Kind::Bool,
+            doc: "GPT attribute bit 0 (platform required)",
+        },
+        KeySpec {
+            name: "legacy-bios-bootable",
+            kind: Kind::Bool,
+            doc: "GPT attribute bit 2",
+        },
+        KeySpec {
+            name: "gpt-attributes",
+            kind: Kind::AnyOf(&[Kind::Uint, Kind::List(&Kind::AnyOf(&[Kind::Uint, Kind::Enum(&GPT_ATTRIBUTE_LABELS)]))]),
+            doc: "GPT attribute bits: the 64-bit field, or a list of bit numbers and names",
+        },
+        KeySpec {
+            name: "forced-primary",
+            kind: Kind::Bool,
+            doc: "table: mbr with an extended partition: make this partition primary",
+        },
+        KeySpec {
+            name: "uuid",
+            kind: Kind::Uuid,
+            doc: "GPT partition UUID (default: derived from the seed and the name)",
+        },
+        KeySpec {
+            name: "align",
+            kind: Kind::Size,
+            doc: "Start alignment of this partition (default image.align)",
+        },
+        KeySpec {
+            name: "mbr-type",
+            kind: Kind::Uint,
+            doc: "MBR type byte on mbr/hybrid tables (default: from type)",
+        },
+        KeySpec {
+            name: "hybrid",
+            kind: Kind::Bool,
+            doc: "table: hybrid: also list this partition in the MBR",
+        },
+        KeySpec {
+            name: "holes",
+            kind: Kind::List(&Kind::Map(&HOLE)),
+            doc: "Ranges of an in-table: false blob that may overlap table areas",
+        },
+        KeySpec {
+            name: "image",
+            kind: Kind::Path,
+            doc: "Content: a file copied in (input path)",
+        },
+        KeySpec {
+            name: "fs",
+            kind: Kind::Tagged(&FILESYSTEMS),
+            doc: "Content: a filesystem built in place, chosen by type",
+        },
+        KeySpec {
+            name: "initramfs",
+            kind: Kind::Map(&INITRAMFS),
+            doc: "Content: a cpio initramfs",
+        },
+        KeySpec {
+            name: "artifact",
+            kind: Kind::Text,
+            doc: "Content: the named artifact",
+        },
+        KeySpec {
+            name: "same-as",
+            kind: Kind::Text,
+            doc: "Content: the same content and size as that partition (its own UUIDs)",
+        },
+        KeySpec {
+            name: "fill",
+            kind: Kind::Enum(&FILL_NAMES),
+            doc: "Content: mapped zeros",
+        },
+        KeySpec {
+            name: "after",
+            kind: Kind::Text,
+            doc: "Layers: place this partition after that one",
+        },
+        KeySpec {
+            name: "before",
+            kind: Kind::Text,
+            doc: "Layers: place this partition before that one",
+        },
+    ],
+};
+
+const HOLE: Section = Section {
+    doc: "A range of the blob that may overlap table areas",
+    keys: &[
+        KeySpec {
+            name: "offset",
+            kind: Kind::Size,
+            doc: "From the start of the image file",
+        },
+        KeySpec {
+            name: "size",
+            kind: Kind::Size,
+            doc: "Length of the range",
+        },
+    ],
+};
+
+pub(super) const ARTIFACT: Section = Section {
+    doc: "A named content: used by partitions and files, and/or written as a file of its own",
+    keys: &[
+        KeySpec {
+            name: "fs",
+            kind: Kind::Tagged(&FILESYSTEMS),
+            doc: "Content: a filesystem, chosen by type",
+        },
+        KeySpec {
+            name: "initramfs",
+            kind: Kind::Map(&INITRAMFS),
+            doc: "Content: a cpio initramfs",
+        },
+        KeySpec {
+            name: "image",
+            kind: Kind::Path,
+            doc: "Content: a file (input path)",
+        },
+        KeySpec {
+            name: "size",
+            kind: Kind::SizeSpec { fill: false },
+            doc: "Size when written standalone or where a partition says auto (default auto)",
+        },
+        KeySpec {
+            name: "output",
+            kind: Kind::Text,
+            doc: "Also write it to the output directory under this file name",
+        },
+    ],
+};
 
 /// GPT partition names are 36 UTF-16 code units (72 bytes in the entry).
 pub(super) const GPT_NAME_MAX: usize = 36;
 
-pub(super) fn decode_artifact(cx: &mut Cx<'_>, node: &Node, name: Spanned<String>) -> Option<Artifact> {
-    let f = cx.fields(
-        node,
-        &ARTIFACT_KEYS,
-        "write `rootfs: { fs: { type: ext4 } }`",
-    )?;
+pub(super) fn decode_artifact(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    name: Spanned<String>,
+) -> Option<Artifact> {
+    let f = cx.fields(node, &ARTIFACT, "write `rootfs: { fs: { type: ext4 } }`")?;
     let kinds = ["fs", "initramfs", "image"];
     let content = match one_content(cx, &f, &kinds) {
         Some((k, v)) => decode_content(cx, k, v),
@@ -78,10 +227,14 @@ pub(super) fn decode_artifact(cx: &mut Cx<'_>, node: &Node, name: Spanned<String
     })
 }
 
-pub(super) fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Image>) -> Option<Partition> {
+pub(super) fn decode_partition(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    image: Option<&Image>,
+) -> Option<Partition> {
     let f = cx.fields(
         node,
-        &PARTITION_KEYS,
+        &PARTITION,
         "write `- name: boot` followed by its keys",
     )?;
     let name = f
@@ -169,8 +322,7 @@ pub(super) fn decode_partition(cx: &mut Cx<'_>, node: &Node, image: Option<&Imag
             .list(n, "write `holes: [{ offset: 0, size: 1KiB }]`")
             .unwrap_or_default()
         {
-            if let Some(hf) = cx.fields(h, &["offset", "size"], "write `{ offset: 0, size: 1KiB }`")
-            {
+            if let Some(hf) = cx.fields(h, &HOLE, "write `{ offset: 0, size: 1KiB }`") {
                 let o = hf
                     .require(
                         cx,
@@ -274,13 +426,13 @@ pub(super) const GPT_ATTRIBUTE_NAMES: [(&str, u32); 7] = [
     ("hidden", 62),
     ("no-automount", 63),
 ];
+const GPT_ATTRIBUTE_LABELS: [&str; 7] = names(&GPT_ATTRIBUTE_NAMES);
 /// Bits 3–47 are reserved by UEFI for future use and must be zero.
 pub(super) const GPT_ATTRIBUTES_RESERVED: u64 = ((1u64 << 48) - 1) & !0b111;
 
 /// `gpt-attributes:` as the 64-bit field: an integer (the field itself) or
 /// a list of bit numbers and names.
 pub(super) fn decode_gpt_attributes(cx: &mut Cx<'_>, n: &Node) -> Option<Spanned<u64>> {
-    let names: Vec<&str> = GPT_ATTRIBUTE_NAMES.iter().map(|(name, _)| *name).collect();
     let bits = match &n.value {
         Value::Seq(items) => {
             let mut bits = 0u64;
@@ -296,7 +448,10 @@ pub(super) fn decode_gpt_attributes(cx: &mut Cx<'_>, n: &Node) -> Option<Spanned
                     None => cx.err(
                         item,
                         format!("\"{text}\" is not a GPT attribute bit"),
-                        format!("write a bit number 0-63 or one of: {}", names.join(", ")),
+                        format!(
+                            "write a bit number 0-63 or one of: {}",
+                            GPT_ATTRIBUTE_LABELS.join(", ")
+                        ),
                     ),
                 }
             }
