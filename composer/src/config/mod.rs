@@ -7,7 +7,9 @@
 //! checks, input paths) → [`validate`] (references, cycles, cross-entry
 //! rules). Every stage keeps going after a problem so that one run reports
 //! them all, sorted by file and position. The schema and the merge rules are
-//! documented for users in `docs/config.md`.
+//! documented for users in `docs/config.md`. The keys of each map are data
+//! ([`schema`]: name, kind of value, description), owned by the decoder
+//! beside the code reading them and rendered as a JSON Schema for editors.
 //!
 //! `config` knows YAML, not disks: sizes are parsed but not laid out, and a
 //! partition `type:` is kept as text for the planner to look up. The only

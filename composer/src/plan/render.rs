@@ -220,10 +220,35 @@ fn bar(plan: &Plan) -> (String, String) {
             _ => segments.push((c, len)),
         }
     }
-    let lengths: Vec<u64> = segments.iter().map(|&(_, len)| len).collect();
-    // Every region gets a column; a free gap may get none.
-    let min: Vec<u64> = segments.iter().map(|&(c, _)| u64::from(c != '.')).collect();
-    let cols = allot(&lengths, plan.disk_size, BAR_WIDTH, &min);
+    let disk = u128::from(plan.disk_size.max(1));
+    let mut cols: Vec<u64> = segments
+        .iter()
+        .map(|&(c, len)| {
+            let exact = u128::from(len) * u128::from(BAR_WIDTH);
+            let rounded = u64::try_from((exact + disk / 2) / disk).unwrap_or(BAR_WIDTH);
+            if c == '.' {
+                rounded
+            } else {
+                rounded.max(1)
+            }
+        })
+        .collect();
+    // Bring the total to BAR_WIDTH by taking from or giving to the widest.
+    loop {
+        let total: u64 = cols.iter().sum();
+        if total == BAR_WIDTH || cols.is_empty() {
+            break;
+        }
+        let widest = (0..cols.len())
+            .filter(|&k| total < BAR_WIDTH || cols[k] > 1 || (segments[k].0 == '.' && cols[k] > 0))
+            .max_by_key(|&k| (cols[k], segments[k].1));
+        let Some(k) = widest else { break };
+        if total > BAR_WIDTH {
+            cols[k] -= 1;
+        } else {
+            cols[k] += 1;
+        }
+    }
     let mut text = String::new();
     for (&(c, _), &n) in segments.iter().zip(&cols) {
         for _ in 0..n {
@@ -250,38 +275,6 @@ fn bar(plan: &Plan) -> (String, String) {
         legend.push(". free".into());
     }
     (text, legend.join("  "))
-}
-
-/// Widths out of `total` for pieces of `lengths` bytes of a `disk`:
-/// proportional, rounded, at least `min[k]` each, brought to `total` by
-/// taking from or giving to the widest (a broken axis for small pieces).
-pub(super) fn allot(lengths: &[u64], disk: u64, total: u64, min: &[u64]) -> Vec<u64> {
-    let disk = u128::from(disk.max(1));
-    let mut cols: Vec<u64> = lengths
-        .iter()
-        .zip(min)
-        .map(|(&len, &least)| {
-            let exact = u128::from(len) * u128::from(total);
-            let rounded = u64::try_from((exact + disk / 2) / disk).unwrap_or(total);
-            rounded.max(least)
-        })
-        .collect();
-    loop {
-        let sum: u64 = cols.iter().sum();
-        if sum == total || cols.is_empty() {
-            break;
-        }
-        let widest = (0..cols.len())
-            .filter(|&k| sum < total || cols[k] > min[k])
-            .max_by_key(|&k| (cols[k], lengths[k]));
-        let Some(k) = widest else { break };
-        if sum > total {
-            cols[k] -= 1;
-        } else {
-            cols[k] += 1;
-        }
-    }
-    cols
 }
 
 /// What a table region holds, for the content column.

@@ -3,10 +3,10 @@
 //! start, size, type and content (the same rows as [`super::render_text`]).
 //!
 //! Scale: a box is as wide as its share of the disk, but never narrower
-//! than [`MIN_BOX`] pixels, taken from the widest boxes (a broken axis), so
-//! the 72-byte MBR, the GPT header and a 1 MiB alignment gap stay visible
-//! beside a 4 GiB partition. A widened box has a dashed outline, and the
-//! picture says so. Rejected: a log scale (sizes of large partitions would
+//! than [`MIN_BOX`] pixels (a broken axis), so the 72-byte MBR, the GPT
+//! header and a 1 MiB alignment gap stay visible beside a 4 GiB partition;
+//! the other boxes share the rest in proportion, so their ratios are true.
+//! A widened box has a dashed outline, and the picture says so. Rejected: a log scale (sizes of large partitions would
 //! look alike, and their ratios are what a reader compares).
 //!
 //! The text is deterministic: integer pixel positions, the same colours for
@@ -14,7 +14,7 @@
 //! monospace (every character [`CHAR_WIDTH`] pixels wide), so nothing
 //! depends on the fonts of the viewer for placement.
 
-use super::render::{allot, rows, table_text, type_text};
+use super::render::{rows, table_text, type_text};
 use super::{PartSpec, Plan, TableKind};
 use crate::units::human;
 use std::fmt::Write as _;
@@ -94,20 +94,7 @@ pub fn render_svg(plan: &Plan, parts: &[PartSpec]) -> String {
     let lengths: Vec<u64> = items.iter().map(|i| i.len).collect();
     // Many partitions make the bar wider rather than any box narrower.
     let bar_width = BAR_WIDTH.max(MIN_BOX * items.len() as u64);
-    let widths = allot(
-        &lengths,
-        plan.disk_size,
-        bar_width,
-        &vec![MIN_BOX; items.len()],
-    );
-    let widened: Vec<bool> = items
-        .iter()
-        .zip(&widths)
-        .map(|(i, &w)| {
-            let exact = u128::from(i.len) * u128::from(bar_width);
-            exact < u128::from(w) * u128::from(plan.disk_size.max(1)) / 2
-        })
-        .collect();
+    let (widths, widened) = box_widths(&lengths, bar_width);
 
     // Columns of the list: # swatch, name, start, size, type, content.
     let col = |k: usize| -> u64 {
@@ -252,6 +239,58 @@ pub fn render_svg(plan: &Plan, parts: &[PartSpec]) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// The width of each box, out of `total` pixels, and whether it was
+/// widened: a box whose share would be under [`MIN_BOX`] gets that, and the
+/// others share the rest in proportion to their bytes (so their ratios stay
+/// true); the rounding remainder goes to the largest box.
+fn box_widths(lengths: &[u64], total: u64) -> (Vec<u64>, Vec<bool>) {
+    let mut widened = vec![false; lengths.len()];
+    let share = |widened: &[bool]| {
+        let pinned = widened.iter().filter(|&&w| w).count() as u64;
+        let bytes: u128 = lengths
+            .iter()
+            .zip(widened)
+            .filter(|(_, &w)| !w)
+            .map(|(&l, _)| u128::from(l))
+            .sum();
+        (
+            u128::from(total.saturating_sub(MIN_BOX * pinned)),
+            bytes.max(1),
+        )
+    };
+    loop {
+        let (pixels, bytes) = share(&widened);
+        let mut changed = false;
+        for (k, &len) in lengths.iter().enumerate() {
+            if !widened[k] && u128::from(len) * pixels < u128::from(MIN_BOX) * bytes {
+                widened[k] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let (pixels, bytes) = share(&widened);
+    let mut widths: Vec<u64> = lengths
+        .iter()
+        .zip(&widened)
+        .map(|(&len, &w)| {
+            if w {
+                MIN_BOX
+            } else {
+                u64::try_from(u128::from(len) * pixels / bytes).unwrap_or(MIN_BOX)
+            }
+        })
+        .collect();
+    let used: u64 = widths.iter().sum();
+    let largest = (0..lengths.len()).max_by_key(|&k| (lengths[k], std::cmp::Reverse(k)));
+    if let Some(k) = largest {
+        widths[k] += total.saturating_sub(used);
+    }
+    (widths, widened)
 }
 
 /// `text` cut to `max` characters, with `…` when cut; empty when even one
