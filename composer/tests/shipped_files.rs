@@ -3,6 +3,7 @@
 //! (`schema/image-composer.schema.json`, installed for editors) and the
 //! README's picture of the embedded example's plan
 //! (`docs/embedded-plan.svg`). `UPDATE_EXPECT=1` rewrites them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
