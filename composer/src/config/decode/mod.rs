@@ -5,6 +5,14 @@
 //! diagnostic (or silently for a value already reported, [`Value::Invalid`]),
 //! so that one run reports every problem. Cross-entry checks (references,
 //! duplicate names, cycles) are in `validate.rs`.
+//!
+//! One file per part of the schema, each with the key table of its maps
+//! ([`Section`], checked by [`Cx::fields`] and rendered by `config::schema`)
+//! and the `(name, value)` tables of its enum keys beside the decoder:
+//! this file (the top level, `update`, contents), `image`, `partition`
+//! (partitions, holes, artifacts), `fs` (vfat, ext4, squashfs, erofs,
+//! swap), `files` (file lists, destinations, ownership rules) and
+//! `initramfs`.
 
 use super::model::*;
 use super::schema::{names, KeySpec, Kind, Section};
