@@ -7,7 +7,7 @@
 //! duplicate names, cycles) are in `validate.rs`.
 //!
 //! One file per part of the schema, each with the key table of its maps
-//! ([`Section`], checked by [`Cx::fields`] and rendered by `config::schema`)
+//! ([`Section`], checked by `Cx::fields` and rendered by `config::schema`)
 //! and the `(name, value)` tables of its enum keys beside the decoder:
 //! this file (the top level, `update`, contents), `image`, `partition`
 //! (partitions, holes, artifacts), `fs` (vfat, ext4, squashfs, erofs,
