@@ -54,6 +54,10 @@ pub enum Command {
         /// Print the plan as JSON (see docs/plan-json.md)
         #[arg(long)]
         json: bool,
+
+        /// Also draw the plan as an SVG picture into FILE
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Write a signed update bundle of the slot contents (docs/updates.md)
     Bundle {
@@ -158,6 +162,8 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of descriptions, for editors (docs/config.md)
+    Schema,
     /// Write the man pages (image-composer.1, image-composer-build.1 ...)
     Man {
         /// Directory the pages are written to (created if missing)

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
             reference,
         } => compose::build(&request(input, reference), &output_dir).map(|_| ()),
         cli::Command::Validate { input } => compose::validate(&request(input, None)),
-        cli::Command::Plan { input, json } => compose::print_plan(&request(input, None), json),
+        cli::Command::Plan { input, json, svg } => {
+            compose::print_plan(&request(input, None), json, svg.as_deref())
+        }
         cli::Command::Bundle {
             input,
             output_dir,
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         cli::Command::Completions { shell } => {
             manual::print_completions(shell).map_err(Error::Build)
         }
+        cli::Command::Schema => manual::print_schema().map_err(Error::Build),
         cli::Command::Man { output_dir } => {
             manual::write_man_pages(&output_dir).map_err(Error::Build)
         }

@@ -6,6 +6,8 @@
 //! `man -o DIR` writes `image-composer.1` and one `image-composer-SUB.1` per
 //! subcommand, staged and committed together like a build's outputs
 //! (`output::staging`), so an interrupted run leaves no half page.
+//! `schema` prints the JSON Schema of descriptions (made from the decoder's
+//! key tables, `config::schema`), installed beside them for editors.
 //!
 //! Rejected: a `build.rs` that writes them at compile time (it would need
 //! the CLI types in a second crate or included twice, and cargo's OUT_DIR
@@ -29,6 +31,13 @@ pub fn print_completions(shell: clap_complete::Shell) -> Result<()> {
     std::io::stdout()
         .write_all(&out)
         .context("writing the completion script to stdout")
+}
+
+/// Prints the JSON Schema of descriptions (`config::json_schema`).
+pub fn print_schema() -> Result<()> {
+    std::io::stdout()
+        .write_all(composer::config::json_schema().as_bytes())
+        .context("writing the schema to stdout")
 }
 
 /// Writes the man page of the command and of each subcommand into `dir`.

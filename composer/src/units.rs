@@ -19,6 +19,31 @@ pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
 pub const TIB: u64 = 1024 * GIB;
 
+/// The units a size may be written with, and their values (the JSON
+/// Schema's pattern for sizes is made from this table too).
+pub const UNITS: [(&str, u64); 20] = [
+    ("", 1),
+    ("B", 1),
+    ("K", KIB),
+    ("k", KIB),
+    ("KiB", KIB),
+    ("KB", KIB),
+    ("Ki", KIB),
+    ("M", MIB),
+    ("MiB", MIB),
+    ("Mi", MIB),
+    ("G", GIB),
+    ("GiB", GIB),
+    ("Gi", GIB),
+    ("T", TIB),
+    ("TiB", TIB),
+    ("Ti", TIB),
+    ("kB", 1000),
+    ("MB", 1000 * 1000),
+    ("GB", 1000 * 1000 * 1000),
+    ("TB", 1000 * 1000 * 1000 * 1000),
+];
+
 /// Why a string is not a size.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
@@ -62,17 +87,10 @@ impl FromStr for ByteSize {
             }
             None => (number, "", unit),
         };
-        let multiplier = match unit.trim() {
-            "" | "B" => 1,
-            "K" | "k" | "KiB" | "KB" | "Ki" => KIB,
-            "M" | "MiB" | "Mi" => MIB,
-            "G" | "GiB" | "Gi" => GIB,
-            "T" | "TiB" | "Ti" => TIB,
-            "kB" => 1000,
-            "MB" => 1000 * 1000,
-            "GB" => 1000 * 1000 * 1000,
-            "TB" => 1000 * 1000 * 1000 * 1000,
-            other => return Err(SizeError::UnknownUnit(other.to_string())),
+        let unit = unit.trim();
+        let multiplier = match UNITS.iter().find(|(name, _)| *name == unit) {
+            Some(&(_, m)) => m,
+            None => return Err(SizeError::UnknownUnit(unit.to_string())),
         };
         let whole: u64 = whole.parse().map_err(|_| SizeError::Overflow)?;
         let mut bytes = whole.checked_mul(multiplier).ok_or(SizeError::Overflow)?;

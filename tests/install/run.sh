@@ -28,11 +28,13 @@ else
 	exit 1
 fi
 
-# Every shipped layer, the binary, completions and man pages are in place.
+# Every shipped layer, the binary, completions, man pages and the schema are
+# in place.
 expect=(bin/image-composer share/bash-completion/completions/image-composer
 	share/zsh/site-functions/_image-composer
 	share/fish/vendor_completions.d/image-composer.fish
-	share/man/man1/image-composer.1 share/man/man1/image-composer-build.1)
+	share/man/man1/image-composer.1 share/man/man1/image-composer-build.1
+	share/image-composer/image-composer.schema.json)
 for layer in "${TOP}"/layers/*/layer.yaml; do
 	expect+=("share/image-composer/layers/${layer#"${TOP}/layers/"}")
 done

@@ -583,6 +583,95 @@ EOF
 	fi
 }
 
+# The shipped JSON Schema (schema/, equal to `image-composer schema`:
+# composer/tests/shipped_files.rs) accepts every example and layer, and
+# refuses a description with an unknown key, a bad enum value and a bad
+# size, checked by an independent validator (check-jsonschema, from PyPI:
+# .ci/run installs it into a venv).
+editor_schema() {
+	local schema="${TOP}/schema/image-composer.schema.json"
+	if ! have check-jsonschema; then
+		missing "schema: examples and layers validate" "check-jsonschema (pip, see .ci/run)"
+		return
+	fi
+	local files=("${TOP}"/examples/*/*.yaml "${TOP}"/layers/*/layer.yaml)
+	if check-jsonschema --schemafile "${schema}" "${files[@]}" > "${LOG}" 2>&1; then
+		pass "schema: ${#files[@]} examples and layers validate with check-jsonschema"
+	else
+		fail "schema: examples and layers" "${LOG}"
+	fi
+	local bad="${SCRATCH}/bad-schema.yaml"
+	# shellcheck disable=SC2016 # ${SIZE} is the description's variable
+	printf 'image: { nam: x, table: gtp, size: 12QB }\npartitions:\n  - { name: a, size: "${SIZE}", fs: { type: vfat, journal: true } }\n' > "${bad}"
+	check-jsonschema --schemafile "${schema}" "${bad}" > "${LOG}" 2>&1
+	local rc=$?
+	if [ "${rc}" = 1 ] && grep -q "'nam' was unexpected" "${LOG}" && grep -qF '$.image.table' "${LOG}" &&
+		grep -qF '$.image.size' "${LOG}" && grep -qF '$.partitions[0].fs' "${LOG}" && ! grep -qF '$.partitions[0].size' "${LOG}"; then
+		pass "schema: check-jsonschema refuses an unknown key, a bad table, a bad size and a vfat journal, accepts a \${VAR} size"
+	else
+		fail "schema: a bad description (exit ${rc})" "${LOG}"
+	fi
+}
+
+# `plan --svg` of the embedded example, drawn by a browser (Debian's
+# chromium-headless-shell, or chromium): every text of the picture is
+# inside it, every label inside its box, and the names, sizes, types and
+# contents of the plan are there.
+plan_picture() {
+	local browser=""
+	for b in chromium-headless-shell chromium; do have "${b}" && { browser="${b}"; break; }; done
+	if [ -z "${browser}" ]; then
+		missing "plan --svg: drawn by a browser" "chromium-headless-shell or chromium"
+		return
+	fi
+	local svg="${SCRATCH}/plan.svg" page="${SCRATCH}/plan.html" dom="${SCRATCH}/plan.dom"
+	if ! (cd "${TOP}" && "${COMPOSER}" -q plan examples/embedded/board.yaml --svg "${svg}") > "${LOG}" 2>&1; then
+		fail "plan --svg" "${LOG}"
+		return
+	fi
+	{
+		echo '<!DOCTYPE html><html><body style="margin:0">'
+		cat "${svg}"
+		cat <<'EOF'
+<script>
+const svg = document.querySelector("svg");
+const width = svg.width.baseVal.value;
+const out = [];
+for (const t of svg.querySelectorAll("text")) {
+	const b = t.getBBox();
+	if (b.width === 0 || b.x < 0 || b.x + b.width > width + 0.5) out.push("OUTSIDE-PICTURE " + t.textContent);
+	const box = t.parentNode.querySelector(":scope > title") && t.parentNode.querySelector(":scope > rect");
+	if (box && (b.x < box.x.baseVal.value || b.x + b.width > box.x.baseVal.value + box.width.baseVal.value + 0.5))
+		out.push("OUTSIDE-BOX " + t.textContent);
+	out.push("TEXT " + t.textContent);
+}
+const pre = document.createElement("pre");
+pre.id = "result";
+pre.textContent = out.join("\n");
+document.body.appendChild(pre);
+</script></body></html>
+EOF
+	} > "${page}"
+	timeout 120 "${browser}" --headless --no-sandbox --disable-gpu --dump-dom "file://${page}" > "${dom}.all" 2> "${LOG}"
+	local rc=$? problems=""
+	# The script's findings: the <pre id="result"> it added, one per line.
+	sed -n '/<pre id="result">/,/<\/pre>/p' "${dom}.all" | sed 's/^.*<pre id="result">//' > "${dom}"
+	grep -q '^TEXT ' "${dom}" || problems+="no text was drawn; "
+	problems+="$(grep '^OUTSIDE-' "${dom}" | tr '\n' ';')"
+	for want in "TEXT rootA" "TEXT 48 MiB" "TEXT root-arm64" "TEXT ext4 'rootfs' (artifact 'rootfs')" \
+		"TEXT (free)" "TEXT protective MBR (0xEE entry)" "TEXT image examples/embedded/bootloader.bin" "TEXT 102 MiB"; do
+		grep -qF "${want}" "${dom}" || problems+="no '${want}'; "
+	done
+	if [ "${rc}" = 0 ] && [ -z "${problems}" ]; then
+		pass "plan --svg: ${browser} draws $(grep -c '^TEXT ' "${dom}") texts, each inside the picture and its box, with the plan's names, sizes, types and contents"
+	else
+		echo "${problems}" >> "${LOG}"
+		fail "plan --svg in ${browser} (exit ${rc})" "${LOG}"
+	fi
+}
+
+editor_schema
+plan_picture
 br_qemu
 br_rpi4
 br_errors

@@ -72,8 +72,11 @@ pub fn validate(request: &Request) -> Result<(), Error> {
 
 /// Prints the resolved layout as a table, or as JSON, with the owners
 /// chosen for each `from:` tree and why.
-pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
+pub fn print_plan(request: &Request, json: bool, svg: Option<&Path>) -> Result<(), Error> {
     let (desc, contents, plan, specs) = resolve(request, &mut Staging::private())?;
+    if let Some(path) = svg {
+        write_svg(path, &crate::plan::render_svg(&plan, &specs))?;
+    }
     let image = &desc.image.name.value;
     let outputs: Vec<String> = desc
         .outputs
@@ -141,6 +144,27 @@ pub fn print_plan(request: &Request, json: bool) -> Result<(), Error> {
         text
     };
     print_quietly(&text).context("writing the plan to stdout")?;
+    Ok(())
+}
+
+/// Writes the plan's picture to `path`, staged and renamed into place.
+fn write_svg(path: &Path, svg: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).with_context(|| {
+        format!(
+            "writing the plan picture: '{}' names no file",
+            path.display()
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut staging = Staging::for_output_dir(dir);
+    let mut file = staging.create(name)?;
+    file.write_all(svg.as_bytes())
+        .with_context(|| format!("writing the plan picture '{}'", path.display()))?;
+    staging.commit()?;
     Ok(())
 }
 

@@ -80,7 +80,7 @@ fn is_description(root: &Node) -> bool {
             entries.is_empty()
                 || entries
                     .iter()
-                    .any(|(k, _)| super::decode::TOP_KEYS.contains(&k.text.as_str()))
+                    .any(|(k, _)| super::decode::TOP.key(&k.text).is_some())
         }
         _ => false,
     }

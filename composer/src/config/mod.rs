@@ -7,7 +7,9 @@
 //! checks, input paths) → [`validate`] (references, cycles, cross-entry
 //! rules). Every stage keeps going after a problem so that one run reports
 //! them all, sorted by file and position. The schema and the merge rules are
-//! documented for users in `docs/config.md`.
+//! documented for users in `docs/config.md`. The keys of each map are data
+//! ([`schema`]: name, kind of value, description), owned by the decoder
+//! beside the code reading them and rendered as a JSON Schema for editors.
 //!
 //! `config` knows YAML, not disks: sizes are parsed but not laid out, and a
 //! partition `type:` is kept as text for the planner to look up. The only
@@ -17,6 +19,7 @@
 pub mod decode;
 pub mod layers;
 pub mod model;
+pub mod schema;
 pub mod validate;
 pub mod vars;
 pub mod yaml;
@@ -27,6 +30,12 @@ use crate::diag::{Diagnostic, Diagnostics, Span};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The JSON Schema of descriptions and layers, as `image-composer schema`
+/// prints it (serde_json's maps are sorted: the same text on every run).
+pub fn json_schema() -> String {
+    format!("{:#}\n", schema::json_schema(&decode::TOP))
+}
 
 /// How to load a description (from the command line).
 #[derive(Clone, Debug, Default)]

@@ -536,7 +536,7 @@ impl OutputKind {
     ];
 
     /// The name written in `outputs:`.
-    pub fn keyword(self) -> &'static str {
+    pub const fn keyword(self) -> &'static str {
         match self {
             OutputKind::Raw => "raw",
             OutputKind::Bmap => "bmap",

@@ -1403,3 +1403,40 @@ fn verity_variables_in_file_texts() {
     ))
     .contains("both 'artifact' and 'text'"));
 }
+
+/// The schema's filesystem sections are the ones `fs:` decodes: each tag
+/// the schema offers loads.
+#[test]
+fn every_filesystem_type_of_the_schema_decodes() {
+    use super::schema::Kind;
+    let Some(Kind::List(Kind::Map(partition))) = decode::TOP.key("partitions").map(|k| &k.kind)
+    else {
+        panic!("partitions is a list of maps");
+    };
+    let Some(Kind::Tagged(variants)) = partition.key("fs").map(|k| &k.kind) else {
+        panic!("fs is tagged by type");
+    };
+    assert_eq!(variants.len(), 5);
+    let dir = inputs();
+    for (tag, section) in variants.iter() {
+        assert!(section.key("type").is_some(), "{tag}");
+        let text = format!(
+            "image: {{ name: sd }}\npartitions:\n  - {{ name: a, size: 8MiB, fs: {{ type: {tag} }} }}\n"
+        );
+        load_in(&dir, &text).unwrap_or_else(|e| panic!("{tag}: {e}"));
+    }
+}
+
+/// Unknown keys are checked against the schema's sections, nested ones too.
+#[test]
+fn unknown_keys_come_from_the_schema_sections() {
+    let e = load_in(
+        &inputs(),
+        "image: { name: sd }\npartitions:\n  - { name: a, size: 8MiB, initramfs: { modules: { dirr: x } } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("unknown key 'dirr'") && e.contains("did you mean 'dir'? valid keys: dir, load"),
+        "{e}"
+    );
+}

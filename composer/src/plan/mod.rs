@@ -46,9 +46,11 @@
 mod allocate;
 mod render;
 mod roles;
+mod svg;
 
 pub use allocate::allocate;
 pub use render::{render_json, render_text};
+pub use svg::render_svg;
 
 use crate::diag::Span;
 use crate::ids::Uuid;

@@ -28,7 +28,7 @@ const JSON_VERSION: u32 = 1;
 
 /// How a partition type reads in the plan: the shorthand when one matches,
 /// else the GUID (GPT) or the byte (MBR).
-fn type_text(table: TableKind, t: PartType) -> String {
+pub(super) fn type_text(table: TableKind, t: PartType) -> String {
     match (table, t.mbr) {
         (TableKind::Mbr, Some(byte)) => {
             match SHORTHANDS.iter().find(|(_, _, mbr)| *mbr == Some(byte)) {
@@ -51,16 +51,16 @@ fn symbol(kind: RegionKind) -> char {
 }
 
 /// One row of the table: a region, or a free gap (`region` is `None`).
-struct Row<'a> {
-    region: Option<&'a Region>,
-    start: u64,
-    end: u64,
+pub(super) struct Row<'a> {
+    pub region: Option<&'a Region>,
+    pub start: u64,
+    pub end: u64,
 }
 
 /// The regions in order with the free gaps of a sector or more between them
 /// (smaller ones are the unused boot code area before the MBR entries, or
 /// the rest of a sector).
-fn rows(plan: &Plan) -> Vec<Row<'_>> {
+pub(super) fn rows(plan: &Plan) -> Vec<Row<'_>> {
     let ss = u64::from(plan.sector_size);
     let mut out = Vec::new();
     let mut pos = 0u64;
@@ -278,7 +278,7 @@ fn bar(plan: &Plan) -> (String, String) {
 }
 
 /// What a table region holds, for the content column.
-fn table_text(plan: &Plan, kind: RegionKind) -> String {
+pub(super) fn table_text(plan: &Plan, kind: RegionKind) -> String {
     match kind {
         RegionKind::Mbr => match plan.table {
             TableKind::Gpt => "protective MBR (0xEE entry)".into(),

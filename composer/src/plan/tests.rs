@@ -872,3 +872,137 @@ fn every_json_field_is_documented() {
         }
     }
 }
+
+/// The boxes of the bar: (title, x, width, dashed) of each `<g><title>` line.
+fn svg_boxes(svg: &str) -> Vec<(String, u64, u64, bool)> {
+    let attr = |line: &str, name: &str| -> u64 {
+        let start = line.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        line[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    svg.lines()
+        .filter(|l| l.starts_with("<g><title>"))
+        .map(|l| {
+            let title = l["<g><title>".len()..l.find("</title>").unwrap()].to_string();
+            (
+                title,
+                attr(l, "x"),
+                attr(l, "width"),
+                l.contains("stroke-dasharray"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn svg_draws_every_region_and_gap_with_its_text() {
+    let (disk, parts) = sketch();
+    let plan = allocate(&disk, &parts).unwrap();
+    let svg = render_svg(&plan, &parts);
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.ends_with("</svg>\n"));
+    assert_eq!(svg, render_svg(&plan, &parts), "deterministic");
+    let boxes = svg_boxes(&svg);
+    let names: Vec<&str> = boxes
+        .iter()
+        .map(|b| b.0.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MBR",
+            "GPT header",
+            "GPT array",
+            "(free)",
+            "uboot",
+            "(free)",
+            "boot",
+            "root-a",
+            "data",
+            "(free)",
+            "backup GPT array",
+            "backup GPT header"
+        ]
+    );
+    // The boxes tile the bar from the margin, none narrower than MIN_BOX.
+    let mut x = 20;
+    for b in &boxes {
+        assert_eq!(b.1, x, "{b:?}");
+        assert!(b.2 >= 48, "{b:?}");
+        x += b.2;
+    }
+    assert_eq!(x, 20 + 920);
+    // Tiny regions are widened and dashed; partitions are drawn to scale
+    // (boot 64 MiB against root-a 120 MiB within a pixel of their ratio).
+    let by_name = |n: &str| {
+        boxes
+            .iter()
+            .find(|b| b.0.starts_with(&format!("{n}:")))
+            .unwrap()
+    };
+    assert!(by_name("MBR").3 && by_name("GPT header").3 && by_name("backup GPT header").3);
+    assert!(!by_name("boot").3 && !by_name("root-a").3 && !by_name("data").3);
+    let (boot, root) = (by_name("boot").2, by_name("root-a").2);
+    let root_mib = plan.partitions[2].size / MIB;
+    assert!(
+        (boot * root_mib).abs_diff(root * 64) <= root_mib,
+        "{boot} {root}"
+    );
+    assert!(svg.contains("dashed boxes are widened (not to scale)"));
+    // The list: every row's name, start, size, type and content as text.
+    for text in [
+        ">root-a</text>",
+        ">ext4 &apos;root-a&apos; from /x/target</text>",
+        ">vfat &apos;BOOT&apos;</text>",
+        ">raw flash.bin</text>",
+        ">esp</text>",
+        ">raw</text>",
+        ">64 MiB</text>",
+        ">(free)</text>",
+        ">protective MBR (0xEE entry)</text>",
+        ">128 entries</text>",
+        ">1048576</text>",
+        "disk: 512 MiB (536870912 bytes), table gpt, 512-byte sectors",
+    ] {
+        assert!(svg.contains(text), "{text} missing in\n{svg}");
+    }
+}
+
+#[test]
+fn svg_escapes_text_and_cuts_names_to_their_box() {
+    let parts = vec![
+        PartSpec {
+            content: "vfat 'A<&>\"B'".into(),
+            ..part("a-partition-with-a-long-name", exact(1), 10)
+        },
+        PartSpec {
+            content: "ext4".into(),
+            ..part("data", SizeReq::Fill, 20)
+        },
+    ];
+    let plan = allocate(&disk(TableKind::Mbr, Some(1024 * MIB)), &parts).unwrap();
+    let svg = render_svg(&plan, &parts);
+    assert!(svg.contains(">vfat &apos;A&lt;&amp;&gt;&quot;B&apos;</text>"));
+    assert!(!svg.contains("A<&"));
+    // 1 MiB of 1 GiB is a widened 48-pixel box: five characters, cut.
+    assert!(svg.contains(">a-pa…</text>"), "{svg}");
+    assert!(svg.contains(">a-partition-with-a-long-name</text>"));
+}
+
+#[test]
+fn svg_bar_grows_with_many_partitions_instead_of_hiding_them() {
+    let parts: Vec<PartSpec> = (0..30)
+        .map(|i| part(&format!("p{i}"), exact(1), 10 * i + 10))
+        .collect();
+    let plan = allocate(&disk(TableKind::Gpt, Some(4096 * MIB)), &parts).unwrap();
+    let svg = render_svg(&plan, &parts);
+    let boxes = svg_boxes(&svg);
+    assert!(boxes.iter().all(|b| b.2 >= 48));
+    let end = boxes.last().map(|b| b.1 + b.2).unwrap();
+    let width: u64 = svg["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"".len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(end + 20 <= width, "{end} {width}");
+}
