@@ -424,7 +424,7 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.ownership)?;
                 Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
             }
             Model::Fs(Filesystem::Squashfs(q)) => {
@@ -439,7 +439,7 @@ impl Preparer<'_> {
                         .map_or(defaults.block_size, |b| b.value),
                     verity: q.verity.value,
                 };
-                let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
+                let tree = self.tree(name, &q.sources, &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Erofs(e)) => {
@@ -452,7 +452,7 @@ impl Preparer<'_> {
                         .as_ref()
                         .map_or(ErofsOptions::default().pcluster_size, |p| p.value),
                 };
-                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Swap(w)) => {
@@ -477,28 +477,88 @@ impl Preparer<'_> {
         })
     }
 
+    /// The tree of `sources`: every `from:` directory scanned (once per
+    /// build), merged in order ([`Tree::merge`]), the `exclude:` globs cut
+    /// ([`Tree::exclude`]); `None` without `from:`. Every vfat, ext4,
+    /// squashfs, EROFS and initramfs tree is made here.
+    fn source_tree(&mut self, sources: &config::Sources) -> Result<Option<Tree>> {
+        let mut merged: Option<Tree> = None;
+        for from in &sources.from {
+            let scanned = match self.scanned.iter().find(|(k, _)| *k == from.path) {
+                Some((_, tree)) => tree.clone(),
+                None => {
+                    let tree =
+                        tree::scan(&from.path, &TreeOptions::default(), self.ctx).map_err(|e| {
+                            Located(
+                                Diagnostic::new(
+                                    from.span.clone(),
+                                    from.key.clone(),
+                                    format!("{e:#}"),
+                                )
+                                .help("name a readable directory"),
+                            )
+                        })?;
+                    self.scanned.push((from.path.clone(), tree.clone()));
+                    tree
+                }
+            };
+            match &mut merged {
+                None => merged = Some(scanned),
+                Some(tree) => tree.merge(tree::ROOT, &scanned)?,
+            }
+        }
+        let Some(mut tree) = merged else {
+            return Ok(None);
+        };
+        let globs: Vec<&str> = sources.exclude.iter().map(|g| g.value.as_str()).collect();
+        let used = tree.exclude(&globs);
+        let before = self.diags.len();
+        for (glob, used) in sources.exclude.iter().zip(used) {
+            if used {
+                continue;
+            }
+            let message = match glob.value.strip_suffix('/') {
+                Some(_) => format!("\"{}\" names no directory of the tree", glob.value),
+                None if sources.from.len() > 1 => {
+                    format!("\"{}\" matches nothing in the merged trees", glob.value)
+                }
+                None => format!("\"{}\" matches nothing in the tree", glob.value),
+            };
+            self.diags.push(glob.diag(message).help(
+                "fix the glob (`*` and `?` stay within a name, `**` spans directories; paths start at the tree's root) or remove it",
+            ));
+        }
+        if self.diags.len() > before {
+            return Err(Skipped("exclude patterns match nothing".into()).into());
+        }
+        Ok(Some(tree))
+    }
+
+    /// The tree of `sources` with the owners chosen for content `name`.
+    fn owned_tree(
+        &mut self,
+        name: &str,
+        sources: &config::Sources,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        let Some(mut tree) = self.source_tree(sources)? else {
+            return Ok(None);
+        };
+        let choice = self.owners(name, own);
+        tree.apply_owners(&choice, name);
+        Ok(Some(tree))
+    }
+
     /// The source tree of a filesystem (ext4, squashfs, erofs) with ownership
     /// overrides applied; `None` for an empty filesystem without overrides.
     fn tree(
         &mut self,
         name: &str,
-        from: Option<&config::InputPath>,
+        sources: &config::Sources,
         own: &config::Ownership,
     ) -> Result<Option<Tree>> {
-        let mut tree = match from {
-            Some(from) => {
-                let mut tree = match self.scanned.iter().find(|(k, _)| *k == from.path) {
-                    Some((_, tree)) => tree.clone(),
-                    None => {
-                        let tree = tree::scan(&from.path, &TreeOptions::default(), self.ctx)?;
-                        self.scanned.push((from.path.clone(), tree.clone()));
-                        tree
-                    }
-                };
-                let choice = self.owners(name, own);
-                tree.apply_owners(&choice, name);
-                tree
-            }
+        let mut tree = match self.owned_tree(name, sources, own)? {
+            Some(tree) => tree,
             None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
             None => Tree::empty(self.ctx),
         };
@@ -536,7 +596,7 @@ impl Preparer<'_> {
             .context("cluster size")?;
         opts.volume_id = v.volume_id.as_ref().map(|id| id.value);
         opts.sector_size = self.desc.image.sector_size.value;
-        opts.from = v.from.as_ref().map(|f| f.path.clone());
+        opts.tree = self.source_tree(&v.sources)?;
         for entry in &v.files {
             opts.files
                 .push((entry.dest.value.clone(), self.file_source(&entry.source)?));
@@ -548,13 +608,9 @@ impl Preparer<'_> {
         let own = &i.ownership;
         let mut opts = InitramfsOptions {
             name: name.to_string(),
-            owners: match &i.from {
-                Some(_) => self.owners(name, own),
-                None => OwnerChoice::default(),
-            },
+            tree: self.owned_tree(name, &i.sources, own)?,
             device_tables: own.device_tables.iter().map(|t| t.path.clone()).collect(),
             rules: owner_rules(own),
-            from: i.from.as_ref().map(|f| f.path.clone()),
             busybox: i.busybox.as_ref().map(|b| b.path.clone()),
             compression: match i.compression.value {
                 config::Compression::None => cpio::Compression::None,

@@ -70,7 +70,7 @@ const PARTITION_KEYS: [&str; 25] = [
     "before",
 ];
 const ARTIFACT_KEYS: [&str; 5] = ["fs", "initramfs", "image", "size", "output"];
-const VFAT_KEYS: [&str; 7] = [
+const VFAT_KEYS: [&str; 8] = [
     "type",
     "label",
     "fat",
@@ -78,12 +78,14 @@ const VFAT_KEYS: [&str; 7] = [
     "volume-id",
     "files",
     "from",
+    "exclude",
 ];
-const EXT4_KEYS: [&str; 15] = [
+const EXT4_KEYS: [&str; 16] = [
     "type",
     "label",
     "uuid",
     "from",
+    "exclude",
     "owners",
     "device-table",
     "rules",
@@ -96,9 +98,10 @@ const EXT4_KEYS: [&str; 15] = [
     "reserved",
     "hash-seed",
 ];
-const SQUASHFS_KEYS: [&str; 9] = [
+const SQUASHFS_KEYS: [&str; 10] = [
     "type",
     "from",
+    "exclude",
     "owners",
     "device-table",
     "rules",
@@ -108,9 +111,10 @@ const SQUASHFS_KEYS: [&str; 9] = [
     "verity",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
-const EROFS_KEYS: [&str; 8] = [
+const EROFS_KEYS: [&str; 9] = [
     "type",
     "from",
+    "exclude",
     "owners",
     "device-table",
     "rules",
@@ -118,8 +122,9 @@ const EROFS_KEYS: [&str; 8] = [
     "level",
     "pcluster-size",
 ];
-const INITRAMFS_KEYS: [&str; 12] = [
+const INITRAMFS_KEYS: [&str; 13] = [
     "from",
+    "exclude",
     "files",
     "dirs",
     "symlinks",
@@ -760,6 +765,23 @@ pub fn decode(
             if let Some(items) = cx.list(n, "write `outputs: [raw, bmap]`") {
                 for item in items {
                     let choices = OutputKind::ALL.map(|k| (k.keyword(), k));
+                    if let Some((text, kind)) = output_alias(item) {
+                        let file = image.as_ref().map_or_else(
+                            || "IMAGE.img".to_string(),
+                            |i| kind.file_name(&i.name.value),
+                        );
+                        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                        cx.err(
+                            item,
+                            format!("\"{text}\" is not an output format"),
+                            format!(
+                                "write '{}': that output is the file {file}; use one of: {}",
+                                kind.keyword(),
+                                names.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
                     if let Some(k) = cx.choice(item, "an output format", &choices) {
                         if !outputs.iter().any(|o| o.value == k) {
                             outputs.push(cx.spanned(item, k));
@@ -789,6 +811,26 @@ pub fn decode(
         outputs,
         update,
     })
+}
+
+/// An `outputs:` entry that names a format by its file's extension or its
+/// tool's word rather than by its keyword (`img` for `raw`): edit distance
+/// would suggest a wrong keyword (`simg` for `img`).
+fn output_alias(item: &Node) -> Option<(&str, OutputKind)> {
+    const ALIASES: [(&str, OutputKind); 7] = [
+        ("img", OutputKind::Raw),
+        ("image", OutputKind::Raw),
+        ("zstd", OutputKind::Zst),
+        ("gzip", OutputKind::Gz),
+        ("sparse", OutputKind::Simg),
+        ("android-sparse", OutputKind::Simg),
+        ("qcow", OutputKind::Qcow2),
+    ];
+    let text = item.as_str()?.trim();
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == text)
+        .map(|&(_, kind)| (text, kind))
 }
 
 /// `update:`; names are checked like the bundle manifest checks them.
@@ -1564,6 +1606,74 @@ fn check_fat_names(cx: &mut Cx<'_>, dest: &Spanned<String>) {
     }
 }
 
+/// `from:` (one directory or a list, merged in order) and `exclude:`
+/// (absolute globs) of a filesystem or archive.
+fn decode_sources(cx: &mut Cx<'_>, f: &Fields<'_>) -> Sources {
+    let mut out = Sources::default();
+    if let Some(n) = f.get("from") {
+        let items: Vec<&Node> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        for item in items {
+            if let Some(p) = cx.input_path(item, PathKind::Dir) {
+                out.from.push(p);
+            }
+        }
+    }
+    let Some(n) = f.get("exclude") else {
+        return out;
+    };
+    if f.get("from").is_none() {
+        cx.err(
+            n,
+            "`exclude:` without `from:` has nothing to leave out",
+            "add `from:` with the tree, or remove `exclude:`",
+        );
+        return out;
+    }
+    for item in cx
+        .list(n, "write `exclude: [/boot, \"/var/cache/**\"]`")
+        .unwrap_or_default()
+    {
+        let Some(glob) = cx.spanned_text(item) else {
+            continue;
+        };
+        let g = &glob.value;
+        let body = g.strip_suffix('/').unwrap_or(g);
+        let problem = if !g.starts_with('/') {
+            Some((
+                format!("\"{g}\" is not an absolute path"),
+                format!(
+                    "write it from the tree's root, \"/{g}\" (wic's --exclude-path={g} is /{g} here)"
+                ),
+            ))
+        } else if body.is_empty() {
+            Some((
+                format!("\"{g}\" would leave out the whole tree"),
+                "name what to leave out below the root, e.g. /boot, or remove `from:`".to_string(),
+            ))
+        } else if body
+            .split('/')
+            .skip(1)
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            Some((
+                format!("\"{g}\" has an empty, '.' or '..' component"),
+                "write the path from the tree's root without '.', '..' or '//', e.g. /var/cache/"
+                    .to_string(),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((message, help)) => cx.diags.push(glob.diag(message).help(help)),
+            None => out.exclude.push(glob),
+        }
+    }
+    out
+}
+
 fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
     let f = cx.fields(node, &VFAT_KEYS, "write `fs: { type: vfat }`")?;
     let label =
@@ -1613,14 +1723,14 @@ fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
     for entry in &files {
         check_fat_names(cx, &entry.dest);
     }
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     Some(Vfat {
         label,
         fat,
         cluster_size,
         volume_id,
         files,
-        from,
+        sources,
     })
 }
 
@@ -1750,7 +1860,7 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     let uuid = f
         .get("uuid")
         .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let mut features = Vec::new();
     if let Some(n) = f.get("features") {
@@ -1903,7 +2013,7 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     Some(Ext4 {
         label,
         uuid,
-        from,
+        sources,
         ownership,
         features,
         journal,
@@ -1963,7 +2073,7 @@ fn compression_level(
 
 fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     let f = cx.fields(node, &SQUASHFS_KEYS, "write `fs: { type: squashfs }`")?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let compression = compression(cx, &f);
     let level = f.get("level").and_then(|n| {
@@ -1992,7 +2102,7 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     });
     let verity = f.flag(cx, "verity", false);
     Some(Squashfs {
-        from,
+        sources,
         ownership,
         compression,
         level,
@@ -2031,7 +2141,7 @@ fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
 
 fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     let ownership = decode_ownership(cx, &f);
     use crate::fs::erofs::Compression as C;
     let compression = f
@@ -2069,7 +2179,7 @@ fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
     Some(Erofs {
-        from,
+        sources,
         ownership,
         compression,
         level,
@@ -2115,7 +2225,7 @@ fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {
         &INITRAMFS_KEYS,
         "write `initramfs: { busybox: ..., init: ... }`",
     )?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     let files = decode_files(cx, &f);
     let mut dirs = Vec::new();
     if let Some(n) = f.get("dirs") {
@@ -2229,7 +2339,7 @@ fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs> {
     let compression = compression(cx, &f);
     let ownership = decode_ownership(cx, &f);
     Some(Initramfs {
-        from,
+        sources,
         files,
         dirs,
         symlinks,
