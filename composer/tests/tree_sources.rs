@@ -227,6 +227,109 @@ fn merged_and_excluded_trees_read_back_by_independent_tools() {
     );
 }
 
+/// Builds `yaml` (written to `dir/board.yaml`) into `dir/out`.
+fn build(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    fs::write(dir.join("board.yaml"), yaml).unwrap();
+    let out = dir.join("out");
+    let result = composer(&[
+        "build",
+        dir.join("board.yaml").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out
+}
+
+#[test]
+fn files_naming_a_directory_copy_it_for_every_kind() {
+    if !have_all(&[
+        "debugfs",
+        "e2fsck",
+        "unsquashfs",
+        "fsck.erofs",
+        "cpio",
+        "mcopy",
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(&d.join("small"), "etc/hostname", "h");
+    write(&d.join("small"), "opt/old", "o");
+    write(&d.join("app"), "run.sh", "run");
+    write(&d.join("app"), "lib/x.so", "x");
+    write(d, "motd.txt", "motd");
+    let content = "from: small, files: { /opt/app: app/, /etc/motd: motd.txt }";
+    let out = build(
+        d,
+        &format!(
+            "image: {{ name: t }}\n\
+             artifacts:\n\
+             \x20 root: {{ fs: {{ type: ext4, {content} }}, output: root.ext4 }}\n\
+             \x20 sq: {{ fs: {{ type: squashfs, {content} }}, output: root.sqfs }}\n\
+             \x20 ero: {{ fs: {{ type: erofs, {content} }}, output: root.erofs }}\n\
+             \x20 ird: {{ initramfs: {{ {content}, compression: none }}, output: ird.cpio }}\n\
+             \x20 boot: {{ fs: {{ type: vfat, {content} }}, output: boot.vfat }}\n\
+             partitions:\n\
+             \x20 - {{ name: root, artifact: root }}\n"
+        ),
+    );
+    let want = expected(&[
+        ("/etc", "d"),
+        ("/etc/hostname", "f h"),
+        ("/etc/motd", "f motd"),
+        ("/opt", "d"),
+        ("/opt/old", "f o"),
+        ("/opt/app", "d"),
+        ("/opt/app/run.sh", "f run"),
+        ("/opt/app/lib", "d"),
+        ("/opt/app/lib/x.so", "f x"),
+    ]);
+    let img = out.join("root.ext4");
+    run(Command::new("e2fsck").arg("-fn").arg(&img));
+    let x = d.join("x-ext4");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", x.display()))
+        .arg(&img));
+    let mut got = listing(&x);
+    got.remove("/lost+found");
+    assert_eq!(got, want, "ext4");
+    let x = d.join("x-sqfs");
+    run(Command::new("unsquashfs")
+        .arg("-no-xattrs")
+        .arg("-d")
+        .arg(&x)
+        .arg(out.join("root.sqfs")));
+    assert_eq!(listing(&x), want, "squashfs");
+    let x = d.join("x-erofs");
+    run(Command::new("fsck.erofs")
+        .arg(format!("--extract={}", x.display()))
+        .arg(out.join("root.erofs")));
+    assert_eq!(listing(&x), want, "erofs");
+    let x = d.join("x-cpio");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("sh")
+        .current_dir(&x)
+        .arg("-c")
+        .arg("cpio -idm --quiet --no-absolute-filenames < ../out/ird.cpio"));
+    assert_eq!(listing(&x), want, "initramfs");
+    let x = d.join("x-vfat");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("mcopy")
+        .args(["-s", "-n", "-i"])
+        .arg(out.join("boot.vfat"))
+        .arg("::/")
+        .arg(&x));
+    assert_eq!(listing(&x), want, "vfat");
+}
+
 fn validate(dir: &Path, yaml: &str) -> (i32, String) {
     fs::write(dir.join("board.yaml"), yaml).unwrap();
     let out = composer(&["validate", dir.join("board.yaml").to_str().unwrap()]);

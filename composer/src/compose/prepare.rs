@@ -8,7 +8,9 @@
 //! directly, a raw image by its path, a filesystem by writing it once into a
 //! scratch file of the command's [`Staging`] area (removed when it ends).
 
-use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
+use crate::config::{
+    self, Content as Model, Description, FileEntry, FileRef, Filesystem, SizeSpec,
+};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::erofs::{self, ErofsFs, ErofsOptions};
@@ -26,6 +28,7 @@ use crate::units::{align_up, human, ByteSize};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -424,7 +427,7 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.tree(name, &e.sources, &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.files, &e.ownership)?;
                 Prepared::Ext4(Box::new(ext4::prepare(&opts, tree.as_ref(), self.ctx)?))
             }
             Model::Fs(Filesystem::Squashfs(q)) => {
@@ -439,7 +442,7 @@ impl Preparer<'_> {
                         .map_or(defaults.block_size, |b| b.value),
                     verity: q.verity.value,
                 };
-                let tree = self.tree(name, &q.sources, &q.ownership)?;
+                let tree = self.tree(name, &q.sources, &q.files, &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Erofs(e)) => {
@@ -452,7 +455,7 @@ impl Preparer<'_> {
                         .as_ref()
                         .map_or(ErofsOptions::default().pcluster_size, |p| p.value),
                 };
-                let tree = self.tree(name, &e.sources, &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.files, &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Swap(w)) => {
@@ -549,19 +552,88 @@ impl Preparer<'_> {
         Ok(Some(tree))
     }
 
+    /// The `files:` entry `entry` names a host directory: its tree (with the
+    /// owners chosen for content `name`), to graft at the destination.
+    fn files_dir(
+        &mut self,
+        name: &str,
+        entry: &FileEntry,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        match &entry.source {
+            FileRef::Path(p) if p.path.is_dir() => {
+                let sources = config::Sources {
+                    from: vec![p.clone()],
+                    exclude: Vec::new(),
+                };
+                self.owned_tree(name, &sources, own)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Places the `files:` of a filesystem made from a tree (ext4,
+    /// squashfs, EROFS) over it, in the order written: a directory is
+    /// grafted ([`Tree::graft`]), a file put at its destination (root-owned,
+    /// its host mode, or 0644 for an artifact's bytes).
+    fn place_files(
+        &mut self,
+        name: &str,
+        tree: &mut Tree,
+        files: &[FileEntry],
+        own: &config::Ownership,
+    ) -> Result<()> {
+        for entry in files {
+            let dest = &entry.dest.value;
+            let at = |e: anyhow::Error| {
+                Located(entry.dest.diag(format!("{e:#}")).help(
+                    "a destination's parents must be directories (or missing); pick another path",
+                ))
+            };
+            if let Some(sub) = self.files_dir(name, entry, own)? {
+                tree.graft(dest, &sub).map_err(at)?;
+                continue;
+            }
+            let source = self.file_source(&entry.source)?;
+            let (size, mode, time) = match &source {
+                FileSource::Path(p) => {
+                    let meta = std::fs::metadata(p)
+                        .with_context(|| format!("reading '{}'", p.display()))?;
+                    let time = tree::Timestamp {
+                        sec: meta.mtime(),
+                        nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+                    }
+                    .clamped(self.ctx);
+                    (meta.len(), meta.mode(), time)
+                }
+                FileSource::Bytes(b) => (b.len() as u64, 0o644, tree.build_time()),
+            };
+            let node = tree::Node::new(tree::NodeKind::File { source, size }, mode, time);
+            let parent = dest.rsplit_once('/').map_or("", |(p, _)| p);
+            tree.mkdir_all(parent)
+                .and_then(|_| tree.insert(dest, node))
+                .map_err(at)?;
+        }
+        Ok(())
+    }
+
     /// The source tree of a filesystem (ext4, squashfs, erofs) with ownership
     /// overrides applied; `None` for an empty filesystem without overrides.
     fn tree(
         &mut self,
         name: &str,
         sources: &config::Sources,
+        files: &[FileEntry],
         own: &config::Ownership,
     ) -> Result<Option<Tree>> {
         let mut tree = match self.owned_tree(name, sources, own)? {
             Some(tree) => tree,
-            None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
+            None if files.is_empty() && own.device_tables.is_empty() && own.rules.is_empty() => {
+                return Ok(None)
+            }
             None => Tree::empty(self.ctx),
         };
+        self.place_files(name, &mut tree, files, own)?;
         for table in &own.device_tables {
             tree.apply_device_table(&table.path).map_err(|e| {
                 Located(
@@ -598,6 +670,21 @@ impl Preparer<'_> {
         opts.sector_size = self.desc.image.sector_size.value;
         opts.tree = self.source_tree(&v.sources)?;
         for entry in &v.files {
+            if let FileRef::Path(p) = &entry.source {
+                if p.path.is_dir() {
+                    let sources = config::Sources {
+                        from: vec![p.clone()],
+                        exclude: Vec::new(),
+                    };
+                    let sub = self
+                        .source_tree(&sources)?
+                        .unwrap_or_else(|| Tree::empty(self.ctx));
+                    opts.tree
+                        .get_or_insert_with(|| Tree::empty(self.ctx))
+                        .graft(&entry.dest.value, &sub)?;
+                    continue;
+                }
+            }
             opts.files
                 .push((entry.dest.value.clone(), self.file_source(&entry.source)?));
         }
@@ -626,6 +713,12 @@ impl Preparer<'_> {
             ..Default::default()
         };
         for entry in &i.files {
+            if let Some(sub) = self.files_dir(name, entry, own)? {
+                opts.tree
+                    .get_or_insert_with(|| Tree::empty(self.ctx))
+                    .graft(&entry.dest.value, &sub)?;
+                continue;
+            }
             opts.files.push(cpio::FileSpec {
                 path: entry.dest.value.clone(),
                 source: self.file_source(&entry.source)?,

@@ -80,12 +80,13 @@ const VFAT_KEYS: [&str; 8] = [
     "from",
     "exclude",
 ];
-const EXT4_KEYS: [&str; 16] = [
+const EXT4_KEYS: [&str; 17] = [
     "type",
     "label",
     "uuid",
     "from",
     "exclude",
+    "files",
     "owners",
     "device-table",
     "rules",
@@ -98,10 +99,11 @@ const EXT4_KEYS: [&str; 16] = [
     "reserved",
     "hash-seed",
 ];
-const SQUASHFS_KEYS: [&str; 10] = [
+const SQUASHFS_KEYS: [&str; 11] = [
     "type",
     "from",
     "exclude",
+    "files",
     "owners",
     "device-table",
     "rules",
@@ -111,10 +113,11 @@ const SQUASHFS_KEYS: [&str; 10] = [
     "verity",
 ];
 const SWAP_KEYS: [&str; 4] = ["type", "label", "uuid", "page-size"];
-const EROFS_KEYS: [&str; 9] = [
+const EROFS_KEYS: [&str; 10] = [
     "type",
     "from",
     "exclude",
+    "files",
     "owners",
     "device-table",
     "rules",
@@ -202,6 +205,8 @@ const CLUSTER_RANGE: (u64, u64) = (512, 64 * KIB);
 pub enum PathKind {
     File,
     Dir,
+    /// A regular file or a directory (`files:` sources).
+    FileOrDir,
 }
 
 /// Decoding state: where problems go and where relative inputs are searched.
@@ -504,6 +509,7 @@ impl Cx<'_> {
         let what = match kind {
             PathKind::File => "a file path",
             PathKind::Dir => "a directory path",
+            PathKind::FileOrDir => "a file or directory path",
         };
         let text = self.scalar_text(node, what)?;
         if text.is_empty() {
@@ -530,12 +536,17 @@ impl Cx<'_> {
                 let ok = match kind {
                     PathKind::File => p.is_file(),
                     PathKind::Dir => p.is_dir(),
+                    PathKind::FileOrDir => p.is_file() || p.is_dir(),
                 };
                 if !ok {
                     let (is, want) = match kind {
                         PathKind::File if p.is_dir() => ("a directory", "a file"),
                         PathKind::File => ("not a regular file", "a regular file"),
                         PathKind::Dir => ("not a directory", "a directory"),
+                        PathKind::FileOrDir => (
+                            "not a regular file or directory",
+                            "a regular file or a directory",
+                        ),
                     };
                     self.err(
                         node,
@@ -1565,7 +1576,7 @@ fn decode_files(cx: &mut Cx<'_>, f: &Fields<'_>) -> Vec<FileEntry> {
                         .and_then(|a| cx.spanned_text(a))
                 })
                 .map(FileRef::Artifact),
-            _ => cx.input_path(v, PathKind::File).map(FileRef::Path),
+            _ => cx.input_path(v, PathKind::FileOrDir).map(FileRef::Path),
         };
         if let (true, Some(source)) = (dest_ok, source) {
             out.push(FileEntry { dest, source });
@@ -1861,6 +1872,7 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
         .get("uuid")
         .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
     let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let mut features = Vec::new();
     if let Some(n) = f.get("features") {
@@ -2014,6 +2026,7 @@ fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
         label,
         uuid,
         sources,
+        files,
         ownership,
         features,
         journal,
@@ -2074,6 +2087,7 @@ fn compression_level(
 fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     let f = cx.fields(node, &SQUASHFS_KEYS, "write `fs: { type: squashfs }`")?;
     let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let compression = compression(cx, &f);
     let level = f.get("level").and_then(|n| {
@@ -2103,6 +2117,7 @@ fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     let verity = f.flag(cx, "verity", false);
     Some(Squashfs {
         sources,
+        files,
         ownership,
         compression,
         level,
@@ -2142,6 +2157,7 @@ fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
 fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     let f = cx.fields(node, &EROFS_KEYS, "write `fs: { type: erofs }`")?;
     let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     use crate::fs::erofs::Compression as C;
     let compression = f
@@ -2180,6 +2196,7 @@ fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     });
     Some(Erofs {
         sources,
+        files,
         ownership,
         compression,
         level,

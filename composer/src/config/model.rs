@@ -259,7 +259,9 @@ pub enum Filesystem {
     Swap(Box<Swap>),
 }
 
-/// A file placed into a filesystem or archive: `files: { /dest: source }`.
+/// A file placed into a filesystem or archive: `files: { /dest: source }`;
+/// a source directory is copied with everything in it (grafted onto the
+/// tree by `fs::tree::Tree::graft`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileEntry {
     /// Absolute destination path inside the filesystem (`/Image`).
@@ -353,6 +355,8 @@ pub struct Ext4 {
     pub uuid: Option<Spanned<Uuid>>,
     /// The directory trees the filesystem is made from; empty filesystem when none.
     pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     pub features: Vec<Spanned<Feature>>,
     /// Default: `Journal::Default`.
@@ -375,6 +379,8 @@ pub struct Ext4 {
 pub struct Squashfs {
     /// The directory trees; an empty root when none.
     pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     /// Default gzip (mksquashfs's).
     pub compression: Spanned<Compression>,
@@ -391,6 +397,8 @@ pub struct Squashfs {
 pub struct Erofs {
     /// The directory trees; an empty root when none.
     pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     /// Default none (mkfs.erofs's).
     pub compression: crate::fs::erofs::Compression,

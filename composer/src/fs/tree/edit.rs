@@ -49,6 +49,27 @@ impl Tree {
         Ok(())
     }
 
+    /// Overlays `other` at `path` (`files: { /opt/app: app-dir/ }`): the
+    /// missing parents are created (mode 0755, root, build time), a
+    /// non-directory at `path` is replaced, a directory there is merged
+    /// into, by the rules of [`Tree::merge`].
+    pub fn graft(&mut self, path: &str, other: &Tree) -> anyhow::Result<()> {
+        let parts = components(path)?;
+        let Some((name, parents)) = parts.split_last() else {
+            return self.merge(ROOT, other);
+        };
+        let parent_path: Vec<String> = parents
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let parent = self.mkdir_all(&parent_path.join("/"))?;
+        let at = match self.child(parent, name) {
+            Some(c) if self.nodes[c].is_dir() => c,
+            _ => self.new_dir_entry(parent, name),
+        };
+        self.merge(at, other)
+    }
+
     fn merge_dir(
         &mut self,
         dir: NodeId,
@@ -374,6 +395,13 @@ mod tests {
         assert_eq!(content(&base, "/usr/bin/a").as_deref(), Some("a"));
         let a = base.lookup("/usr/bin/a").unwrap().unwrap();
         assert_eq!(base.link_counts()[a], 1);
+        // A tree grafted at a path: parents made, a file there replaced.
+        let mut app = Tree::empty(&ctx());
+        app.insert("/run.sh", file("run", 0o755)).unwrap();
+        base.graft("/srv/app", &app).unwrap();
+        base.graft("/etc/keep", &app).unwrap();
+        assert_eq!(content(&base, "/srv/app/run.sh").as_deref(), Some("run"));
+        assert_eq!(content(&base, "/etc/keep/run.sh").as_deref(), Some("run"));
         // Nothing unreachable is left.
         let reached: std::collections::BTreeSet<NodeId> =
             base.walk().into_iter().map(|(_, id)| id).collect();
