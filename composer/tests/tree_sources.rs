@@ -349,7 +349,8 @@ fn exclude_patterns_are_checked_where_they_are_written() {
         "image: { name: t }\n\
          partitions:\n\
          \x20 - { name: a, fs: { type: ext4, from: base, exclude: [boot, /, /a/../b] } }\n\
-         \x20 - { name: b, fs: { type: squashfs, exclude: [/boot] } }\n",
+         \x20 - { name: b, fs: { type: squashfs, exclude: [/boot] } }\n\
+         \x20 - { name: c, fs: { type: erofs, from: [] } }\n",
     );
     assert_eq!(code, 2, "{text}");
     for line in [
@@ -357,6 +358,7 @@ fn exclude_patterns_are_checked_where_they_are_written() {
         "board.yaml:3:62: partitions[0].fs.exclude[1]: \"/\" would leave out the whole tree",
         "board.yaml:3:65: partitions[0].fs.exclude[2]: \"/a/../b\" has an empty, '.' or '..' component",
         "board.yaml:4:47: partitions[1].fs.exclude: `exclude:` without `from:` has nothing to leave out\n  help: add `from:` with the tree, or remove `exclude:`",
+        "board.yaml:5:41: partitions[2].fs.from: `from: []` names no tree",
     ] {
         assert!(text.contains(line), "missing:\n{line}\nin:\n{text}");
     }

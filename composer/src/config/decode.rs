@@ -1626,6 +1626,13 @@ fn decode_sources(cx: &mut Cx<'_>, f: &Fields<'_>) -> Sources {
             Value::Seq(items) => items.iter().collect(),
             _ => vec![n],
         };
+        if items.is_empty() {
+            cx.err(
+                n,
+                "`from: []` names no tree",
+                "name a directory, or a list of them, or remove `from:` for an empty filesystem",
+            );
+        }
         for item in items {
             if let Some(p) = cx.input_path(item, PathKind::Dir) {
                 out.from.push(p);
