@@ -128,9 +128,12 @@ impl Tree {
         let NodeKind::Symlink { target } = &self.nodes[link].kind else {
             return None;
         };
-        let mut path = self.path_of_dir(dir)?;
-        path.push('/');
-        path.push_str(std::str::from_utf8(target).ok()?);
+        let target = std::str::from_utf8(target).ok()?;
+        let path = if target.starts_with('/') {
+            target.to_string()
+        } else {
+            format!("{}/{target}", self.path_of_dir(dir)?)
+        };
         let found = self.resolve(&path, true, false).ok()??;
         self.nodes[found].is_dir().then_some(found)
     }
@@ -395,6 +398,26 @@ mod tests {
         assert_eq!(content(&base, "/usr/bin/a").as_deref(), Some("a"));
         let a = base.lookup("/usr/bin/a").unwrap().unwrap();
         assert_eq!(base.link_counts()[a], 1);
+        // An absolute link below the root restarts at the tree's root.
+        let mut abs = Tree::empty(&ctx());
+        abs.mkdir_all("/usr/lib/fw").unwrap();
+        abs.mkdir_all("/lib").unwrap();
+        abs.insert(
+            "/lib/firmware",
+            Node::new(
+                NodeKind::Symlink {
+                    target: b"/usr/lib/fw".to_vec(),
+                },
+                0o777,
+                Timestamp::default(),
+            ),
+        )
+        .unwrap();
+        let mut fw = Tree::empty(&ctx());
+        fw.mkdir_all("/lib/firmware").unwrap();
+        fw.insert("/lib/firmware/blob", file("b", 0o644)).unwrap();
+        abs.merge(ROOT, &fw).unwrap();
+        assert_eq!(content(&abs, "/usr/lib/fw/blob").as_deref(), Some("b"));
         // A tree grafted at a path: parents made, a file there replaced.
         let mut app = Tree::empty(&ctx());
         app.insert("/run.sh", file("run", 0o755)).unwrap();
