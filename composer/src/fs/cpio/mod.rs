@@ -12,8 +12,9 @@
 //! Layering, lowest first; a higher layer replaces a lower one's entry at
 //! the same path:
 //! 1. the `from:` tree, as `compose::prepare` assembled it with
-//!    [`crate::fs::tree`] (trees merged, exclusions cut, owners chosen;
-//!    extended attributes are dropped: newc has none);
+//!    [`crate::fs::tree`] (trees merged, exclusions cut, `files:`
+//!    directories grafted, owners chosen; extended attributes are dropped:
+//!    newc has none);
 //! 2. busybox as `/bin/busybox` and one symlink `/bin/<applet>` → `busybox`
 //!    per applet (a link is skipped where the tree already has that path);
 //! 3. kernel modules at `/lib/modules/<version>/<path>.ko` (decompressed),

@@ -24,8 +24,9 @@
 //! rules ([`Tree::apply_rules`]). Entries that are not on disk are added
 //! with [`Tree::insert`]. Trees are combined and cut in one way for every
 //! writer (`edit`): [`Tree::merge`] overlays a later `from:` tree onto an
-//! earlier one as `rsync -a --keep-dirlinks` would, [`Tree::exclude`]
-//! removes entries by glob (wic's `--exclude-path`).
+//! earlier one as `rsync -a --keep-dirlinks` would ([`Tree::graft`] at a
+//! path, for `files:` directories), [`Tree::exclude`] removes entries by
+//! glob (wic's `--exclude-path`).
 //!
 //! Rejected designs: reading fakeroot's or pseudo's databases directly
 //! (private formats; running inside the session through the C library gets
