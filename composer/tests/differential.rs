@@ -37,7 +37,7 @@ mod support;
 
 use composer::fs::cpio::{Compression, InitramfsOptions};
 use composer::fs::ext4::{Ext4Options, Features};
-use composer::fs::tree::{scan, OwnerChoice, Owners, Timestamp, TreeOptions};
+use composer::fs::tree::{scan, Timestamp, TreeOptions};
 use composer::fs::vfat::{prepare as vfat_prepare, VfatOptions};
 use composer::fs::Content;
 use composer::output::window::Window;
@@ -304,12 +304,9 @@ fn ext4(seed: u64, input: &Path, dir: &Path, block_size: u32, features: &[&str])
 fn initramfs(seed: u64, input: &Path, dir: &Path) {
     let opts = InitramfsOptions {
         name: "diff".into(),
-        from: Some(input.to_path_buf()),
+        // `owners: source`: the scan's owners, kept.
+        tree: Some(scan(input, &TreeOptions { xattrs: false }, &ctx()).unwrap()),
         compression: Compression::None,
-        owners: OwnerChoice {
-            owners: Owners::Source,
-            ..Default::default()
-        },
         ..Default::default()
     };
     let archive = composer::fs::cpio::build(&opts, &ctx()).unwrap();
@@ -363,7 +360,7 @@ fn initramfs(seed: u64, input: &Path, dir: &Path) {
 
 fn vfat(seed: u64, input: &Path, dir: &Path) {
     let opts = VfatOptions {
-        from: Some(input.to_path_buf()),
+        tree: Some(scan(input, &TreeOptions::default(), &ctx()).unwrap()),
         ..VfatOptions::new("diff")
     };
     let fs = vfat_prepare(&opts, &ctx()).unwrap();

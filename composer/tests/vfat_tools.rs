@@ -9,6 +9,7 @@
 mod support;
 use support::have;
 
+use composer::fs::tree::{scan, Tree, TreeOptions};
 use composer::fs::vfat::{prepare, VfatFs, VfatOptions};
 use composer::fs::{BuildContext, Content, FileSource};
 use composer::ids::Seed;
@@ -29,6 +30,11 @@ fn ctx() -> BuildContext {
         seed: Seed("vfat-tests".into()),
         source_date_epoch: Some(EPOCH),
     }
+}
+
+/// `dir` scanned as `compose::prepare` does for `from:`.
+fn scan_dir(dir: &Path) -> Tree {
+    scan(dir, &TreeOptions::default(), &ctx()).unwrap()
 }
 
 fn tools() -> bool {
@@ -396,7 +402,7 @@ fn from_directory_with_override_and_symlinks() {
     std::fs::write(s.join("overlays/sub/x.dtbo"), pattern(999, 2)).unwrap();
     std::os::unix::fs::symlink("start4.elf", s.join("start.elf")).unwrap();
     let mut o = VfatOptions::new("fw");
-    o.from = Some(s.to_path_buf());
+    o.tree = Some(scan_dir(s));
     o.files = vec![(
         "/CONFIG.TXT".into(),
         FileSource::Bytes(Arc::new(b"generated\n".to_vec())),
@@ -409,13 +415,16 @@ fn from_directory_with_override_and_symlinks() {
     ];
     check_round_trip(&o, &files, None);
 
-    // A link leaving the tree is refused, naming it.
+    // A link leaving the tree is refused, naming it: it is resolved as on
+    // the target, from the tree's root, where /etc/hostname is not.
     std::os::unix::fs::symlink("/etc/hostname", s.join("escape")).unwrap();
+    o.tree = Some(scan_dir(s));
     let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
     assert!(err.contains("escape") && err.contains("outside"), "{err}");
     std::fs::remove_file(s.join("escape")).unwrap();
     // So is a link to a directory (FAT would need a second copy of it).
     std::os::unix::fs::symlink("overlays", s.join("ovl")).unwrap();
+    o.tree = Some(scan_dir(s));
     let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
     assert!(
         err.contains("ovl") && err.contains("points to a directory"),
@@ -506,7 +515,7 @@ fn bad_names_are_errors_naming_the_path() {
     std::fs::write(src.path().join("Image"), "a").unwrap();
     std::fs::write(src.path().join("IMAGE"), "b").unwrap();
     let mut o = VfatOptions::new("x");
-    o.from = Some(src.path().to_path_buf());
+    o.tree = Some(scan_dir(src.path()));
     let err = format!("{:#}", prepare(&o, &ctx()).unwrap_err());
     assert!(err.contains("differ only in case"), "{err}");
 }

@@ -14,7 +14,9 @@
 //! can carry the root's hash.
 
 use crate::compose::reference::Reference;
-use crate::config::{self, Content as Model, Description, FileRef, Filesystem, SizeSpec};
+use crate::config::{
+    self, Content as Model, Description, FileEntry, FileRef, Filesystem, SizeSpec,
+};
 use crate::diag::Diagnostic;
 use crate::fs::cpio::{self, Initramfs, InitramfsOptions};
 use crate::fs::erofs::{self, ErofsFs, ErofsOptions};
@@ -32,6 +34,7 @@ use crate::units::{align_up, human, ByteSize};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -436,7 +439,7 @@ impl Preparer<'_> {
             }
             Model::Fs(Filesystem::Ext4(e)) => {
                 let opts = ext4_options(name, e)?;
-                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.files, &e.ownership)?;
                 let old = match self.reference {
                     Some(r) => r.ext4(name).map_err(Located)?,
                     None => None,
@@ -460,7 +463,7 @@ impl Preparer<'_> {
                         .map_or(defaults.block_size, |b| b.value),
                     verity: q.verity.value,
                 };
-                let tree = self.tree(name, q.from.as_ref(), &q.ownership)?;
+                let tree = self.tree(name, &q.sources, &q.files, &q.ownership)?;
                 Prepared::Squashfs(squashfs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Erofs(e)) => {
@@ -474,7 +477,7 @@ impl Preparer<'_> {
                         .map_or(ErofsOptions::default().pcluster_size, |p| p.value),
                     verity: e.verity.value,
                 };
-                let tree = self.tree(name, e.from.as_ref(), &e.ownership)?;
+                let tree = self.tree(name, &e.sources, &e.files, &e.ownership)?;
                 Prepared::Erofs(erofs::prepare(&opts, tree.as_ref(), self.ctx)?)
             }
             Model::Fs(Filesystem::Swap(w)) => {
@@ -499,31 +502,160 @@ impl Preparer<'_> {
         })
     }
 
+    /// The tree of `sources`: every `from:` directory scanned (once per
+    /// build), merged in order ([`Tree::merge`]), the `exclude:` globs cut
+    /// ([`Tree::exclude`]); `None` without `from:`. Every vfat, ext4,
+    /// squashfs, EROFS and initramfs tree is made here.
+    fn source_tree(&mut self, sources: &config::Sources) -> Result<Option<Tree>> {
+        let mut merged: Option<Tree> = None;
+        for from in &sources.from {
+            let scanned = match self.scanned.iter().find(|(k, _)| *k == from.path) {
+                Some((_, tree)) => tree.clone(),
+                None => {
+                    let tree =
+                        tree::scan(&from.path, &TreeOptions::default(), self.ctx).map_err(|e| {
+                            Located(
+                                Diagnostic::new(
+                                    from.span.clone(),
+                                    from.key.clone(),
+                                    format!("{e:#}"),
+                                )
+                                .help("name a readable directory"),
+                            )
+                        })?;
+                    self.scanned.push((from.path.clone(), tree.clone()));
+                    tree
+                }
+            };
+            match &mut merged {
+                None => merged = Some(scanned),
+                Some(tree) => tree.merge(tree::ROOT, &scanned)?,
+            }
+        }
+        let Some(mut tree) = merged else {
+            return Ok(None);
+        };
+        let globs: Vec<&str> = sources.exclude.iter().map(|g| g.value.as_str()).collect();
+        let used = tree.exclude(&globs);
+        let before = self.diags.len();
+        for (glob, used) in sources.exclude.iter().zip(used) {
+            if used {
+                continue;
+            }
+            let message = match glob.value.strip_suffix('/') {
+                Some(_) => format!("\"{}\" names no directory of the tree", glob.value),
+                None if sources.from.len() > 1 => {
+                    format!("\"{}\" matches nothing in the merged trees", glob.value)
+                }
+                None => format!("\"{}\" matches nothing in the tree", glob.value),
+            };
+            self.diags.push(glob.diag(message).help(
+                "fix the glob (`*` and `?` stay within a name, `**` spans directories; paths start at the tree's root) or remove it",
+            ));
+        }
+        if self.diags.len() > before {
+            return Err(Skipped("exclude patterns match nothing".into()).into());
+        }
+        Ok(Some(tree))
+    }
+
+    /// The tree of `sources` with the owners chosen for content `name`.
+    fn owned_tree(
+        &mut self,
+        name: &str,
+        sources: &config::Sources,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        let Some(mut tree) = self.source_tree(sources)? else {
+            return Ok(None);
+        };
+        let choice = self.owners(name, own);
+        tree.apply_owners(&choice, name);
+        Ok(Some(tree))
+    }
+
+    /// The `files:` entry `entry` names a host directory: its tree (with the
+    /// owners chosen for content `name`), to graft at the destination.
+    fn files_dir(
+        &mut self,
+        name: &str,
+        entry: &FileEntry,
+        own: &config::Ownership,
+    ) -> Result<Option<Tree>> {
+        match &entry.source {
+            FileRef::Path(p) if p.path.is_dir() => {
+                let sources = config::Sources {
+                    from: vec![p.clone()],
+                    exclude: Vec::new(),
+                };
+                self.owned_tree(name, &sources, own)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Places the `files:` of a filesystem made from a tree (ext4,
+    /// squashfs, EROFS) over it, in the order written: a directory is
+    /// grafted ([`Tree::graft`]), a file put at its destination (root-owned,
+    /// its host mode, or 0644 for an artifact's bytes).
+    fn place_files(
+        &mut self,
+        name: &str,
+        tree: &mut Tree,
+        files: &[FileEntry],
+        own: &config::Ownership,
+    ) -> Result<()> {
+        for entry in files {
+            let dest = &entry.dest.value;
+            let at = |e: anyhow::Error| {
+                Located(entry.dest.diag(format!("{e:#}")).help(
+                    "a destination's parents must be directories (or missing); pick another path",
+                ))
+            };
+            if let Some(sub) = self.files_dir(name, entry, own)? {
+                tree.graft(dest, &sub).map_err(at)?;
+                continue;
+            }
+            let source = self.file_source(&entry.source)?;
+            let (size, mode, time) = match &source {
+                FileSource::Path(p) => {
+                    let meta = std::fs::metadata(p)
+                        .with_context(|| format!("reading '{}'", p.display()))?;
+                    let time = tree::Timestamp {
+                        sec: meta.mtime(),
+                        nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+                    }
+                    .clamped(self.ctx);
+                    (meta.len(), meta.mode(), time)
+                }
+                FileSource::Bytes(b) => (b.len() as u64, 0o644, tree.build_time()),
+            };
+            let node = tree::Node::new(tree::NodeKind::File { source, size }, mode, time);
+            let parent = dest.rsplit_once('/').map_or("", |(p, _)| p);
+            tree.mkdir_all(parent)
+                .and_then(|_| tree.insert(dest, node))
+                .map_err(at)?;
+        }
+        Ok(())
+    }
+
     /// The source tree of a filesystem (ext4, squashfs, erofs) with ownership
     /// overrides applied; `None` for an empty filesystem without overrides.
     fn tree(
         &mut self,
         name: &str,
-        from: Option<&config::InputPath>,
+        sources: &config::Sources,
+        files: &[FileEntry],
         own: &config::Ownership,
     ) -> Result<Option<Tree>> {
-        let mut tree = match from {
-            Some(from) => {
-                let mut tree = match self.scanned.iter().find(|(k, _)| *k == from.path) {
-                    Some((_, tree)) => tree.clone(),
-                    None => {
-                        let tree = tree::scan(&from.path, &TreeOptions::default(), self.ctx)?;
-                        self.scanned.push((from.path.clone(), tree.clone()));
-                        tree
-                    }
-                };
-                let choice = self.owners(name, own);
-                tree.apply_owners(&choice, name);
-                tree
+        let mut tree = match self.owned_tree(name, sources, own)? {
+            Some(tree) => tree,
+            None if files.is_empty() && own.device_tables.is_empty() && own.rules.is_empty() => {
+                return Ok(None)
             }
-            None if own.device_tables.is_empty() && own.rules.is_empty() => return Ok(None),
             None => Tree::empty(self.ctx),
         };
+        self.place_files(name, &mut tree, files, own)?;
         for table in &own.device_tables {
             tree.apply_device_table(&table.path).map_err(|e| {
                 Located(
@@ -558,8 +690,23 @@ impl Preparer<'_> {
             .context("cluster size")?;
         opts.volume_id = v.volume_id.as_ref().map(|id| id.value);
         opts.sector_size = self.desc.image.sector_size.value;
-        opts.from = v.from.as_ref().map(|f| f.path.clone());
+        opts.tree = self.source_tree(&v.sources)?;
         for entry in &v.files {
+            if let FileRef::Path(p) = &entry.source {
+                if p.path.is_dir() {
+                    let sources = config::Sources {
+                        from: vec![p.clone()],
+                        exclude: Vec::new(),
+                    };
+                    let sub = self
+                        .source_tree(&sources)?
+                        .unwrap_or_else(|| Tree::empty(self.ctx));
+                    opts.tree
+                        .get_or_insert_with(|| Tree::empty(self.ctx))
+                        .graft(&entry.dest.value, &sub)?;
+                    continue;
+                }
+            }
             opts.files
                 .push((entry.dest.value.clone(), self.file_source(&entry.source)?));
         }
@@ -570,13 +717,9 @@ impl Preparer<'_> {
         let own = &i.ownership;
         let mut opts = InitramfsOptions {
             name: name.to_string(),
-            owners: match &i.from {
-                Some(_) => self.owners(name, own),
-                None => OwnerChoice::default(),
-            },
+            tree: self.owned_tree(name, &i.sources, own)?,
             device_tables: own.device_tables.iter().map(|t| t.path.clone()).collect(),
             rules: owner_rules(own),
-            from: i.from.as_ref().map(|f| f.path.clone()),
             busybox: i.busybox.as_ref().map(|b| b.path.clone()),
             compression: match i.compression.value {
                 config::Compression::None => cpio::Compression::None,
@@ -592,6 +735,12 @@ impl Preparer<'_> {
             ..Default::default()
         };
         for entry in &i.files {
+            if let Some(sub) = self.files_dir(name, entry, own)? {
+                opts.tree
+                    .get_or_insert_with(|| Tree::empty(self.ctx))
+                    .graft(&entry.dest.value, &sub)?;
+                continue;
+            }
             opts.files.push(cpio::FileSpec {
                 path: entry.dest.value.clone(),
                 source: self.file_source(&entry.source)?,

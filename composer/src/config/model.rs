@@ -237,6 +237,18 @@ pub struct InputPath {
     pub key: String,
 }
 
+/// `from:` and `exclude:`: the host trees a filesystem or archive starts
+/// from (`fs::tree::Tree::merge`, `fs::tree::Tree::exclude`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// Directories merged in order, a later one's entries replacing an
+    /// earlier one's; empty: no tree.
+    pub from: Vec<InputPath>,
+    /// Absolute globs of entries left out of the merged tree; a trailing
+    /// `/` empties a directory and keeps it.
+    pub exclude: Vec<Spanned<String>>,
+}
+
 /// `fs:`, tagged by `type:`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filesystem {
@@ -247,7 +259,9 @@ pub enum Filesystem {
     Swap(Box<Swap>),
 }
 
-/// A file placed into a filesystem or archive: `files: { /dest: source }`.
+/// A file placed into a filesystem or archive: `files: { /dest: source }`;
+/// a source directory is copied with everything in it (grafted onto the
+/// tree by `fs::tree::Tree::graft`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileEntry {
     /// Absolute destination path inside the filesystem (`/Image`).
@@ -276,8 +290,8 @@ pub struct Vfat {
     /// Derived from the seed when absent.
     pub volume_id: Option<Spanned<u32>>,
     pub files: Vec<FileEntry>,
-    /// A directory whose content is copied in.
-    pub from: Option<InputPath>,
+    /// The directories whose content is copied in.
+    pub sources: Sources,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,8 +356,10 @@ pub struct Ext4 {
     /// Up to 16 bytes.
     pub label: Option<Spanned<String>>,
     pub uuid: Option<Spanned<Uuid>>,
-    /// The directory tree the filesystem is made from; empty filesystem when absent.
-    pub from: Option<InputPath>,
+    /// The directory trees the filesystem is made from; empty filesystem when none.
+    pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     pub features: Vec<Spanned<Feature>>,
     /// Default: `Journal::Default`.
@@ -364,8 +380,10 @@ pub struct Ext4 {
 /// `fs: { type: squashfs }`: a compressed read-only filesystem.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Squashfs {
-    /// The directory tree; an empty root when absent.
-    pub from: Option<InputPath>,
+    /// The directory trees; an empty root when none.
+    pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     /// Default gzip (mksquashfs's).
     pub compression: Spanned<Compression>,
@@ -380,8 +398,10 @@ pub struct Squashfs {
 /// `fs: { type: erofs }`: a read-only EROFS image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Erofs {
-    /// The directory tree; an empty root when absent.
-    pub from: Option<InputPath>,
+    /// The directory trees; an empty root when none.
+    pub sources: Sources,
+    /// Files and directories placed over the tree (`files:`).
+    pub files: Vec<FileEntry>,
     pub ownership: Ownership,
     /// Default none (mkfs.erofs's).
     pub compression: crate::fs::erofs::Compression,
@@ -475,7 +495,7 @@ pub enum Init {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Initramfs {
-    pub from: Option<InputPath>,
+    pub sources: Sources,
     pub files: Vec<FileEntry>,
     pub dirs: Vec<Spanned<String>>,
     pub symlinks: Vec<Symlink>,

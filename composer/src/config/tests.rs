@@ -164,10 +164,7 @@ fn loads_a_full_description() {
     assert_eq!(v.files.len(), 2);
     assert_eq!(v.files[0].dest.value, "/Image");
     assert!(matches!(&v.files[1].source, FileRef::Artifact(a) if a.value == "initrd"));
-    assert_eq!(
-        v.from.as_ref().unwrap().path,
-        dir.path().join("boot-files/")
-    );
+    assert_eq!(v.sources.from[0].path, dir.path().join("boot-files/"));
     assert_eq!(v.volume_id.as_ref().unwrap().value, 0xdead_beef);
     assert_eq!(
         d.partitions[2].size.as_ref().unwrap().value,
@@ -328,7 +325,16 @@ fn missing_image_and_name() {
 fn enum_values() {
     assert_eq!(
         one_error("image: { name: sd }\noutputs: [raw, zstd]\n"),
-        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz, simg, qcow2"
+        "board.yaml:2:16: outputs[1]: \"zstd\" is not an output format\n  help: write 'zst': that output is the file sd.img.zst; use one of: raw, bmap, zst, xz, gz, simg, qcow2"
+    );
+    // `img` is the raw image's extension, not a misspelt `simg`.
+    assert_eq!(
+        one_error("image: { name: sd }\noutputs: [img, bmap]\n"),
+        "board.yaml:2:11: outputs[0]: \"img\" is not an output format\n  help: write 'raw': that output is the file sd.img; use one of: raw, bmap, zst, xz, gz, simg, qcow2"
+    );
+    assert_eq!(
+        one_error("image: { name: sd }\noutputs: [raw, zts]\n"),
+        "board.yaml:2:16: outputs[1]: \"zts\" is not an output format\n  help: did you mean 'zst'? use one of: raw, bmap, zst, xz, gz, simg, qcow2"
     );
     assert_eq!(
         one_error("image: { name: sd, sector-size: 1024 }\n"),
@@ -777,10 +783,7 @@ partitions:
         let label = e.label.as_ref().unwrap();
         assert_eq!(label.value, "mine");
         assert!(label.span.file.ends_with("board.yaml"));
-        assert!(e
-            .from
-            .as_ref()
-            .unwrap()
+        assert!(e.sources.from[0]
             .span
             .file
             .ends_with("layers/ro/layer.yaml"));
@@ -863,7 +866,7 @@ artifacts:
         panic!()
     };
     assert_eq!(e.label.as_ref().unwrap().value, "now-ext4");
-    assert!(e.from.is_none());
+    assert!(e.sources.from.is_empty());
     // The artifact's other keys are still merged.
     assert_eq!(a.output.as_ref().unwrap().value, "initrd.img");
 }

@@ -116,7 +116,7 @@ pub(super) fn decode_files(cx: &mut Cx<'_>, f: &Fields<'_>) -> Vec<FileEntry> {
                         None
                     }
                 }),
-            _ => cx.input_path(v, PathKind::File).map(FileRef::Path),
+            _ => cx.input_path(v, PathKind::FileOrDir).map(FileRef::Path),
         };
         if let (true, Some(source)) = (dest_ok, source) {
             out.push(FileEntry { dest, source });
@@ -255,4 +255,79 @@ pub(super) fn caps_look_valid(text: &str) -> bool {
             });
         names_ok && flags.chars().all(|c| "+-=eip".contains(c))
     })
+}
+
+/// `from:` (one directory or a list, merged in order) and `exclude:`
+/// (absolute globs) of a filesystem or archive.
+pub(super) fn decode_sources(cx: &mut Cx<'_>, f: &Fields<'_>) -> Sources {
+    let mut out = Sources::default();
+    if let Some(n) = f.get("from") {
+        let items: Vec<&Node> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        if items.is_empty() {
+            cx.err(
+                n,
+                "`from: []` names no tree",
+                "name a directory, or a list of them, or remove `from:` for an empty filesystem",
+            );
+        }
+        for item in items {
+            if let Some(p) = cx.input_path(item, PathKind::Dir) {
+                out.from.push(p);
+            }
+        }
+    }
+    let Some(n) = f.get("exclude") else {
+        return out;
+    };
+    if f.get("from").is_none() {
+        cx.err(
+            n,
+            "`exclude:` without `from:` has nothing to leave out",
+            "add `from:` with the tree, or remove `exclude:`",
+        );
+        return out;
+    }
+    for item in cx
+        .list(n, "write `exclude: [/boot, \"/var/cache/**\"]`")
+        .unwrap_or_default()
+    {
+        let Some(glob) = cx.spanned_text(item) else {
+            continue;
+        };
+        let g = &glob.value;
+        let body = g.strip_suffix('/').unwrap_or(g);
+        let problem = if !g.starts_with('/') {
+            Some((
+                format!("\"{g}\" is not an absolute path"),
+                format!(
+                    "write it from the tree's root, \"/{g}\" (wic's --exclude-path={g} is /{g} here)"
+                ),
+            ))
+        } else if body.is_empty() {
+            Some((
+                format!("\"{g}\" would leave out the whole tree"),
+                "name what to leave out below the root, e.g. /boot, or remove `from:`".to_string(),
+            ))
+        } else if body
+            .split('/')
+            .skip(1)
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            Some((
+                format!("\"{g}\" has an empty, '.' or '..' component"),
+                "write the path from the tree's root without '.', '..' or '//', e.g. /var/cache/"
+                    .to_string(),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((message, help)) => cx.diags.push(glob.diag(message).help(help)),
+            None => out.exclude.push(glob),
+        }
+    }
+    out
 }

@@ -18,8 +18,13 @@ const FS_TYPE: KeySpec = KeySpec {
 };
 const FROM: KeySpec = KeySpec {
     name: "from",
-    kind: Kind::Path,
-    doc: "The directory tree it is made from (input path)",
+    kind: Kind::AnyOf(&[Kind::Path, Kind::List(&Kind::Path)]),
+    doc: "The directory tree it is made from (input path), or a list of trees merged in order",
+};
+pub(super) const EXCLUDE: KeySpec = KeySpec {
+    name: "exclude",
+    kind: Kind::List(&Kind::Text),
+    doc: "Absolute globs of paths left out of the `from:` trees (a trailing / keeps the directory, empty)",
 };
 const LEVEL: KeySpec = KeySpec {
     name: "level",
@@ -53,6 +58,7 @@ const VFAT: Section = Section {
         },
         FILES,
         FROM,
+        EXCLUDE,
     ],
 };
 
@@ -71,6 +77,8 @@ const EXT4: Section = Section {
             doc: "Filesystem UUID (default: derived from the seed)",
         },
         FROM,
+        EXCLUDE,
+        FILES,
         OWNERS,
         DEVICE_TABLE,
         RULES,
@@ -122,6 +130,8 @@ const SQUASHFS: Section = Section {
     keys: &[
         FS_TYPE,
         FROM,
+        EXCLUDE,
+        FILES,
         OWNERS,
         DEVICE_TABLE,
         RULES,
@@ -149,6 +159,8 @@ const EROFS: Section = Section {
     keys: &[
         FS_TYPE,
         FROM,
+        EXCLUDE,
+        FILES,
         OWNERS,
         DEVICE_TABLE,
         RULES,
@@ -368,14 +380,14 @@ pub(super) fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
     for entry in &files {
         check_fat_names(cx, &entry.dest);
     }
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     Some(Vfat {
         label,
         fat,
         cluster_size,
         volume_id,
         files,
-        from,
+        sources,
     })
 }
 
@@ -385,7 +397,8 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     let uuid = f
         .get("uuid")
         .and_then(|n| cx.uuid(n).map(|u| cx.spanned(n, u)));
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let mut features = Vec::new();
     if let Some(n) = f.get("features") {
@@ -534,7 +547,8 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     Some(Ext4 {
         label,
         uuid,
-        from,
+        sources,
+        files,
         ownership,
         features,
         journal,
@@ -584,7 +598,8 @@ pub(super) fn compression_level(
 
 pub(super) fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> {
     let f = cx.fields(node, &SQUASHFS, "write `fs: { type: squashfs }`")?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let compression = compression(cx, &f);
     let level = f.get("level").and_then(|n| {
@@ -613,7 +628,8 @@ pub(super) fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> 
     });
     let verity = f.flag(cx, "verity", false);
     Some(Squashfs {
-        from,
+        sources,
+        files,
         ownership,
         compression,
         level,
@@ -652,7 +668,8 @@ pub(super) fn decode_swap(cx: &mut Cx<'_>, node: &Node) -> Option<Swap> {
 
 pub(super) fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     let f = cx.fields(node, &EROFS, "write `fs: { type: erofs }`")?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
+    let files = decode_files(cx, &f);
     let ownership = decode_ownership(cx, &f);
     let compression = f
         .get("compression")
@@ -684,7 +701,8 @@ pub(super) fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
     });
     let verity = f.flag(cx, "verity", false);
     Some(Erofs {
-        from,
+        sources,
+        files,
         ownership,
         compression,
         level,

@@ -5,9 +5,10 @@ pub(super) const INITRAMFS: Section = Section {
     keys: &[
         KeySpec {
             name: "from",
-            kind: Kind::Path,
-            doc: "A directory tree copied in (input path)",
+            kind: Kind::AnyOf(&[Kind::Path, Kind::List(&Kind::Path)]),
+            doc: "A directory tree copied in (input path), or a list of trees merged in order",
         },
+        EXCLUDE,
         FILES,
         KeySpec {
             name: "dirs",
@@ -130,7 +131,7 @@ pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs
         &INITRAMFS,
         "write `initramfs: { busybox: ..., init: ... }`",
     )?;
-    let from = f.get("from").and_then(|n| cx.input_path(n, PathKind::Dir));
+    let sources = decode_sources(cx, &f);
     let files = decode_files(cx, &f);
     let mut dirs = Vec::new();
     if let Some(n) = f.get("dirs") {
@@ -244,7 +245,7 @@ pub(super) fn decode_initramfs(cx: &mut Cx<'_>, node: &Node) -> Option<Initramfs
     let compression = compression(cx, &f);
     let ownership = decode_ownership(cx, &f);
     Some(Initramfs {
-        from,
+        sources,
         files,
         dirs,
         symlinks,

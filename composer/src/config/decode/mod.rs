@@ -122,6 +122,8 @@ const UPDATE: Section = Section {
 pub enum PathKind {
     File,
     Dir,
+    /// A regular file or a directory (`files:` sources).
+    FileOrDir,
 }
 
 /// Decoding state: where problems go and where relative inputs are searched.
@@ -430,6 +432,7 @@ impl Cx<'_> {
         let what = match kind {
             PathKind::File => "a file path",
             PathKind::Dir => "a directory path",
+            PathKind::FileOrDir => "a file or directory path",
         };
         let text = self.scalar_text(node, what)?;
         if text.is_empty() {
@@ -456,12 +459,17 @@ impl Cx<'_> {
                 let ok = match kind {
                     PathKind::File => p.is_file(),
                     PathKind::Dir => p.is_dir(),
+                    PathKind::FileOrDir => p.is_file() || p.is_dir(),
                 };
                 if !ok {
                     let (is, want) = match kind {
                         PathKind::File if p.is_dir() => ("a directory", "a file"),
                         PathKind::File => ("not a regular file", "a regular file"),
                         PathKind::Dir => ("not a directory", "a directory"),
+                        PathKind::FileOrDir => (
+                            "not a regular file or directory",
+                            "a regular file or a directory",
+                        ),
                     };
                     self.err(
                         node,
@@ -691,6 +699,23 @@ pub fn decode(
             if let Some(items) = cx.list(n, "write `outputs: [raw, bmap]`") {
                 for item in items {
                     let choices = OutputKind::ALL.map(|k| (k.keyword(), k));
+                    if let Some((text, kind)) = output_alias(item) {
+                        let file = image.as_ref().map_or_else(
+                            || "IMAGE.img".to_string(),
+                            |i| kind.file_name(&i.name.value),
+                        );
+                        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                        cx.err(
+                            item,
+                            format!("\"{text}\" is not an output format"),
+                            format!(
+                                "write '{}': that output is the file {file}; use one of: {}",
+                                kind.keyword(),
+                                names.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
                     if let Some(k) = cx.choice(item, "an output format", &choices) {
                         if !outputs.iter().any(|o| o.value == k) {
                             outputs.push(cx.spanned(item, k));
@@ -720,6 +745,26 @@ pub fn decode(
         outputs,
         update,
     })
+}
+
+/// An `outputs:` entry that names a format by its file's extension or its
+/// tool's word rather than by its keyword (`img` for `raw`): edit distance
+/// would suggest a wrong keyword (`simg` for `img`).
+fn output_alias(item: &Node) -> Option<(&str, OutputKind)> {
+    const ALIASES: [(&str, OutputKind); 7] = [
+        ("img", OutputKind::Raw),
+        ("image", OutputKind::Raw),
+        ("zstd", OutputKind::Zst),
+        ("gzip", OutputKind::Gz),
+        ("sparse", OutputKind::Simg),
+        ("android-sparse", OutputKind::Simg),
+        ("qcow", OutputKind::Qcow2),
+    ];
+    let text = item.as_str()?.trim();
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == text)
+        .map(|&(_, kind)| (text, kind))
 }
 
 /// `update:`; names are checked like the bundle manifest checks them.

@@ -11,9 +11,10 @@
 //!
 //! Layering, lowest first; a higher layer replaces a lower one's entry at
 //! the same path:
-//! 1. `from:` tree, scanned by [`crate::fs::tree`] (owners as
-//!    `compose::prepare` chose them; extended attributes are dropped: newc
-//!    has none);
+//! 1. the `from:` tree, as `compose::prepare` assembled it with
+//!    [`crate::fs::tree`] (trees merged, exclusions cut, `files:`
+//!    directories grafted, owners chosen; extended attributes are dropped:
+//!    newc has none);
 //! 2. busybox as `/bin/busybox` and one symlink `/bin/<applet>` → `busybox`
 //!    per applet (a link is skipped where the tree already has that path);
 //! 3. kernel modules at `/lib/modules/<version>/<path>.ko` (decompressed),
@@ -44,9 +45,7 @@ pub mod newc;
 
 pub use compress::Compression;
 
-use crate::fs::tree::{
-    self, Node, NodeKind as TreeKind, OwnerChoice, OwnerRule, Timestamp, Tree, TreeOptions,
-};
+use crate::fs::tree::{Node, NodeKind as TreeKind, OwnerRule, Timestamp, Tree};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::output::window::Window;
 use anyhow::{bail, Context, Result};
@@ -140,8 +139,8 @@ pub struct InitramfsOptions {
     pub dirs: Vec<DirSpec>,
     pub symlinks: Vec<SymlinkSpec>,
     pub nodes: Vec<NodeSpec>,
-    /// A directory tree copied in first.
-    pub from: Option<PathBuf>,
+    /// The tree copied in first (owners already chosen).
+    pub tree: Option<Tree>,
     /// A static busybox binary for the target.
     pub busybox: Option<PathBuf>,
     /// Applets to link; `None`: read the list from the busybox binary
@@ -149,8 +148,6 @@ pub struct InitramfsOptions {
     pub applets: Option<Vec<String>>,
     pub modules: Option<Modules>,
     pub compression: Compression,
-    /// Owners of the `from:` tree's members: root (default) or as found.
-    pub owners: OwnerChoice,
     /// Buildroot makedevs tables applied to the whole archive, in order.
     pub device_tables: Vec<PathBuf>,
     /// Ownership/mode rules applied after the device tables.
@@ -382,16 +379,8 @@ impl Assembly<'_> {
 
 /// The uncompressed archive's members, in tree order, parents included.
 fn collect(opts: &InitramfsOptions, ctx: &BuildContext) -> Result<Vec<Entry>> {
-    let tree = match &opts.from {
-        Some(root) => {
-            let topts = TreeOptions {
-                // newc has no extended attributes.
-                xattrs: false,
-            };
-            let mut tree = tree::scan(root, &topts, ctx)?;
-            tree.apply_owners(&opts.owners, &format!("initramfs({})", opts.name));
-            tree
-        }
+    let tree = match &opts.tree {
+        Some(tree) => tree.clone(),
         None => Tree::empty(ctx),
     };
     let mut a = Assembly {
@@ -530,6 +519,7 @@ impl Content for Initramfs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::tree::{self, OwnerChoice, TreeOptions};
     use crate::ids::Seed;
     use std::os::unix::ffi::OsStrExt;
     use std::process::{Command, Stdio};
@@ -554,6 +544,18 @@ mod tests {
         FileSource::Bytes(Arc::new(s.as_bytes().to_vec()))
     }
 
+    /// `dir` scanned as `compose::prepare` does (owners root by default;
+    /// no xattrs: newc has none).
+    fn scanned(dir: &Path) -> Option<Tree> {
+        scanned_at(dir, Some(86_400))
+    }
+
+    fn scanned_at(dir: &Path, epoch: Option<u64>) -> Option<Tree> {
+        let mut t = tree::scan(dir, &TreeOptions { xattrs: false }, &ctx(epoch)).unwrap();
+        t.apply_owners(&OwnerChoice::default(), "test");
+        Some(t)
+    }
+
     fn sample(dir: &Path) -> InitramfsOptions {
         std::fs::create_dir_all(dir.join("tree/etc")).unwrap();
         std::fs::write(dir.join("tree/etc/hostname"), "box\n").unwrap();
@@ -561,7 +563,7 @@ mod tests {
         std::fs::write(dir.join("init.sh"), "#!/bin/sh\necho hi\n").unwrap();
         InitramfsOptions {
             name: "test".into(),
-            from: Some(dir.join("tree")),
+            tree: scanned(&dir.join("tree")),
             files: vec![
                 FileSpec {
                     path: "/init".into(),
@@ -721,7 +723,7 @@ mod tests {
             std::fs::hard_link(tree.join("bin/tool"), tree.join(name)).unwrap();
         }
         let opts = InitramfsOptions {
-            from: Some(tree),
+            tree: scanned(&tree),
             compression: Compression::None,
             ..Default::default()
         };
@@ -752,8 +754,8 @@ mod tests {
         std::fs::create_dir_all(&tree).unwrap();
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
         std::fs::write(tree.join(name), b"latin-1").unwrap();
-        let opts = InitramfsOptions {
-            from: Some(tree.clone()),
+        let mut opts = InitramfsOptions {
+            tree: scanned(&tree),
             compression: Compression::None,
             ..Default::default()
         };
@@ -763,6 +765,7 @@ mod tests {
         // 4.5 GiB, sparse: refused before anything is read.
         let big = std::fs::File::create(tree.join("huge")).unwrap();
         big.set_len(4608 << 20).unwrap();
+        opts.tree = scanned(&tree);
         let err = format!("{:#}", build(&opts, &ctx(None)).unwrap_err());
         assert!(
             err.contains("'/huge' is 4.5 GiB, more than a cpio newc member holds"),
@@ -798,11 +801,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut opts = sample(d.path());
         opts.compression = Compression::Gzip;
+        let tree = d.path().join("tree");
+        opts.tree = scanned_at(&tree, Some(1_000));
         let a = build(&opts, &ctx(Some(1_000))).unwrap();
         // Touch a source: its mtime moves, but stays above the clamp.
         std::fs::write(d.path().join("tree/etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        opts.tree = scanned_at(&tree, Some(1_000));
         let b = build(&opts, &ctx(Some(1_000))).unwrap();
         assert_eq!(a, b);
+        opts.tree = scanned_at(&tree, Some(2_000));
         let c = build(&opts, &ctx(Some(2_000))).unwrap();
         assert_ne!(a, c, "the epoch is what the times are");
     }
@@ -853,6 +860,7 @@ mod tests {
         let mut opts = sample(d.path());
         std::fs::create_dir_all(d.path().join("tree/bin")).unwrap();
         std::fs::write(d.path().join("tree/bin/sh"), "real sh").unwrap();
+        opts.tree = scanned(&d.path().join("tree"));
         opts.busybox = Some(d.path().join("busybox"));
         let members = collect(&opts, &ctx(None)).unwrap();
         let get = |p: &str| members.iter().find(|e| e.path == p.as_bytes()).unwrap();

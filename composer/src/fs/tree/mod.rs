@@ -1,8 +1,8 @@
 //! A source directory tree, scanned once into memory, with ownership and
 //! mode overrides applied without root.
 //!
-//! Purpose: every writer that packs a tree of files (ext4, the cpio
-//! initramfs) starts from the same [`Tree`]: one [`Node`] per inode (hard
+//! Purpose: every writer that packs a tree of files (ext4, squashfs,
+//! EROFS, vfat, the cpio initramfs) starts from the same [`Tree`]: one [`Node`] per inode (hard
 //! links are one node reached from several directory entries), names as raw
 //! bytes, directory entries sorted by name so the order is fixed, times with
 //! nanoseconds clamped to `SOURCE_DATE_EPOCH`, extended attributes read with
@@ -22,13 +22,18 @@
 //! and group names looked up in the tree's own `/etc/passwd` and
 //! `/etc/group`, `|xattr` lines carrying libcap capability text), and glob
 //! rules ([`Tree::apply_rules`]). Entries that are not on disk are added
-//! with [`Tree::insert`].
+//! with [`Tree::insert`]. Trees are combined and cut in one way for every
+//! writer (`edit`): [`Tree::merge`] overlays a later `from:` tree onto an
+//! earlier one as `rsync -a --keep-dirlinks` would ([`Tree::graft`] at a
+//! path, for `files:` directories), [`Tree::exclude`] removes entries by
+//! glob (wic's `--exclude-path`).
 //!
 //! Rejected designs: reading fakeroot's or pseudo's databases directly
 //! (private formats; running inside the session through the C library gets
 //! the same answers) and changing the source tree in place (it belongs to
 //! the user; the build must stay read-only on its inputs).
 
+mod edit;
 mod overrides;
 mod scan;
 

@@ -21,16 +21,19 @@
 //! a checkout or an extracted tarball sets older mtimes that differ between
 //! build hosts.)
 //!
-//! Content comes from `files` (explicit destination paths) and `from` (a
-//! directory copied recursively). A `files` entry replaces a file of the same
-//! path (compared case-insensitively) found under `from`: that is how a
+//! Content comes from `files` (explicit destination paths) and a tree (the
+//! `from:` directories, scanned, merged and cut by [`crate::fs::tree`] like
+//! every other filesystem's). A `files` entry replaces a file of the same
+//! path (compared case-insensitively) found in the tree: that is how a
 //! generated `config.txt` overrides the one in a firmware directory. Any
-//! other clash (a name given twice in `files`, a file where `from` has a
-//! directory, two names in `from` differing only in case) is an error naming
-//! both paths. Symbolic links under `from` are followed when they point to a
-//! regular file inside `from` (FAT has no links, so the file is copied);
-//! links pointing outside the tree, to directories, or nowhere are errors:
-//! copying host files or whole trees by accident is worse than stopping.
+//! other clash (a name given twice in `files`, a file where the tree has a
+//! directory, two names in the tree differing only in case) is an error
+//! naming both paths. Symbolic links in the tree are followed when they
+//! lead to a regular file of the tree (FAT has no links, so the file is
+//! copied), resolved as on the target: an absolute target starts at the
+//! tree's root. Links to directories or to nothing in the tree, devices,
+//! FIFOs and sockets are errors: copying host files or whole trees by
+//! accident is worse than stopping. Hard links become copies.
 //!
 //! Spec: Microsoft fatgen103 ("FAT: General Overview of On-Disk Format"),
 //! and the behaviour of Linux `fs/fat`, dosfstools (`fsck.fat`, `mkfs.fat`)
@@ -47,6 +50,7 @@ mod ondisk;
 
 pub use geometry::Geometry;
 
+use crate::fs::tree::{Node as TreeNode, NodeId, NodeKind as TreeKind, Tree, ROOT};
 use crate::fs::{BuildContext, Content, FileSource};
 use crate::input::InputFile;
 use crate::output::window::Window;
@@ -59,7 +63,6 @@ use ondisk::{
     ATTR_VOLUME_ID, DIR_ENTRY_SIZE, LFN_CHARS_PER_ENTRY,
 };
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::IntoBytes;
@@ -86,8 +89,8 @@ pub struct VfatOptions {
     /// Files to place: absolute destination path (`/EFI/BOOT/BOOTX64.EFI`)
     /// and where the bytes come from. They replace same-path files of `from`.
     pub files: Vec<(String, FileSource)>,
-    /// A directory whose content is copied recursively to the root.
-    pub from: Option<PathBuf>,
+    /// The tree copied to the root (`from:`, see [`crate::fs::tree`]).
+    pub tree: Option<Tree>,
 }
 
 impl VfatOptions {
@@ -103,7 +106,7 @@ impl VfatOptions {
             sector_size: 512,
             hidden_sectors: 0,
             files: Vec::new(),
-            from: None,
+            tree: None,
         }
     }
 }
@@ -206,12 +209,11 @@ pub fn prepare(opts: &VfatOptions, ctx: &BuildContext) -> anyhow::Result<VfatFs>
     });
 
     let mut root = Node::dir(String::new(), default_time);
-    if let Some(from) = &opts.from {
-        let canonical = from
-            .canonicalize()
-            .with_context(|| format!("reading directory '{}' of vfat '{name}'", from.display()))?;
-        scan_tree(&canonical, &canonical, "", &mut root, ctx)
-            .with_context(|| format!("reading directory '{}' of vfat '{name}'", from.display()))?;
+    if let Some(tree) = &opts.tree {
+        // Resolving links may not change the tree, but takes it mutably.
+        let mut tree = tree.clone();
+        add_tree(&mut tree, ROOT, "", &mut root, ctx)
+            .with_context(|| format!("copying the tree of vfat '{name}'"))?;
     }
     for (dest, source) in &opts.files {
         add_file(&mut root, dest, source, ctx, default_time)
@@ -363,6 +365,13 @@ fn host_time(ctx: &BuildContext, meta: &std::fs::Metadata) -> u64 {
     })
 }
 
+/// The time of a tree node, by the rule of [`host_time`] (FAT has no
+/// times before 1980; those are the encoder's business).
+fn node_time(ctx: &BuildContext, node: &TreeNode) -> u64 {
+    ctx.source_date_epoch
+        .unwrap_or_else(|| u64::try_from(node.mtime.sec).unwrap_or(0))
+}
+
 fn check_name(name: &str, path: &str) -> anyhow::Result<()> {
     names::validate(name).map_err(|e| anyhow!("'{path}': the name '{name}' {e}"))
 }
@@ -377,10 +386,10 @@ fn check_size(size: u64, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds the content of host directory `dir` (inside `root`) to `node`.
-fn scan_tree(
-    root: &Path,
-    dir: &Path,
+/// Adds the entries of the tree's directory `dir` (at `dest`) to `node`.
+fn add_tree(
+    tree: &mut Tree,
+    dir: NodeId,
     dest: &str,
     node: &mut Node,
     ctx: &BuildContext,
@@ -388,48 +397,34 @@ fn scan_tree(
     let Kind::Dir(children) = &mut node.kind else {
         bail!("'{dest}' is not a directory");
     };
-    let mut listing = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing '{}'", dir.display()))? {
-        let entry = entry.with_context(|| format!("listing '{}'", dir.display()))?;
-        listing.push(entry.path());
-    }
-    listing.sort();
-    for host in listing {
-        let name = host
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| anyhow!("'{}': the name is not UTF-8", host.display()))?
-            .to_string();
+    let entries = match &tree.node(dir).kind {
+        TreeKind::Dir { entries } => entries.clone(),
+        _ => bail!("'{dest}' is not a directory"),
+    };
+    for (raw, id) in entries {
+        let name = String::from_utf8(raw).map_err(|e| {
+            anyhow!(
+                "'{dest}/{}': the name is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            )
+        })?;
         let path = format!("{dest}/{name}");
         check_name(&name, &path)?;
-        let link_meta = std::fs::symlink_metadata(&host)
-            .with_context(|| format!("reading '{}'", host.display()))?;
-        let (source_path, meta) = if link_meta.file_type().is_symlink() {
-            let target = host.canonicalize().with_context(|| {
-                format!(
-                    "following symbolic link '{}' (it points nowhere)",
-                    host.display()
-                )
-            })?;
-            if !target.starts_with(root) {
-                bail!(
-                    "symbolic link '{}' points to '{}', outside '{}'; FAT has no links, so only links to files inside the tree are copied",
-                    host.display(),
-                    target.display(),
-                    root.display()
-                );
+        let id = match &tree.node(id).kind {
+            TreeKind::Symlink { target } => {
+                let target = String::from_utf8_lossy(target).into_owned();
+                let found = tree.resolve(&path, true, false).ok().flatten();
+                match found.map(|f| (f, tree.node(f).is_dir())) {
+                    Some((_, true)) => bail!(
+                        "symbolic link '{path}' points to a directory ('{target}'); FAT has no links: replace it by a copy or remove it"
+                    ),
+                    Some((f, false)) => f,
+                    None => bail!(
+                        "symbolic link '{path}' points to '{target}', which is outside the tree or nowhere (links are followed as on the target, from the tree's root); FAT has no links, so only links to files inside the tree are copied"
+                    ),
+                }
             }
-            let meta = std::fs::metadata(&target)
-                .with_context(|| format!("reading '{}'", target.display()))?;
-            if meta.is_dir() {
-                bail!(
-                    "symbolic link '{}' points to a directory; FAT has no links: replace it by a copy or remove it",
-                    host.display()
-                );
-            }
-            (target, meta)
-        } else {
-            (host.clone(), link_meta)
+            _ => id,
         };
         let key = names::fold(&name);
         if let Some(other) = children.get(&key) {
@@ -438,28 +433,28 @@ fn scan_tree(
                 other.name
             );
         }
-        let mtime = host_time(ctx, &meta);
-        let child = if meta.is_dir() {
-            let mut child = Node::dir(name, mtime);
-            scan_tree(root, &source_path, &path, &mut child, ctx)?;
-            child
-        } else if meta.is_file() {
-            check_size(meta.len(), &path)?;
-            Node {
-                name,
-                mtime,
-                kind: Kind::File {
-                    source: FileSource::Path(source_path),
-                    size: meta.len(),
-                    from_tree: true,
-                    path,
-                },
+        let found = tree.node(id);
+        let mtime = node_time(ctx, found);
+        let child = match &found.kind {
+            TreeKind::Dir { .. } => {
+                let mut child = Node::dir(name, mtime);
+                add_tree(tree, id, &path, &mut child, ctx)?;
+                child
             }
-        } else {
-            bail!(
-                "'{}' is not a regular file or directory; FAT holds only those",
-                host.display()
-            );
+            TreeKind::File { source, size } => {
+                check_size(*size, &path)?;
+                Node {
+                    name,
+                    mtime,
+                    kind: Kind::File {
+                        source: source.clone(),
+                        size: *size,
+                        from_tree: true,
+                        path,
+                    },
+                }
+            }
+            _ => bail!("'{path}' is not a regular file or directory; FAT holds only those"),
         };
         children.insert(key, child);
     }
