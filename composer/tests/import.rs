@@ -25,12 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{composer, have_all, repo_root, run};
 
-/// Boards whose vfat names a directory in `file NAME { image = DIR }`:
-/// image-composer's `files:` takes files only, so the imported description
-/// is refused, naming the entry. When directories are accepted there,
-/// this list empties and the boards are compared like the others.
-const VFAT_DIRECTORY_ENTRY: &[&str] = &["pc-x86-64-efi", "qemu-aarch64-ebbr"];
-
 fn import(input: &Path, output: &Path) -> String {
     let result = composer(&[
         "import",
@@ -89,14 +83,6 @@ fn imported_genimage_configs_give_the_tables_genimage_19_recorded() {
             out.to_str().unwrap(),
         ]);
         let stderr = String::from_utf8_lossy(&result.stderr);
-        if VFAT_DIRECTORY_ENTRY.contains(&name.as_str()) {
-            assert!(
-                !result.status.success()
-                    && stderr.contains("fs.files./EFI: \"efi-part/EFI\" is a directory"),
-                "{name}: expected the directory in files: to be refused: {stderr}"
-            );
-            continue;
-        }
         assert!(result.status.success(), "{name}: build failed: {stderr}");
         let theirs = recorded(board);
         let image = section(&theirs, "sfdisk -d")

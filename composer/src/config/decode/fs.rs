@@ -444,6 +444,7 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
             b.value
         });
     let journal_min = crate::fs::ext4::MIN_JOURNAL_BLOCKS * u64::from(journal_block);
+    let journal_max = crate::fs::ext4::MAX_JOURNAL_BLOCKS * u64::from(journal_block);
     let journal = f.get("journal").and_then(|n| {
         match n.as_str().map(str::trim) {
             Some("true") => return Some(cx.spanned(n, Journal::Default)),
@@ -451,6 +452,20 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
             _ => {}
         }
         match n.as_str().map(|t| t.trim().parse::<ByteSize>()) {
+            Some(Ok(s)) if s.0 > journal_max => {
+                cx.err(
+                    n,
+                    format!("\"{s}\" is above the largest journal, {}", ByteSize(journal_max)),
+                    format!(
+                        "mke2fs allows at most {} blocks ({} with {}-byte blocks); write {} or less, or true for the default size",
+                        crate::fs::ext4::MAX_JOURNAL_BLOCKS,
+                        ByteSize(journal_max),
+                        journal_block,
+                        ByteSize(journal_max)
+                    ),
+                );
+                None
+            }
             Some(Ok(s)) if s.0 >= journal_min => Some(cx.spanned(n, Journal::Size(s))),
             Some(Ok(s)) => {
                 cx.err(

@@ -26,6 +26,9 @@ use super::ondisk::EXTENT_MAX_LEN;
 
 /// jbd2 refuses journals smaller than this (`JBD2_MIN_JOURNAL_BLOCKS`).
 pub const MIN_JOURNAL_BLOCKS: u64 = 1024;
+/// mke2fs refuses journals larger than this ("must be between 1024 and
+/// 10240000 blocks").
+pub const MAX_JOURNAL_BLOCKS: u64 = 10_240_000;
 /// Groups per flex group (mke2fs's default `-G 16`).
 pub const FLEX_GROUPS: u64 = 16;
 /// mke2fs drops a last group smaller than its own overhead plus this many

@@ -40,7 +40,7 @@ mod read;
 mod write;
 mod xattr;
 
-pub use layout::MIN_JOURNAL_BLOCKS;
+pub use layout::{MAX_JOURNAL_BLOCKS, MIN_JOURNAL_BLOCKS};
 /// The fewest inodes an ext4 has: the reserved ones, `/lost+found` (inode
 /// 11) included; the description's `inodes:` cannot go below it.
 pub const MIN_INODES: u32 = ondisk::FIRST_INO;
