@@ -18,7 +18,7 @@
 //! inode first (right after the superblock, like mkfs.erofs: the root's
 //! node id has 16 bits), then every other inode depth-first in name order
 //! (hard links once), each record in the first metadata block with room
-//! for it ([`MetaPacker`]), then the shared xattr area, then the data
+//! for it (`MetaPacker`), then the shared xattr area, then the data
 //! blocks in inode order. Inodes are compact (32 bytes) when the superblock's build
 //! time, 16-bit owners and link counts and a 32-bit size describe them,
 //! else extended (64 bytes, own mtime with nanoseconds), mkfs.erofs's rule.
