@@ -237,7 +237,7 @@ mapped_bytes() { # bytes in SEEK_DATA extents of a file
     has repart "$TOOLS" && echo "repart     $(systemd-repart --version | head -1) (mcopy for boot: $REPART_MCOPY)"
     echo "e2fsprogs  $(mke2fs -V 2>&1 | head -1)"
     has rofs "$STEPS" && echo "squashfs   $(mksquashfs -version 2>&1 | head -1)" &&
-        echo "erofs      $(mkfs.erofs -V 2>&1 | head -1)"
+        echo "erofs      erofs-utils $(dpkg-query -W -f '${Version}' erofs-utils 2>/dev/null || echo '?')"
     echo "bmaptool   $(bmaptool --version 2>&1)"
     echo "load       $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
 } > "$RES/machine.txt"
