@@ -108,8 +108,8 @@ impl Tree {
     }
 
     /// A fresh empty directory named `name` in `dir` (replacing what was
-    /// there); its metadata is set by the merge.
-    fn new_dir_entry(&mut self, dir: NodeId, name: &[u8]) -> NodeId {
+    /// there), 0755 at the build time; a merge then sets its metadata.
+    pub(super) fn new_dir_entry(&mut self, dir: NodeId, name: &[u8]) -> NodeId {
         let id = self.nodes.len();
         self.nodes.push(Node::new(
             NodeKind::Dir {

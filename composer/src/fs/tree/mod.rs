@@ -482,18 +482,7 @@ impl Tree {
             id = match self.child(id, part) {
                 Some(c) if self.nodes[c].is_dir() => c,
                 Some(_) => bail!("'{path}': a component is not a directory"),
-                None => {
-                    let new = self.nodes.len();
-                    self.nodes.push(Node::new(
-                        NodeKind::Dir {
-                            entries: BTreeMap::new(),
-                        },
-                        0o755,
-                        self.time,
-                    ));
-                    self.set_entry(id, part, new);
-                    new
-                }
+                None => self.new_dir_entry(id, part),
             };
         }
         Ok(id)
