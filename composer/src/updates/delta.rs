@@ -368,7 +368,6 @@ fn shifted<W: Write>(
     run_at: u64,
     run: &[u8],
 ) -> anyhow::Result<()> {
-    let read_base = |at: u64, len: usize| read_base(base, at, len);
     // Bytes before `cursor` are emitted.
     let mut cursor = 0;
     let mut p = 0;
@@ -384,23 +383,9 @@ fn shifted<W: Write>(
         if let Some(j) = found {
             let at = j * BLOCK_BYTES as u64;
             // Grow backwards down to the cursor, forwards to the run's end.
-            let back = (p - cursor).min(usize::try_from(at).unwrap_or(usize::MAX));
-            let before = read_base(at - back as u64, back)?;
-            let grown_back = before
-                .iter()
-                .rev()
-                .zip(run[cursor..p].iter().rev())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let grown_back = same_before(base, at, &run[cursor..p])?;
             let end = p + BLOCK_BYTES;
-            let ahead = (run.len() - end)
-                .min(usize::try_from(base_size - at - BLOCK_BYTES as u64).unwrap_or(usize::MAX));
-            let after = read_base(at + BLOCK_BYTES as u64, ahead)?;
-            let grown = after
-                .iter()
-                .zip(&run[end..])
-                .take_while(|(a, b)| a == b)
-                .count();
+            let grown = same_after(base, base_size, at + BLOCK_BYTES as u64, &run[end..])?;
             let start = p - grown_back;
             let gap = &run[cursor..start];
             carry(ops, stats, base, base_size, run_at + cursor as u64, gap)?;
@@ -476,6 +461,54 @@ fn carry<W: Write>(
         stats.literal += (bytes.len() - lit) as u64;
     }
     Ok(())
+}
+
+/// Bytes read at a time while growing a match: a match usually ends
+/// within a few KiB, so reading the whole rest of the run for each one
+/// would make a run with many matches quadratic.
+const GROW_STEP: usize = 64 << 10;
+
+/// How many bytes at the start of `new` equal the base from `at` on.
+fn same_after(base: &std::fs::File, base_size: u64, at: u64, new: &[u8]) -> anyhow::Result<usize> {
+    let limit = new
+        .len()
+        .min(usize::try_from(base_size.saturating_sub(at)).unwrap_or(usize::MAX));
+    let mut same = 0;
+    while same < limit {
+        let n = (limit - same).min(GROW_STEP);
+        let old = read_base(base, at + same as u64, n)?;
+        let equal = old
+            .iter()
+            .zip(&new[same..same + n])
+            .take_while(|(a, b)| a == b)
+            .count();
+        same += equal;
+        if equal < n {
+            break;
+        }
+    }
+    Ok(same)
+}
+
+/// How many bytes at the end of `new` equal the base just before `end`.
+fn same_before(base: &std::fs::File, end: u64, new: &[u8]) -> anyhow::Result<usize> {
+    let limit = new.len().min(usize::try_from(end).unwrap_or(usize::MAX));
+    let mut same = 0;
+    while same < limit {
+        let n = (limit - same).min(GROW_STEP);
+        let old = read_base(base, end - (same + n) as u64, n)?;
+        let equal = old
+            .iter()
+            .rev()
+            .zip(new[..new.len() - same].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        same += equal;
+        if equal < n {
+            break;
+        }
+    }
+    Ok(same)
 }
 
 fn read_base(base: &std::fs::File, at: u64, len: usize) -> anyhow::Result<Vec<u8>> {
