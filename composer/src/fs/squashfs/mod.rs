@@ -255,6 +255,31 @@ fn run_job(
     Ok(JobOut { blocks, tail })
 }
 
+/// A file's identity for duplicate detection: the SHA-256 of its size and
+/// its stored form (compression is deterministic and lossless, so equal
+/// stored forms are equal files).
+fn stored_identity(size: u64, parts: &[JobOut]) -> [u8; 32] {
+    let mut identity = Sha256::new();
+    identity.update(size.to_le_bytes());
+    for part in parts {
+        for block in &part.blocks {
+            let (tag, bytes): (u8, &[u8]) = match block {
+                Block::Hole => (0, &[]),
+                Block::Packed(b) => (1, b),
+                Block::Stored(b) => (2, b),
+            };
+            identity.update([tag]);
+            identity.update((bytes.len() as u64).to_le_bytes());
+            identity.update(bytes);
+        }
+        if let Some(tail) = &part.tail {
+            identity.update([3]);
+            identity.update(tail);
+        }
+    }
+    identity.finalize().into()
+}
+
 /// Nodes in the order their inodes are written (post-order: a directory
 /// after everything in it; hard-linked nodes once) and each directory's
 /// parent.
@@ -465,8 +490,12 @@ fn prepare_inner(
     let mut fragment = Vec::new();
     // Duplicate files (same bytes, not hard links) share their blocks and
     // fragment with the first one, as mksquashfs's duplicate detection
-    // does. Identity is the SHA-256 of the file as stored (compression is
-    // deterministic and lossless, so equal stored forms are equal files).
+    // does. Only files whose size another file has can be copies: the
+    // others are not hashed.
+    let mut same_size: HashMap<u64, u32> = HashMap::new();
+    for f in &files {
+        *same_size.entry(f.2).or_default() += 1;
+    }
     let mut first_copy: HashMap<[u8; 32], usize> = HashMap::new();
     let mut outs = outs.into_iter();
     let mut at = 0;
@@ -478,37 +507,22 @@ fn prepare_inner(
         }
         let parts: Vec<JobOut> = outs.by_ref().take(end - at).collect();
         at = end;
-        let mut identity = Sha256::new();
-        identity.update(files[file].2.to_le_bytes());
-        for part in &parts {
-            for block in &part.blocks {
-                let (tag, bytes): (u8, &[u8]) = match block {
-                    Block::Hole => (0, &[]),
-                    Block::Packed(b) => (1, b),
-                    Block::Stored(b) => (2, b),
-                };
-                identity.update([tag]);
-                identity.update((bytes.len() as u64).to_le_bytes());
-                identity.update(bytes);
-            }
-            if let Some(tail) = &part.tail {
-                identity.update([3]);
-                identity.update(tail);
-            }
-        }
-        match first_copy.entry(identity.finalize().into()) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let original = &file_data[*e.get()];
-                file_data[file] = FileData {
-                    start: original.start,
-                    sizes: original.sizes.clone(),
-                    fragment: original.fragment,
-                    sparse: original.sparse,
-                };
-                continue;
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(file);
+        let size = files[file].2;
+        if same_size[&size] > 1 {
+            match first_copy.entry(stored_identity(size, &parts)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let original = &file_data[*e.get()];
+                    file_data[file] = FileData {
+                        start: original.start,
+                        sizes: original.sizes.clone(),
+                        fragment: original.fragment,
+                        sparse: original.sparse,
+                    };
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(file);
+                }
             }
         }
         let fd = &mut file_data[file];
