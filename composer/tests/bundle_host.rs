@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::{composer, unpack};
 
 const DESC: &str = "\
@@ -53,6 +53,26 @@ fn refused(args: &[&str], text: &str) {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// `bundle` of `d/board.yaml` into `d/out` with `d/keys/bundle.key`.
+fn bundle_of(d: &Path, version: &str) -> PathBuf {
+    let (desc, out, key) = (
+        d.join("board.yaml"),
+        d.join("out"),
+        d.join("keys/bundle.key"),
+    );
+    ok(&[
+        "bundle",
+        s(&desc),
+        "-o",
+        s(&out),
+        "--key",
+        s(&key),
+        "--version",
+        version,
+    ]);
+    out.join(format!("dev-{version}.bundle"))
 }
 
 #[test]
@@ -301,25 +321,8 @@ fn an_edited_file_costs_its_changed_bytes() {
     let mut big = noise(1 << 20, 7);
     std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
     ok(&["keygen", "-o", s(&d.join("keys"))]);
-    let (key, desc, out) = (
-        d.join("keys/bundle.key"),
-        d.join("board.yaml"),
-        d.join("out"),
-    );
-    let bundle_of = |version: &str| {
-        let args = [
-            "bundle",
-            s(&desc),
-            "-o",
-            s(&out),
-            "--key",
-            s(&key),
-            "--version",
-            version,
-        ];
-        ok(&args);
-        out.join(format!("dev-{version}.bundle"))
-    };
+    let key = d.join("keys/bundle.key");
+    let bundle_of = |version: &str| bundle_of(d, version);
     let v1 = bundle_of("1.0.0");
     big.splice(300_000..300_000, noise(1000, 8));
     for i in 0..10 {
@@ -378,21 +381,7 @@ fn delta_carries_only_what_changed_and_applies() {
     std::fs::write(d.join("tree/usr/lib/small.bin"), noise(20_000, 2)).unwrap();
     ok(&["keygen", "-o", s(&d.join("keys"))]);
     let key = d.join("keys/bundle.key");
-    let desc = d.join("board.yaml");
-    let out = d.join("out");
-    let bundle_of = |version: &str| {
-        ok(&[
-            "bundle",
-            s(&desc),
-            "-o",
-            s(&out),
-            "--key",
-            s(&key),
-            "--version",
-            version,
-        ]);
-        out.join(format!("dev-{version}.bundle"))
-    };
+    let bundle_of = |version: &str| bundle_of(d, version);
     let v1 = bundle_of("1.0.0");
     // A file that grows in front of the big one, a new file, one removed.
     std::fs::write(

@@ -18,10 +18,8 @@ mod ext4_support;
 mod read_back;
 mod support;
 
-use composer::fs::ext4::{prepare, prepare_against, Ext4Fs, Ext4Options, OldFs};
+use composer::fs::ext4::{prepare, prepare_against, Ext4Options, OldFs};
 use composer::fs::tree::{scan, Tree, TreeOptions};
-use composer::fs::Content;
-use composer::output::window::Window;
 use ext4_support::{assert_fsck_clean, ctx, debugfs};
 use read_back::{compare, Keeps};
 use std::collections::{BTreeMap, HashSet};
@@ -121,18 +119,6 @@ fn write_tree(root: &Path, files: &Files) {
     }
 }
 
-fn write_fs(img: &Path, fs: &Ext4Fs) {
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(img)
-        .unwrap();
-    file.set_len(FS_BYTES).unwrap();
-    fs.write(&mut Window::new(&file, 0, FS_BYTES)).unwrap();
-}
-
 fn build(img: &Path, tree: &Tree, reference: Option<&Path>) {
     let opts = Ext4Options::default();
     let fs = match reference {
@@ -142,7 +128,7 @@ fn build(img: &Path, tree: &Tree, reference: Option<&Path>) {
         }
         None => prepare(&opts, Some(tree), &ctx()).unwrap(),
     };
-    write_fs(img, &fs);
+    read_back::write_sized(img, &fs, FS_BYTES);
 }
 
 /// What a block-level delta from `old` to `new` costs: blocks that differ

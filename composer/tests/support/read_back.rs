@@ -9,7 +9,7 @@
 use composer::fs::tree::{self, NodeId, NodeKind, Timestamp, Tree, TreeOptions};
 use composer::fs::{BuildContext, Content, FileSource};
 use composer::ids::Seed;
-use composer::output::window::Window;
+use composer::output::window::{Extents, Window};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
@@ -34,6 +34,16 @@ pub struct Keeps {
 
 /// Writes `fs` into `img` at its minimum size; every byte is mapped.
 pub fn write_image(img: &Path, fs: &dyn Content) {
+    let mapped = write_sized(img, fs, fs.min_size());
+    assert_eq!(
+        mapped.iter().collect::<Vec<_>>(),
+        [(0, fs.min_size())],
+        "every byte of the image is mapped"
+    );
+}
+
+/// Writes `fs` into a new `img` of `size` bytes; returns what it mapped.
+pub fn write_sized(img: &Path, fs: &dyn Content, size: u64) -> Extents {
     let file = File::options()
         .read(true)
         .write(true)
@@ -41,14 +51,10 @@ pub fn write_image(img: &Path, fs: &dyn Content) {
         .truncate(true)
         .open(img)
         .unwrap();
-    file.set_len(fs.min_size()).unwrap();
-    let mut w = Window::new(&file, 0, fs.min_size());
+    file.set_len(size).unwrap();
+    let mut w = Window::new(&file, 0, size);
     fs.write(&mut w).unwrap();
-    assert_eq!(
-        w.mapped().iter().collect::<Vec<_>>(),
-        [(0, fs.min_size())],
-        "every byte of the image is mapped"
-    );
+    w.into_mapped()
 }
 
 fn content(source: &FileSource) -> Vec<u8> {
