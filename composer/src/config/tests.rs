@@ -1205,6 +1205,10 @@ fn more_diagnostics() {
             "board.yaml:3:53: partitions[0].fs.journal: \"512\" is below the smallest journal, 4MiB\n  help: jbd2 needs at least 1024 blocks (4MiB with 4096-byte blocks); write 4MiB or more, or true for the default size",
         ),
         (
+            "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: erofs, pcluster-size: 6KiB } }\n",
+            "board.yaml:3:60: partitions[0].fs.pcluster-size: \"6KiB\" is not an EROFS physical cluster size\n  help: use a multiple of 4KiB up to 1MiB, e.g. 4KiB (the default) or 64KiB",
+        ),
+        (
             // A fuzz finding: 32T made the size search run for minutes.
             "image: { name: sd }\npartitions:\n  - { name: r, size: 1G, fs: { type: ext4, journal: 32T } }\n",
             "board.yaml:3:53: partitions[0].fs.journal: \"32TiB\" is above the largest journal, 40000MiB\n  help: mke2fs allows at most 10240000 blocks (40000MiB with 4096-byte blocks); write 40000MiB or less, or true for the default size",

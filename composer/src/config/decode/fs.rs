@@ -362,15 +362,12 @@ pub(super) fn decode_vfat(cx: &mut Cx<'_>, node: &Node) -> Option<Vfat> {
         u8::try_from(v).ok().map(|v| cx.spanned(n, v))
     });
     let cluster_size = f.get("cluster-size").and_then(|n| {
-        let s = cx.size(n)?;
-        if !s.0.is_power_of_two() || s.0 < CLUSTER_RANGE.0 || s.0 > CLUSTER_RANGE.1 {
-            cx.err(
-                n,
-                format!("\"{s}\" is not a FAT cluster size"),
-                "use a power of two from 512 to 64KiB, e.g. 4KiB",
-            );
-            return None;
-        }
+        let s = cx.size_where(
+            n,
+            |v| v.is_power_of_two() && (CLUSTER_RANGE.0..=CLUSTER_RANGE.1).contains(&v),
+            "is not a FAT cluster size",
+            "use a power of two from 512 to 64KiB, e.g. 4KiB",
+        )?;
         Some(cx.spanned(n, s))
     });
     let volume_id = f
@@ -426,15 +423,12 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
         }
     }
     let block_size = f.get("block-size").and_then(|n| {
-        let s = cx.size(n)?;
-        if ![1024, 2048, 4096].contains(&s.0) {
-            cx.err(
-                n,
-                format!("\"{s}\" is not an ext4 block size"),
-                "use 1024, 2048 or 4096 (the Linux page size bounds it)",
-            );
-            return None;
-        }
+        let s = cx.size_where(
+            n,
+            |v| [1024, 2048, 4096].contains(&v),
+            "is not an ext4 block size",
+            "use 1024, 2048 or 4096 (the Linux page size bounds it)",
+        )?;
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
     // The journal's smallest size is in blocks: it depends on the block size.
@@ -504,15 +498,12 @@ pub(super) fn decode_ext4(cx: &mut Cx<'_>, node: &Node) -> Option<Ext4> {
     });
     let journal_init = f.or_default("journal-init", journal_init, JournalInit::Zero);
     let inode_ratio = f.get("inode-ratio").and_then(|n| {
-        let s = cx.size(n)?;
-        if s.0 < INODE_RATIO_RANGE.0 || s.0 > INODE_RATIO_RANGE.1 {
-            cx.err(
-                n,
-                format!("\"{s}\" is out of range for bytes per inode"),
-                "use 1KiB to 64MiB, e.g. 16KiB",
-            );
-            return None;
-        }
+        let s = cx.size_where(
+            n,
+            |v| (INODE_RATIO_RANGE.0..=INODE_RATIO_RANGE.1).contains(&v),
+            "is out of range for bytes per inode",
+            "use 1KiB to 64MiB, e.g. 16KiB",
+        )?;
         Some(cx.spanned(n, s))
     });
     let inodes = f.get("inodes").and_then(|n| {
@@ -630,15 +621,12 @@ pub(super) fn decode_squashfs(cx: &mut Cx<'_>, node: &Node) -> Option<Squashfs> 
         )
     });
     let block_size = f.get("block-size").and_then(|n| {
-        let s = cx.size(n)?;
-        if !s.0.is_power_of_two() || !(4 * KIB..=1024 * KIB).contains(&s.0) {
-            cx.err(
-                n,
-                format!("\"{s}\" is not a squashfs block size"),
-                "use a power of two from 4KiB to 1MiB, e.g. 128KiB (the default)",
-            );
-            return None;
-        }
+        let s = cx.size_where(
+            n,
+            |v| v.is_power_of_two() && (4 * KIB..=1024 * KIB).contains(&v),
+            "is not a squashfs block size",
+            "use a power of two from 4KiB to 1MiB, e.g. 128KiB (the default)",
+        )?;
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
     let verity = f.flag(cx, "verity", false);
@@ -703,15 +691,12 @@ pub(super) fn decode_erofs(cx: &mut Cx<'_>, node: &Node) -> Option<Erofs> {
         )
     });
     let pcluster_size = f.get("pcluster-size").and_then(|n| {
-        let s = cx.size(n)?;
-        if s.0 == 0 || s.0 % (4 * KIB) != 0 || s.0 > 1024 * KIB {
-            cx.err(
-                n,
-                format!("\"{s}\" is not an EROFS physical cluster size"),
-                "use a multiple of 4KiB up to 1MiB, e.g. 4KiB (the default) or 64KiB",
-            );
-            return None;
-        }
+        let s = cx.size_where(
+            n,
+            |v| v > 0 && v % (4 * KIB) == 0 && v <= 1024 * KIB,
+            "is not an EROFS physical cluster size",
+            "use a multiple of 4KiB up to 1MiB, e.g. 4KiB (the default) or 64KiB",
+        )?;
         u32::try_from(s.0).ok().map(|v| cx.spanned(n, v))
     });
     let verity = f.flag(cx, "verity", false);

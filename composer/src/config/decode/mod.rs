@@ -245,6 +245,22 @@ impl Cx<'_> {
         }
     }
 
+    /// A size that `ok` accepts; else the error `"SIZE" problem` with `help`.
+    fn size_where(
+        &mut self,
+        node: &Node,
+        ok: impl Fn(u64) -> bool,
+        problem: &str,
+        help: &str,
+    ) -> Option<ByteSize> {
+        let s = self.size(node)?;
+        if ok(s.0) {
+            return Some(s);
+        }
+        self.err(node, format!("\"{s}\" {problem}"), help);
+        None
+    }
+
     fn size_error(&mut self, node: &Node, text: &str, e: &SizeError) {
         let message = match e {
             SizeError::NotASize | SizeError::UnknownUnit(_) => format!("\"{text}\" is not a size"),
