@@ -519,6 +519,19 @@ if want yocto; then
 	rm -rf "$WORK/yocto" "$WORK/yocto-rootfs.ext4"
 fi
 
+
+# flipped_verity_fails CASE TAG DISK AT ARGS INITRD: flips one byte of DISK
+# at AT (inside a verity-protected root's first data block), boots, and
+# passes CASE when dm-verity refuses the block and the boot stops there.
+flipped_verity_fails() {
+	printf '\x5a' | dd of="$3" bs=1 seek="$4" conv=notrunc status=none
+	boot "$2" "$3" "$5" "$6"
+	if check "$1" "$2" 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
+		'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has "$2" '^BOOT-OK'; then
+		pass "$1"
+	fi
+}
+
 # ---- 6b. squashfs root slots, opened through dm-verity ---------------------
 # image-verity.yaml: the initramfs opens the root with ab-install
 # verity-open; the root hash comes from rootfs.verity beside the image.
@@ -547,12 +560,8 @@ if want verity; then
 				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=2 '; then
 			# One flipped bit in the squashfs superblock's block, which
 			# the mount reads: dm-verity refuses it, the boot stops.
-			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1000)) conv=notrunc status=none
-			boot ve3 "$d" "rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i"
-			if check "$c" ve3 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
-				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has ve3 '^BOOT-OK'; then
-				pass "$c"
-			fi
+			flipped_verity_fails "$c" ve3 "$d" $((roff + 1000)) \
+				"rootfstype=squashfs roothash=$hash roothashoffset=$hoff" "$i"
 		fi
 		rm -f "$d"
 	fi
@@ -586,12 +595,7 @@ if want erofs; then
 				'rorootfs: root: /dev/dm-0 \(read-only\)' '^BOOT-OK slot=A overlay=yes ro=yes bootcount=1 '; then
 			# One flipped bit in the EROFS superblock (at 1024), which the
 			# mount reads: dm-verity refuses the block, the boot stops.
-			printf '\x5a' | dd of="$d" bs=1 seek=$((roff + 1100)) conv=notrunc status=none
-			boot er2 "$d" "$args" "$o/initramfs-erofs.img"
-			if check "$c" er2 'device-mapper: verity: [0-9:]*: data block 0 is corrupted' \
-				'^BOOT-FAIL stage=initramfs reason="cannot mount root /dev/dm-0' && ! has er2 '^BOOT-OK'; then
-				pass "$c"
-			fi
+			flipped_verity_fails "$c" er2 "$d" $((roff + 1100)) "$args" "$o/initramfs-erofs.img"
 		fi
 		rm -f "$d"
 	fi
