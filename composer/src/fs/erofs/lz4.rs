@@ -44,7 +44,32 @@ fn hash(v: u32) -> usize {
 }
 
 fn read32(data: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&data[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn read64(data: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&data[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// The length of the common prefix of `a` and `b`, eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut len = 0;
+    while len + 8 <= n {
+        let x = read64(a, len) ^ read64(b, len);
+        if x != 0 {
+            return len + (x.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while len < n && a[len] == b[len] {
+        len += 1;
+    }
+    len
 }
 
 /// Bytes of a length's extension (after the 15 in the token nibble).
@@ -129,11 +154,12 @@ impl Finder {
                 break;
             }
             left -= 1;
-            if read32(data, c) == want {
-                let mut len = MIN_MATCH;
-                while at + len < limit && data[c + len] == data[at + len] {
-                    len += 1;
-                }
+            // Only a longer match counts, so a candidate that differs at
+            // the best length so far is skipped before it is measured.
+            let longer = best.is_none_or(|(l, _)| data[c + l] == data[at + l]);
+            if longer && read32(data, c) == want {
+                let len = MIN_MATCH
+                    + common_prefix(&data[c + MIN_MATCH..limit], &data[at + MIN_MATCH..limit]);
                 if best.is_none_or(|(l, _)| len > l) {
                     best = Some((len, at - c));
                     if at + len == limit {
