@@ -85,7 +85,9 @@ const NAME_LEN: usize = 256;
 const MAX_IDS: usize = 1 << 16;
 /// Blocks read and compressed by one work item: large enough to amortise
 /// opening the file, small enough to share a big file between cores.
-const CHUNK_BLOCKS: u64 = 32;
+const CHUNK_BLOCKS: u64 = 8;
+/// Work items compressed ahead of the one the layout waits for.
+const AHEAD: usize = 256;
 
 /// Basic inode types; the extended ones are these + 7.
 const T_DIR: u16 = 1;
@@ -179,7 +181,7 @@ struct JobOut {
 }
 
 /// Where a file's data went.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct FileData {
     start: u64,
     sizes: Vec<u32>,
@@ -187,6 +189,96 @@ struct FileData {
     fragment: Option<(u32, u32)>,
     /// Bytes of holes.
     sparse: u64,
+}
+
+/// The data area as it is laid out, file by file in inode order: each
+/// file's blocks appended, its tail packed into the open fragment block.
+/// Duplicate files (same bytes, not hard links) share their blocks and
+/// fragment with the first copy, as mksquashfs's duplicate detection does;
+/// only files whose size another file has can be copies, the others are
+/// not hashed.
+struct Layout {
+    bs: u64,
+    /// Where the next data block goes.
+    pos: u64,
+    data: Vec<Vec<u8>>,
+    /// The open fragment block and how many full ones were handed off.
+    fragment: Vec<u8>,
+    full_fragments: u32,
+    same_size: HashMap<u64, u32>,
+    first_copy: HashMap<[u8; 32], FileData>,
+}
+
+impl Layout {
+    fn new(files: &[(NodeId, &FileSource, u64)], bs: u64, data_start: u64) -> Self {
+        let mut same_size: HashMap<u64, u32> = HashMap::new();
+        for f in files {
+            *same_size.entry(f.2).or_default() += 1;
+        }
+        Layout {
+            bs,
+            pos: data_start,
+            data: Vec::new(),
+            fragment: Vec::new(),
+            full_fragments: 0,
+            same_size,
+            first_copy: HashMap::new(),
+        }
+    }
+
+    /// Places the next file (`size` bytes, compressed into `parts`);
+    /// returns where its data is and the fragment block its tail filled,
+    /// if any (to be compressed and appended after the data, in order).
+    fn place(&mut self, size: u64, parts: Vec<JobOut>) -> (FileData, Option<Vec<u8>>) {
+        if parts.is_empty() {
+            // An empty file: no blocks, no fragment, start 0.
+            return (FileData::default(), None);
+        }
+        let identity =
+            (self.same_size.get(&size) > Some(&1)).then(|| stored_identity(size, &parts));
+        if let Some(original) = identity.and_then(|i| self.first_copy.get(&i)) {
+            return (original.clone(), None);
+        }
+        let mut fd = FileData {
+            start: self.pos,
+            ..FileData::default()
+        };
+        let mut full = None;
+        for out in parts {
+            for block in out.blocks {
+                let (size, bytes) = match block {
+                    Block::Hole => {
+                        fd.sparse += self.bs;
+                        (0, None)
+                    }
+                    Block::Packed(b) => (b.len() as u32, Some(b)),
+                    Block::Stored(b) => (b.len() as u32 | BLOCK_UNCOMPRESSED, Some(b)),
+                };
+                fd.sizes.push(size);
+                if let Some(b) = bytes {
+                    self.pos += b.len() as u64;
+                    self.data.push(b);
+                }
+            }
+            if let Some(tail) = out.tail {
+                if self.fragment.len() + tail.len() > self.bs as usize {
+                    full = Some(std::mem::take(&mut self.fragment));
+                    self.full_fragments += 1;
+                }
+                fd.fragment = Some((self.full_fragments, self.fragment.len() as u32));
+                self.fragment.extend_from_slice(&tail);
+            }
+        }
+        if let Some(identity) = identity {
+            self.first_copy.insert(identity, fd.clone());
+        }
+        (fd, full)
+    }
+
+    /// The last fragment block, if any.
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.fragment.is_empty()).then(|| std::mem::take(&mut self.fragment))
+    }
 }
 
 /// Reads `len` bytes at `pos` of a file source.
@@ -476,100 +568,10 @@ fn prepare_inner(
             }
         }
     }
-    let outs = parallel::map(&jobs, |job| {
-        run_job(job, &files, &comp, bs)
-            .with_context(|| format!("compressing '{}'", path_of(files[job.file].0)))
-    })?;
-
-    let head = superblock_head(&comp);
-    let data_start = (SUPERBLOCK_SIZE + head.len()) as u64;
-    let mut pos = data_start;
-    let mut data: Vec<Vec<u8>> = Vec::new();
-    let mut file_data: Vec<FileData> = (0..files.len()).map(|_| FileData::default()).collect();
-    let mut fragments: Vec<Vec<u8>> = Vec::new();
-    let mut fragment = Vec::new();
-    // Duplicate files (same bytes, not hard links) share their blocks and
-    // fragment with the first one, as mksquashfs's duplicate detection
-    // does. Only files whose size another file has can be copies: the
-    // others are not hashed.
-    let mut same_size: HashMap<u64, u32> = HashMap::new();
-    for f in &files {
-        *same_size.entry(f.2).or_default() += 1;
+    let mut job_count = vec![0usize; files.len()];
+    for job in &jobs {
+        job_count[job.file] += 1;
     }
-    let mut first_copy: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut outs = outs.into_iter();
-    let mut at = 0;
-    while at < jobs.len() {
-        let file = jobs[at].file;
-        let mut end = at;
-        while end < jobs.len() && jobs[end].file == file {
-            end += 1;
-        }
-        let parts: Vec<JobOut> = outs.by_ref().take(end - at).collect();
-        at = end;
-        let size = files[file].2;
-        if same_size[&size] > 1 {
-            match first_copy.entry(stored_identity(size, &parts)) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let original = &file_data[*e.get()];
-                    file_data[file] = FileData {
-                        start: original.start,
-                        sizes: original.sizes.clone(),
-                        fragment: original.fragment,
-                        sparse: original.sparse,
-                    };
-                    continue;
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(file);
-                }
-            }
-        }
-        let fd = &mut file_data[file];
-        fd.start = pos;
-        for out in parts {
-            for block in out.blocks {
-                let (size, bytes) = match block {
-                    Block::Hole => {
-                        fd.sparse += bs;
-                        (0, None)
-                    }
-                    Block::Packed(b) => (b.len() as u32, Some(b)),
-                    Block::Stored(b) => (b.len() as u32 | BLOCK_UNCOMPRESSED, Some(b)),
-                };
-                fd.sizes.push(size);
-                if let Some(b) = bytes {
-                    pos += b.len() as u64;
-                    data.push(b);
-                }
-            }
-            if let Some(tail) = out.tail {
-                if fragment.len() + tail.len() > bs as usize {
-                    fragments.push(std::mem::take(&mut fragment));
-                }
-                fd.fragment = Some((fragments.len() as u32, fragment.len() as u32));
-                fragment.extend_from_slice(&tail);
-            }
-        }
-    }
-    if !fragment.is_empty() {
-        fragments.push(fragment);
-    }
-    let packed = parallel::map(&fragments, |f| comp.compress(f))?;
-    let mut fragment_table = Vec::with_capacity(fragments.len() * 16);
-    for (raw, packed) in fragments.into_iter().zip(packed) {
-        let (size, bytes) = match packed {
-            Some(p) => (p.len() as u32, p),
-            None => (raw.len() as u32 | BLOCK_UNCOMPRESSED, raw),
-        };
-        fragment_table.extend_from_slice(&pos.to_le_bytes());
-        fragment_table.extend_from_slice(&size.to_le_bytes());
-        fragment_table.extend_from_slice(&0u32.to_le_bytes());
-        pos += bytes.len() as u64;
-        data.push(bytes);
-    }
-    let fragment_count = u32::try_from(fragment_table.len() / 16).context("too many fragments")?;
-    let data_of: HashMap<NodeId, usize> = files.iter().enumerate().map(|(i, f)| (f.0, i)).collect();
 
     // Ids, in first-use order.
     let mut ids: Vec<u32> = Vec::new();
@@ -611,140 +613,190 @@ fn prepare_inner(
         xattr_of[id] = index;
     }
 
-    // Inodes and directories, post-order.
+    // Data and inodes, in post-order: the workers compress data blocks
+    // (and fragments as they fill) while this thread lays the data out,
+    // packs the tails and writes the inodes and directories.
+    let head = superblock_head(&comp);
+    let mut layout = Layout::new(&files, bs, (SUPERBLOCK_SIZE + head.len()) as u64);
     let mut inodes = MetaWriter::new(&comp);
     let mut dirs = MetaWriter::new(&comp);
     let mut refs: Vec<Option<MetaRef>> = vec![None; tree.len()];
-    for &id in &order {
-        let node = tree.node(id);
-        let xattr = xattr_of[id];
-        let has_xattr = xattr != NONE32;
-        let nlink = links[id];
-        let mut body = Vec::with_capacity(64);
-        let put32 = |b: &mut Vec<u8>, v: u32| b.extend_from_slice(&v.to_le_bytes());
-        let kind = match &node.kind {
-            NodeKind::Dir { entries } => {
-                let children: Vec<(&[u8], NodeId)> =
-                    entries.iter().map(|(n, &c)| (n.as_slice(), c)).collect();
-                if let Some((n, _)) = children.iter().find(|(n, _)| n.len() > NAME_LEN) {
-                    bail!(
-                        "'{}/{}': name longer than {NAME_LEN} bytes",
-                        path_of(id),
-                        String::from_utf8_lossy(n)
-                    );
-                }
-                let at = dirs.position();
-                let listing = dir_listing(tree, &children, &refs, &inos)?;
-                dirs.push(&listing)?;
-                let file_size = u32::try_from(listing.len() + 3).context("directory too large")?;
-                let start = u32::try_from(at.block).context("directory table too large")?;
-                let parent_ino = if id == ROOT {
-                    inode_count + 1
-                } else {
-                    inos[parent[id]]
+    let mut next_file = 0;
+    let ((), packed_fragments) = parallel::pipeline(
+        &jobs,
+        AHEAD,
+        |job| {
+            run_job(job, &files, &comp, bs)
+                .with_context(|| format!("compressing '{}'", path_of(files[job.file].0)))
+        },
+        |raw: Vec<u8>| {
+            Ok(match comp.compress(&raw)? {
+                Some(packed) => (packed.len() as u32, packed),
+                None => (raw.len() as u32 | BLOCK_UNCOMPRESSED, raw),
+            })
+        },
+        |stream| {
+            for &id in &order {
+                let node = tree.node(id);
+                let xattr = xattr_of[id];
+                let has_xattr = xattr != NONE32;
+                let nlink = links[id];
+                let mut body = Vec::with_capacity(64);
+                let put32 = |b: &mut Vec<u8>, v: u32| b.extend_from_slice(&v.to_le_bytes());
+                let kind = match &node.kind {
+                    NodeKind::Dir { entries } => {
+                        let children: Vec<(&[u8], NodeId)> =
+                            entries.iter().map(|(n, &c)| (n.as_slice(), c)).collect();
+                        if let Some((n, _)) = children.iter().find(|(n, _)| n.len() > NAME_LEN) {
+                            bail!(
+                                "'{}/{}': name longer than {NAME_LEN} bytes",
+                                path_of(id),
+                                String::from_utf8_lossy(n)
+                            );
+                        }
+                        let at = dirs.position();
+                        let listing = dir_listing(tree, &children, &refs, &inos)?;
+                        dirs.push(&listing)?;
+                        let file_size =
+                            u32::try_from(listing.len() + 3).context("directory too large")?;
+                        let start = u32::try_from(at.block).context("directory table too large")?;
+                        let parent_ino = if id == ROOT {
+                            inode_count + 1
+                        } else {
+                            inos[parent[id]]
+                        };
+                        if has_xattr || file_size > 0xffff {
+                            put32(&mut body, nlink);
+                            put32(&mut body, file_size);
+                            put32(&mut body, start);
+                            put32(&mut body, parent_ino);
+                            body.extend_from_slice(&0u16.to_le_bytes()); // no index
+                            body.extend_from_slice(&at.offset.to_le_bytes());
+                            put32(&mut body, xattr);
+                            T_DIR + EXTENDED
+                        } else {
+                            put32(&mut body, start);
+                            put32(&mut body, nlink);
+                            body.extend_from_slice(&(file_size as u16).to_le_bytes());
+                            body.extend_from_slice(&at.offset.to_le_bytes());
+                            put32(&mut body, parent_ino);
+                            T_DIR
+                        }
+                    }
+                    NodeKind::File { size, .. } => {
+                        let file = next_file;
+                        next_file += 1;
+                        if files.get(file).map(|f| f.0) != Some(id) {
+                            bail!("'{}': file data out of order", path_of(id));
+                        }
+                        let parts = (0..job_count[file])
+                            .map(|_| stream.next_result())
+                            .collect::<anyhow::Result<Vec<JobOut>>>()?;
+                        let (fd, full) = layout.place(*size, parts);
+                        if let Some(full) = full {
+                            stream.push(full);
+                        }
+                        let fd = &fd;
+                        let (frag, frag_off) = fd.fragment.unwrap_or((NONE32, 0));
+                        let basic = fd.start <= u64::from(u32::MAX)
+                            && *size <= u64::from(u32::MAX)
+                            && nlink == 1
+                            && !has_xattr
+                            && fd.sparse == 0;
+                        let t = if basic {
+                            put32(&mut body, fd.start as u32);
+                            put32(&mut body, frag);
+                            put32(&mut body, frag_off);
+                            put32(&mut body, *size as u32);
+                            T_FILE
+                        } else {
+                            body.extend_from_slice(&fd.start.to_le_bytes());
+                            body.extend_from_slice(&size.to_le_bytes());
+                            body.extend_from_slice(&fd.sparse.to_le_bytes());
+                            put32(&mut body, nlink);
+                            put32(&mut body, frag);
+                            put32(&mut body, frag_off);
+                            put32(&mut body, xattr);
+                            T_FILE + EXTENDED
+                        };
+                        for s in &fd.sizes {
+                            put32(&mut body, *s);
+                        }
+                        t
+                    }
+                    NodeKind::Symlink { target } => {
+                        put32(&mut body, nlink);
+                        put32(
+                            &mut body,
+                            u32::try_from(target.len()).context("symlink target too long")?,
+                        );
+                        body.extend_from_slice(target);
+                        if has_xattr {
+                            put32(&mut body, xattr);
+                            T_SYMLINK + EXTENDED
+                        } else {
+                            T_SYMLINK
+                        }
+                    }
+                    NodeKind::BlockDev { major, minor } | NodeKind::CharDev { major, minor } => {
+                        if *major > 0xfff || *minor > 0xf_ffff {
+                            bail!(
+                            "'{}': device {major}:{minor} does not fit squashfs's 12-bit major and 20-bit minor",
+                            path_of(id)
+                        );
+                        }
+                        put32(&mut body, nlink);
+                        put32(&mut body, new_encode_dev(*major, *minor));
+                        let t = basic_type(node);
+                        if has_xattr {
+                            put32(&mut body, xattr);
+                            t + EXTENDED
+                        } else {
+                            t
+                        }
+                    }
+                    NodeKind::Fifo | NodeKind::Socket => {
+                        put32(&mut body, nlink);
+                        let t = basic_type(node);
+                        if has_xattr {
+                            put32(&mut body, xattr);
+                            t + EXTENDED
+                        } else {
+                            t
+                        }
+                    }
                 };
-                if has_xattr || file_size > 0xffff {
-                    put32(&mut body, nlink);
-                    put32(&mut body, file_size);
-                    put32(&mut body, start);
-                    put32(&mut body, parent_ino);
-                    body.extend_from_slice(&0u16.to_le_bytes()); // no index
-                    body.extend_from_slice(&at.offset.to_le_bytes());
-                    put32(&mut body, xattr);
-                    T_DIR + EXTENDED
-                } else {
-                    put32(&mut body, start);
-                    put32(&mut body, nlink);
-                    body.extend_from_slice(&(file_size as u16).to_le_bytes());
-                    body.extend_from_slice(&at.offset.to_le_bytes());
-                    put32(&mut body, parent_ino);
-                    T_DIR
-                }
+                refs[id] = Some(inodes.position());
+                let mut header = Vec::with_capacity(16 + body.len());
+                header.extend_from_slice(&kind.to_le_bytes());
+                // Permission bits only, as mksquashfs writes them: the type is the
+                // inode type (recent kernels reject type bits here).
+                header.extend_from_slice(&(node.mode & MODE_BITS).to_le_bytes()[..2]);
+                header.extend_from_slice(&id_index[&node.uid].to_le_bytes());
+                header.extend_from_slice(&id_index[&node.gid].to_le_bytes());
+                header.extend_from_slice(&time32(node.mtime.sec).to_le_bytes());
+                header.extend_from_slice(&inos[id].to_le_bytes());
+                header.extend_from_slice(&body);
+                inodes.push(&header)?;
             }
-            NodeKind::File { size, .. } => {
-                let fd = &file_data[data_of[&id]];
-                let (frag, frag_off) = fd.fragment.unwrap_or((NONE32, 0));
-                let basic = fd.start <= u64::from(u32::MAX)
-                    && *size <= u64::from(u32::MAX)
-                    && nlink == 1
-                    && !has_xattr
-                    && fd.sparse == 0;
-                let t = if basic {
-                    put32(&mut body, fd.start as u32);
-                    put32(&mut body, frag);
-                    put32(&mut body, frag_off);
-                    put32(&mut body, *size as u32);
-                    T_FILE
-                } else {
-                    body.extend_from_slice(&fd.start.to_le_bytes());
-                    body.extend_from_slice(&size.to_le_bytes());
-                    body.extend_from_slice(&fd.sparse.to_le_bytes());
-                    put32(&mut body, nlink);
-                    put32(&mut body, frag);
-                    put32(&mut body, frag_off);
-                    put32(&mut body, xattr);
-                    T_FILE + EXTENDED
-                };
-                for s in &fd.sizes {
-                    put32(&mut body, *s);
-                }
-                t
+            if let Some(last) = layout.finish() {
+                stream.push(last);
             }
-            NodeKind::Symlink { target } => {
-                put32(&mut body, nlink);
-                put32(
-                    &mut body,
-                    u32::try_from(target.len()).context("symlink target too long")?,
-                );
-                body.extend_from_slice(target);
-                if has_xattr {
-                    put32(&mut body, xattr);
-                    T_SYMLINK + EXTENDED
-                } else {
-                    T_SYMLINK
-                }
-            }
-            NodeKind::BlockDev { major, minor } | NodeKind::CharDev { major, minor } => {
-                if *major > 0xfff || *minor > 0xf_ffff {
-                    bail!(
-                        "'{}': device {major}:{minor} does not fit squashfs's 12-bit major and 20-bit minor",
-                        path_of(id)
-                    );
-                }
-                put32(&mut body, nlink);
-                put32(&mut body, new_encode_dev(*major, *minor));
-                let t = basic_type(node);
-                if has_xattr {
-                    put32(&mut body, xattr);
-                    t + EXTENDED
-                } else {
-                    t
-                }
-            }
-            NodeKind::Fifo | NodeKind::Socket => {
-                put32(&mut body, nlink);
-                let t = basic_type(node);
-                if has_xattr {
-                    put32(&mut body, xattr);
-                    t + EXTENDED
-                } else {
-                    t
-                }
-            }
-        };
-        refs[id] = Some(inodes.position());
-        let mut header = Vec::with_capacity(16 + body.len());
-        header.extend_from_slice(&kind.to_le_bytes());
-        // Permission bits only, as mksquashfs writes them: the type is the
-        // inode type (recent kernels reject type bits here).
-        header.extend_from_slice(&(node.mode & MODE_BITS).to_le_bytes()[..2]);
-        header.extend_from_slice(&id_index[&node.uid].to_le_bytes());
-        header.extend_from_slice(&id_index[&node.gid].to_le_bytes());
-        header.extend_from_slice(&time32(node.mtime.sec).to_le_bytes());
-        header.extend_from_slice(&inos[id].to_le_bytes());
-        header.extend_from_slice(&body);
-        inodes.push(&header)?;
+            Ok(())
+        },
+    )?;
+    let Layout {
+        mut pos, mut data, ..
+    } = layout;
+    let mut fragment_table = Vec::with_capacity(packed_fragments.len() * 16);
+    for (size, bytes) in packed_fragments {
+        fragment_table.extend_from_slice(&pos.to_le_bytes());
+        fragment_table.extend_from_slice(&size.to_le_bytes());
+        fragment_table.extend_from_slice(&0u32.to_le_bytes());
+        pos += bytes.len() as u64;
+        data.push(bytes);
     }
+    let fragment_count = u32::try_from(fragment_table.len() / 16).context("too many fragments")?;
     let root_ref = refs[ROOT].ok_or_else(|| anyhow!("the root inode was not written"))?;
 
     // Tables after the data, in mksquashfs's order.
