@@ -138,7 +138,7 @@ def main(rootfs, out):
     b = os.path.join(out, "b")
     copy_tree(v1, b)
     # package-sized files: 40 of them make ~20 MiB
-    cands = [p for p in regular_files(os.path.join(b, "usr")) if 128 * 1024 <= os.path.getsize(p) <= 2 * MIB]
+    cands = [p for p in regular_files(os.path.join(b, "usr")) if 256 * 1024 <= os.path.getsize(p) <= 2 * MIB]
     cands.sort(key=lambda p: (h(os.path.relpath(p, b).encode()), p))
     changed, touched = [], 0
     for p in cands:

@@ -312,22 +312,21 @@ fn assert_applies(d: &Path, delta: &Path, v1: &Path, v2: &Path) -> bundle::Manif
 /// A rebuilt file whose bytes moved (an insertion) and changed in a few
 /// places costs its changed bytes, not the blocks after the insertion:
 /// the delta finds the shifted bytes in the base at any offset.
-#[test]
-fn an_edited_file_costs_its_changed_bytes() {
+/// The size of the delta between two bundles of a tree holding `size`
+/// bytes of noise in one file, before and after `edit`; checks that the
+/// delta applies.
+fn delta_after_edit(size: usize, edit: impl FnOnce(&mut Vec<u8>)) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d, DESC);
     std::fs::create_dir_all(d.join("tree/usr/lib")).unwrap();
-    let mut big = noise(1 << 20, 7);
+    let mut big = noise(size, 7);
     std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
     ok(&["keygen", "-o", s(&d.join("keys"))]);
     let key = d.join("keys/bundle.key");
     let bundle_of = |version: &str| bundle_of(d, version);
     let v1 = bundle_of("1.0.0");
-    big.splice(300_000..300_000, noise(1000, 8));
-    for i in 0..10 {
-        big[400_000 + i * 50_000] ^= 0x5a;
-    }
+    edit(&mut big);
     std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
     let v2 = bundle_of("1.1.0");
     let o = d.join("delta");
@@ -343,11 +342,37 @@ fn an_edited_file_costs_its_changed_bytes() {
         s(&key),
     ]);
     let delta = o.join("dev-1.1.0-from-1.0.0.bundle");
-    let size = std::fs::metadata(&delta).unwrap().len();
+    assert_applies(d, &delta, &v1, &v2);
+    std::fs::metadata(&delta).unwrap().len()
+}
+
+#[test]
+fn an_edited_file_costs_its_changed_bytes() {
+    let size = delta_after_edit(1 << 20, |big| {
+        big.splice(300_000..300_000, noise(1000, 8));
+        for i in 0..10 {
+            big[400_000 + i * 50_000] ^= 0x5a;
+        }
+    });
     // 1000 new bytes, 10 edits, the inode and bitmaps; 700 KB after the
     // insertion moved (noise: incompressible).
     assert!(size < 20_000, "delta of {size} bytes");
-    assert_applies(d, &delta, &v1, &v2);
+}
+
+#[test]
+fn edits_a_few_hundred_bytes_apart_cost_their_bytes() {
+    // A rebuilt binary: 300 bytes inserted, then 100 edits of 8 bytes,
+    // 2.5 KiB apart (no 4 KiB block of the old file is left whole).
+    let size = delta_after_edit(256 << 10, |big| {
+        big.splice(1000..1000, noise(300, 9));
+        for i in 0..100 {
+            let at = 2000 + i * 2500;
+            big[at..at + 8].copy_from_slice(&noise(8, 10 + i as u32));
+        }
+    });
+    // 1100 new bytes and ~100 copies, the inode and bitmaps: not the
+    // 256 KiB file.
+    assert!(size < 20_000, "delta of {size} bytes");
 }
 
 fn sha256_hex(data: &[u8]) -> String {

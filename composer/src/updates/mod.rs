@@ -13,6 +13,7 @@
 //! Rejected: compressing inside the format crate (the device would link
 //! the C compressor it never uses).
 
+mod anchors;
 mod delta;
 
 pub use delta::delta;
