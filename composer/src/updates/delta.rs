@@ -36,7 +36,7 @@
 //! slot hash checked), their slot contents kept in scratch files beside
 //! the output; memory: one SHA-256 and one weak checksum per base block
 //! (10 MiB per GiB of slot, plus an 8 MiB bitmap), the list of segments
-//! passes 1 and 2 leave, pass 3's anchors (at most 64 MiB, anchors.rs),
+//! passes 1 and 2 leave, pass 3's anchors (at most 96 MiB, anchors.rs),
 //! and one open stretch (at most `RUN_BYTES`).
 
 use super::{anchors, compress, seal_into, CHUNK_BYTES};
