@@ -111,6 +111,9 @@ impl Anchors {
         base: &std::fs::File,
         spans: &[(u64, u64)],
     ) -> std::io::Result<Vec<(u64, u64)>> {
+        if self.windows.is_empty() {
+            return Ok(Vec::new());
+        }
         self.windows.sort_unstable();
         self.bits = vec![0; (1 << BITS_LOG) / 64];
         for &(h, _) in &self.windows {
