@@ -43,6 +43,7 @@ fn sealed(
         slot: kind,
         slot_size: slot.len() as u64,
         slot_sha256: Sha256::digest(slot).into(),
+        verity: None,
         base,
         payload_size: payload.len() as u64,
         chunk_size,
