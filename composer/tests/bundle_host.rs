@@ -213,7 +213,11 @@ fn verity_lines(info: &str) -> String {
 /// The same lines from `plan --json`'s `verity.rootA`.
 fn planned_verity(desc: &Path) -> String {
     let out = composer(&["plan", "--json", s(desc)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let v = &plan["verity"]["rootA"];
     format!(
