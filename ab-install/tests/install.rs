@@ -582,10 +582,8 @@ fn stores_the_signed_manifest_of_a_verity_slot_before_the_trial() {
     // bytes, without values, or when the initramfs has no key.
     let bad = root.join("bad.manifest");
     let mut flipped = head(&bundle);
-    let at = String::from_utf8_lossy(&flipped)
-        .find("verity-roothash=")
-        .unwrap()
-        + 20;
+    let key = b"verity-roothash=";
+    let at = flipped.windows(key.len()).position(|w| w == key).unwrap() + key.len();
     flipped[at] ^= 1;
     let no_values = head(&make_bundle(&slot, 1, "board", SlotKind::Partition));
     let cases: [(&str, Vec<u8>, &str); 5] = [
