@@ -63,6 +63,8 @@ enum Failure {
 use Failure::{Failed, Refused};
 
 const BUF_BYTES: usize = 1 << 20;
+const VERITY_USAGE: &str =
+    "ab-install verity-open NAME DEVICE (ROOTHASH HASH-OFFSET | --manifest FILE)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,16 +72,18 @@ fn main() -> ExitCode {
         if cmd == "verity-open" {
             let opened = match rest {
                 [flag, file] if flag == "--manifest" => {
-                    stored_verity(&Device::from_env(), Path::new(file)).and_then(|(hash, offset, from)| {
-                        verity::open(name, dev, &hash, offset).map(|path| (path, hash, from))
-                    })
+                    stored_verity(&Device::from_env(), Path::new(file)).and_then(
+                        |(hash, offset, from)| {
+                            verity::open(name, dev, &hash, offset).map(|path| (path, hash, from))
+                        },
+                    )
                 }
                 [hash, offset] => offset
                     .parse::<u64>()
                     .map_err(|_| format!("'{offset}' is not a byte offset"))
                     .and_then(|offset| verity::open(name, dev, hash, offset))
                     .map(|path| (path, hash.clone(), String::new())),
-                _ => Err("usage: ab-install verity-open NAME DEVICE (ROOTHASH HASH-OFFSET | --manifest FILE)".into()),
+                _ => Err(format!("usage: {VERITY_USAGE}")),
             };
             return match opened {
                 Ok((path, hash, from)) => {
@@ -99,8 +103,7 @@ fn main() -> ExitCode {
         [a] if a != "-h" && a != "--help" => a.clone(),
         _ => {
             eprintln!("usage: ab-install BUNDLE|-   (installs into the slot that is not running)");
-            eprintln!("       ab-install verity-open NAME DEVICE ROOTHASH HASH-OFFSET");
-            eprintln!("       ab-install verity-open NAME DEVICE --manifest FILE");
+            eprintln!("       {VERITY_USAGE}");
             return ExitCode::from(2);
         }
     };
