@@ -367,7 +367,7 @@ fn make_delta(
     ops.zero(8192).unwrap();
     ops.data(b"a new file").unwrap();
     ops.copy(0, 50_000).unwrap();
-    let plain = ops.finish().unwrap();
+    let (plain, _) = ops.finish().unwrap();
     let mut new = old[50_000..150_000].to_vec();
     new.extend([0; 8192]);
     new.extend(b"a new file");

@@ -67,10 +67,12 @@ pub fn check_base(file: &std::fs::File, base: &crate::Base) -> Result<(), Error>
 
 /// Writes delta ops, merging neighbours (a copy that continues the previous
 /// copy in the base, zeros after zeros, data after data) so the stream is
-/// the same for the same inputs however the caller splits them.
+/// the same for the same inputs however the caller splits them, and
+/// counts what they produce.
 pub struct DeltaWriter<W: Write> {
     out: W,
     pending: Option<Pending>,
+    stats: DeltaStats,
 }
 
 enum Pending {
@@ -84,10 +86,15 @@ const MAX_PENDING_DATA: usize = 1 << 20;
 
 impl<W: Write> DeltaWriter<W> {
     pub fn new(out: W) -> Self {
-        DeltaWriter { out, pending: None }
+        DeltaWriter {
+            out,
+            pending: None,
+            stats: DeltaStats::default(),
+        }
     }
 
     pub fn copy(&mut self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.stats.copied += len;
         if let Some(Pending::Copy { offset: o, len: l }) = &mut self.pending {
             if *o + *l == offset {
                 *l += len;
@@ -98,6 +105,7 @@ impl<W: Write> DeltaWriter<W> {
     }
 
     pub fn zero(&mut self, len: u64) -> std::io::Result<()> {
+        self.stats.zeroed += len;
         if let Some(Pending::Zero(l)) = &mut self.pending {
             *l += len;
             return Ok(());
@@ -106,6 +114,7 @@ impl<W: Write> DeltaWriter<W> {
     }
 
     pub fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stats.literal += bytes.len() as u64;
         if let Some(Pending::Data(d)) = &mut self.pending {
             if d.len() + bytes.len() <= MAX_PENDING_DATA {
                 d.extend_from_slice(bytes);
@@ -118,16 +127,19 @@ impl<W: Write> DeltaWriter<W> {
     fn replace(&mut self, next: Pending) -> std::io::Result<()> {
         if let Some(p) = self.pending.replace(next) {
             write_op(&mut self.out, &p)?;
+            self.stats.ops += 1;
         }
         Ok(())
     }
 
-    /// Writes the last op; returns the inner writer.
-    pub fn finish(mut self) -> std::io::Result<W> {
+    /// Writes the last op; returns the inner writer and what the ops
+    /// produce.
+    pub fn finish(mut self) -> std::io::Result<(W, DeltaStats)> {
         if let Some(p) = self.pending.take() {
             write_op(&mut self.out, &p)?;
+            self.stats.ops += 1;
         }
-        Ok(self.out)
+        Ok((self.out, self.stats))
     }
 }
 
@@ -370,7 +382,7 @@ mod tests {
         w.data(b"ab").unwrap();
         w.data(b"c").unwrap();
         w.copy(0, 1).unwrap();
-        let stream = w.finish().unwrap();
+        let (stream, written) = w.finish().unwrap();
         assert_eq!(stream.len(), 17 + 9 + 9 + 3 + 17);
         let mut want = base[100..200].to_vec();
         want.extend([0; 7]);
@@ -378,6 +390,7 @@ mod tests {
         want.push(base[0]);
         assert_eq!(apply(&stream, &base).unwrap(), want);
         let stats = walk(&stream[..], base.len() as u64).unwrap();
+        assert_eq!(stats, written);
         assert_eq!(
             stats,
             DeltaStats {

@@ -99,7 +99,11 @@ pub fn delta(from: &Path, to: &Path, out_dir: &Path, key_path: &Path) -> Result<
     let index = index_blocks(&base, old.slot_size)?;
     let mut stats = bundle::DeltaStats::default();
     let payload = compress(&mut staging, None, |out| {
-        stats = write_ops(out, &index, &base, old.slot_size, &target, new.slot_size)?;
+        let old_slot = Old {
+            file: &base,
+            size: old.slot_size,
+        };
+        stats = write_ops(out, &index, old_slot, &target, new.slot_size)?;
         Ok(())
     })?;
     let manifest = Manifest {
@@ -375,12 +379,11 @@ impl Segs {
 fn write_ops(
     out: &mut dyn Write,
     index: &Index,
-    base: &std::fs::File,
-    base_size: u64,
+    base: Old,
     target: &std::fs::File,
     size: u64,
 ) -> anyhow::Result<bundle::DeltaStats> {
-    let segs = match_blocks(index, base, base_size, target, size)?;
+    let segs = match_blocks(index, base, target, size)?;
     // Pass 3: the open stretches' small windows, located in the base.
     let open = segs.0.iter().map(|s| match s {
         Seg::Open { at, len } => (*at, *len),
@@ -401,61 +404,38 @@ fn write_ops(
         }
     }
     let located = anchors
-        .locate(base, &spans)
+        .locate(base.file, &spans)
         .context("reading the base slot contents")?;
 
     let mut ops = bundle::DeltaWriter::new(out);
-    let mut stats = bundle::DeltaStats::default();
     // Base offset minus new offset of the last copy: where the bytes after
     // it are looked for first.
     let mut diag = 0u64;
     for seg in &segs.0 {
         match *seg {
-            Seg::Zero(len) => {
-                ops.zero(len)?;
-                stats.zeroed += len;
-            }
+            Seg::Zero(len) => ops.zero(len)?,
             Seg::Copy { at, from, len } => {
                 ops.copy(from, len)?;
-                stats.copied += len;
                 diag = from.wrapping_sub(at);
             }
             Seg::Open { at, len } => {
                 let bytes = read_at(target, at, len as usize, "new")?;
                 let first = located.partition_point(|l| l.0 < at);
                 let last = located.partition_point(|l| l.0 < at + len);
-                let base = Old {
-                    file: base,
-                    size: base_size,
-                };
-                fine(
-                    &mut ops,
-                    &mut stats,
-                    base,
-                    at,
-                    &bytes,
-                    &located[first..last],
-                    &mut diag,
-                )?;
+                fine(&mut ops, base, at, &bytes, &located[first..last], &mut diag)?;
             }
         }
     }
-    ops.finish()?;
-    Ok(stats)
+    Ok(ops.finish()?.1)
 }
 
 /// Passes 1 and 2 over the new contents.
 fn match_blocks(
     index: &Index,
-    base: &std::fs::File,
-    base_size: u64,
+    base: Old,
     target: &std::fs::File,
     size: u64,
 ) -> anyhow::Result<Segs> {
-    let base = Old {
-        file: base,
-        size: base_size,
-    };
     let mut segs = Segs::default();
     let mut block = vec![0u8; BLOCK_BYTES];
     let mut run: Vec<u8> = Vec::new();
@@ -549,7 +529,6 @@ fn shifted(
 /// copied; what lies between copies is carried.
 fn fine<W: Write>(
     ops: &mut bundle::DeltaWriter<W>,
-    stats: &mut bundle::DeltaStats,
     base: Old,
     at: u64,
     bytes: &[u8],
@@ -589,26 +568,13 @@ fn fine<W: Write>(
             continue;
         };
         let gap_at = at + cursor as u64;
-        carry(
-            ops,
-            stats,
-            base,
-            gap_at.wrapping_add(*diag),
-            &bytes[cursor..start],
-        )?;
+        carry(ops, base, gap_at.wrapping_add(*diag), &bytes[cursor..start])?;
         ops.copy(from, len as u64)?;
-        stats.copied += len as u64;
         *diag = from.wrapping_sub(at + start as u64);
         cursor = start + len;
     }
     let gap_at = at + cursor as u64;
-    carry(
-        ops,
-        stats,
-        base,
-        gap_at.wrapping_add(*diag),
-        &bytes[cursor..],
-    )
+    carry(ops, base, gap_at.wrapping_add(*diag), &bytes[cursor..])
 }
 
 /// Equal stretches shorter than this are carried (a copy op costs 17 bytes
@@ -621,7 +587,6 @@ const MIN_SAME: usize = 32;
 /// gap too short for pass 3's windows, costs its changed bytes.
 fn carry<W: Write>(
     ops: &mut bundle::DeltaWriter<W>,
-    stats: &mut bundle::DeltaStats,
     base: Old,
     from: u64,
     bytes: &[u8],
@@ -645,16 +610,13 @@ fn carry<W: Write>(
         if i - same >= MIN_SAME {
             if same > lit {
                 ops.data(&bytes[lit..same])?;
-                stats.literal += (same - lit) as u64;
             }
             ops.copy(from + same as u64, (i - same) as u64)?;
-            stats.copied += (i - same) as u64;
             lit = i;
         }
     }
     if lit < bytes.len() {
         ops.data(&bytes[lit..])?;
-        stats.literal += (bytes.len() - lit) as u64;
     }
     Ok(())
 }
