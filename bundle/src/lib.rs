@@ -44,7 +44,7 @@ pub use container::{
     delta_reader, read_signed, seal, slot_reader, walk_delta, PayloadReader, Signed, SlotReader,
     FORMAT_VERSION, HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES, SIGNATURE_BYTES,
 };
-pub use delta::{check_base, DeltaStats, DeltaWriter};
+pub use delta::{check_base, DeltaStats, DeltaWriter, Patch};
 pub use keys::{
     decode_public_key, decode_secret_key, encode_public_key, encode_secret_key, key_from_seed,
     SigningKey, VerifyingKey,
