@@ -135,6 +135,7 @@ fn partition_bundle_holds_the_slot_and_verifies() {
     ]);
     assert!(info.contains("compatible=test-board\n"), "{info}");
     assert!(info.contains("slot=partition\n"), "{info}");
+    assert!(!info.contains("verity-"), "no dm-verity values: {info}");
     assert!(info.contains("signature verified"), "{info}");
     let (_, parts) = support::sfdisk(&d.join("img/dev.img"));
     let root_a = &parts[0];
@@ -199,6 +200,72 @@ fn partition_bundle_holds_the_slot_and_verifies() {
         ],
         "\"1/2\" is not a valid version",
     );
+}
+
+/// `verity-roothash=`/`verity-hash-offset=` lines of `bundle-info`'s output.
+fn verity_lines(info: &str) -> String {
+    info.lines()
+        .filter(|l| l.starts_with("verity-"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The same lines from `plan --json`'s `verity.rootA`.
+fn planned_verity(desc: &Path) -> String {
+    let out = composer(&["plan", "--json", s(desc)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &plan["verity"]["rootA"];
+    format!(
+        "verity-roothash={}\nverity-hash-offset={}\n",
+        v["roothash"].as_str().unwrap(),
+        v["hash_offset"].as_u64().unwrap()
+    )
+}
+
+#[test]
+fn verity_slot_bundle_carries_its_root_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(
+        d,
+        &DESC.replace(
+            "fs: { type: ext4, label: root, from: tree }",
+            "fs: { type: squashfs, from: tree, verity: true }",
+        ),
+    );
+    ok(&["keygen", "-o", s(&d.join("keys"))]);
+    let desc = d.join("board.yaml");
+    let pubkey = d.join("keys/bundle.pub");
+    let v1 = bundle_of(d, "1.0.0");
+    let info1 = ok(&["bundle-info", s(&v1), "--key", s(&pubkey)]);
+    let want1 = planned_verity(&desc);
+    assert_eq!(verity_lines(&info1), want1, "{info1}");
+    // A new root has a new root hash; a delta carries the new one.
+    std::fs::write(d.join("tree/etc/os-release"), "ID=test\nVERSION=2\n").unwrap();
+    let v2 = bundle_of(d, "2.0.0");
+    let info2 = ok(&["bundle-info", s(&v2), "--key", s(&pubkey)]);
+    let want2 = planned_verity(&desc);
+    assert_ne!(want1, want2);
+    assert_eq!(verity_lines(&info2), want2, "{info2}");
+    ok(&[
+        "delta",
+        "--from",
+        s(&v1),
+        "--to",
+        s(&v2),
+        "-o",
+        s(&d.join("delta")),
+        "--key",
+        s(&d.join("keys/bundle.key")),
+    ]);
+    let delta = d.join("delta/dev-2.0.0-from-1.0.0.bundle");
+    let info = ok(&["bundle-info", s(&delta), "--key", s(&pubkey)]);
+    assert_eq!(verity_lines(&info), want2, "{info}");
 }
 
 #[test]
