@@ -277,6 +277,36 @@ impl Device {
         run(Command::new(&self.switch).arg(arg))
     }
 
+    /// Stores `signed` (a bundle's header, manifest and signature) as
+    /// `ab/slot-<slot>.manifest` on the config partition, or removes that
+    /// file when `signed` is None: new file, fsync, rename, fsync of the
+    /// directory, so a power cut leaves the old or the new file whole. The
+    /// partition is remounted read-write only when something changes.
+    pub fn store_slot_manifest(&self, slot: char, signed: Option<&[u8]>) -> Result<(), String> {
+        let config = self.path(CONFIG_DIR);
+        let dir = config.join("ab");
+        let path = dir.join(format!("slot-{slot}.manifest"));
+        if signed.is_none() && !path.exists() {
+            return Ok(());
+        }
+        let _rw = self.remount_rw(&config)?;
+        let failed = |e: std::io::Error| format!("storing {}: {e}", path.display());
+        match signed {
+            Some(bytes) => {
+                let new = dir.join(format!("slot-{slot}.manifest.new"));
+                std::fs::create_dir_all(&dir).map_err(failed)?;
+                let mut f = std::fs::File::create(&new).map_err(failed)?;
+                f.write_all(bytes)
+                    .and_then(|()| f.sync_all())
+                    .map_err(failed)?;
+                std::fs::rename(&new, &path).map_err(failed)?;
+            }
+            None => std::fs::remove_file(&path)
+                .map_err(|e| format!("removing the stale {}: {e}", path.display()))?,
+        }
+        sync_dir(&dir)
+    }
+
     /// Remounts `dir` read-write until the guard is dropped.
     pub fn remount_rw<'d>(&'d self, dir: &'d Path) -> Result<ReadWrite<'d>, String> {
         run(Command::new(&self.mount)

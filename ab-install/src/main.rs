@@ -20,7 +20,12 @@
 //!    and read back: the SHA-256 of what the device holds must match;
 //! 4. image files only: the file is renamed into place and `versions.conf`
 //!    replaced by rename (fsync of file and directory);
-//! 5. `ab-switch <slot>`.
+//! 5. the bundle's signed head (header, manifest, signature) is stored as
+//!    `ab/slot-<slot>.manifest` on the config partition when the manifest
+//!    has dm-verity values (the boot opens the slot with them), else a
+//!    stale one of that slot is removed (new file, fsync, rename, fsync of
+//!    the directory);
+//! 6. `ab-switch <slot>`.
 //!
 //! Exit status: 0 installed, 2 refused (nothing written), 1 failed while
 //! or after writing (the inactive slot may be partial; no trial scheduled).
@@ -29,7 +34,9 @@
 //! base read per delta copy step).
 //!
 //! `ab-install verity-open ...` opens a dm-verity root in the initramfs
-//! ([`verity`], the readonly-rootfs-overlay layer's README).
+//! ([`verity`], the readonly-rootfs-overlay layer's README), with the root
+//! hash and offset of the command line or, `--manifest FILE`, of a stored
+//! slot manifest whose signature it checks first (layers/ab-slots/README.md).
 //!
 //! Depends on the bundle format crate, sha2 and rustix only (no YAML, no
 //! filesystem writers): a small static binary (docs/updates.md says how to
@@ -56,18 +63,33 @@ enum Failure {
 use Failure::{Failed, Refused};
 
 const BUF_BYTES: usize = 1 << 20;
+const VERITY_USAGE: &str =
+    "ab-install verity-open NAME DEVICE (ROOTHASH HASH-OFFSET | --manifest FILE)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [cmd, name, dev, hash, offset] = args.as_slice() {
+    if let [cmd, name, dev, rest @ ..] = args.as_slice() {
         if cmd == "verity-open" {
-            let opened = offset
-                .parse::<u64>()
-                .map_err(|_| format!("'{offset}' is not a byte offset"))
-                .and_then(|offset| verity::open(name, dev, hash, offset));
+            let opened = match rest {
+                [flag, file] if flag == "--manifest" => {
+                    stored_verity(&Device::from_env(), Path::new(file)).and_then(
+                        |(hash, offset, from)| {
+                            verity::open(name, dev, &hash, offset).map(|path| (path, hash, from))
+                        },
+                    )
+                }
+                [hash, offset] => offset
+                    .parse::<u64>()
+                    .map_err(|_| format!("'{offset}' is not a byte offset"))
+                    .and_then(|offset| verity::open(name, dev, hash, offset))
+                    .map(|path| (path, hash.clone(), String::new())),
+                _ => Err(format!("usage: {VERITY_USAGE}")),
+            };
             return match opened {
-                Ok(path) => {
+                Ok((path, hash, from)) => {
+                    // The device for the caller, the hash for its log line.
                     println!("{path}");
+                    eprintln!("roothash {hash}{from}");
                     ExitCode::SUCCESS
                 }
                 Err(why) => {
@@ -81,7 +103,7 @@ fn main() -> ExitCode {
         [a] if a != "-h" && a != "--help" => a.clone(),
         _ => {
             eprintln!("usage: ab-install BUNDLE|-   (installs into the slot that is not running)");
-            eprintln!("       ab-install verity-open NAME DEVICE ROOTHASH HASH-OFFSET");
+            eprintln!("       {VERITY_USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -100,6 +122,35 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The dm-verity root hash (hex) and hash offset in the signed manifest
+/// `file` that `install` stored for a slot, after its signature verified
+/// with a trusted key (the initramfs's own, since the config partition
+/// that holds the file is writable), and what to log about their origin.
+fn stored_verity(device: &Device, file: &Path) -> Result<(String, u64, String), String> {
+    let keys = device.trusted_keys()?;
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut reader = bytes.as_slice();
+    let refused = |e: bundle::Error| format!("{}: refused: {e}", file.display());
+    let signed = bundle::read_signed(&mut reader).map_err(refused)?;
+    if !reader.is_empty() {
+        return Err(refused(bundle::Error::TrailingData));
+    }
+    let (_, manifest) = signed.verify(&keys).map_err(refused)?;
+    let v = manifest
+        .verity
+        .ok_or_else(|| format!("{}: the manifest has no dm-verity values", file.display()))?;
+    Ok((
+        bundle::hex(&v.root_hash),
+        v.hash_offset,
+        format!(
+            " from {} ({} {}, signature verified)",
+            file.display(),
+            manifest.image,
+            manifest.version
+        ),
+    ))
 }
 
 /// A bundle from a file (checked whole before writing) or standard input.
@@ -129,6 +180,8 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
     };
     let signed = bundle::read_signed(&mut input).map_err(|e| Refused(e.to_string()))?;
     let (_, manifest) = signed.verify(&keys).map_err(|e| Refused(e.to_string()))?;
+    // What the boot opens the slot with when it has dm-verity values.
+    let head = manifest.verity.as_ref().map(|_| signed.to_bytes());
     let compatible = device.compatible().map_err(Refused)?;
     if manifest.compatible != compatible {
         return Err(Refused(format!(
@@ -203,6 +256,10 @@ fn install(device: &Device, source: &str) -> Result<String, Failure> {
             device::point_slot(dir, target, name).map_err(Failed)?;
         }
     }
+    // Before the trial is armed: a trial never boots without its values.
+    device
+        .store_slot_manifest(target, head.as_deref())
+        .map_err(Failed)?;
     device.switch(&target.to_string()).map_err(|e| {
         Failed(format!(
             "slot {target} is written but the trial could not be scheduled: {e}"

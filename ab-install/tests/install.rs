@@ -6,7 +6,7 @@
 //! compatible string, a running trial, a slot too small, the other slot kind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bundle::{key_from_seed, seal, Base, DeltaWriter, Manifest, SlotKind};
+use bundle::{key_from_seed, seal, Base, DeltaWriter, Manifest, SlotKind, Verity};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
@@ -21,7 +21,30 @@ fn slot_contents() -> Vec<u8> {
 }
 
 fn make_bundle(slot: &[u8], seed: u8, compatible: &str, kind: SlotKind) -> Vec<u8> {
-    sealed(slot, slot, None, seed, compatible, kind)
+    sealed(slot, slot, None, None, seed, compatible, kind)
+}
+
+/// A partition bundle whose slot contents have dm-verity values.
+fn verity_bundle(slot: &[u8], seed: u8, root_hash: u8) -> Vec<u8> {
+    let verity = Verity {
+        root_hash: [root_hash; 32],
+        hash_offset: 4096,
+    };
+    sealed(
+        slot,
+        slot,
+        None,
+        Some(verity),
+        seed,
+        "board",
+        SlotKind::Partition,
+    )
+}
+
+/// The header, manifest and signature at the front of `bundle`.
+fn head(bundle: &[u8]) -> Vec<u8> {
+    let mut r = bundle;
+    bundle::read_signed(&mut r).unwrap().to_bytes()
 }
 
 /// A bundle whose payload is `plain` compressed, for the slot contents
@@ -30,6 +53,7 @@ fn sealed(
     plain: &[u8],
     slot: &[u8],
     base: Option<Base>,
+    verity: Option<Verity>,
     seed: u8,
     compatible: &str,
     kind: SlotKind,
@@ -43,6 +67,7 @@ fn sealed(
         slot: kind,
         slot_size: slot.len() as u64,
         slot_sha256: Sha256::digest(slot).into(),
+        verity,
         base,
         payload_size: payload.len() as u64,
         chunk_size,
@@ -354,7 +379,7 @@ fn make_delta(
     };
     let mut claimed = new.clone();
     tweak(&mut base, &mut claimed);
-    let bundle = sealed(&plain, &claimed, Some(base), seed, "board", kind);
+    let bundle = sealed(&plain, &claimed, Some(base), None, seed, "board", kind);
     (new, bundle)
 }
 
@@ -496,5 +521,132 @@ fn a_delta_whose_result_differs_schedules_no_trial() {
     assert_eq!(
         std::fs::read(root.join("dev/slotA")).unwrap(),
         base_contents()
+    );
+}
+
+/// Runs `ab-install verity-open` with the stored manifest `file`.
+fn verity_open(root: &Path, file: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ab-install"))
+        .env("AB_ROOT", root)
+        .args([
+            "verity-open",
+            "test-verity",
+            "/nonexistent/slotB",
+            "--manifest",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    (out.status.code().unwrap(), err)
+}
+
+#[test]
+fn stores_the_signed_manifest_of_a_verity_slot_before_the_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    device(root, false);
+    // The trial must find the stored manifest in place.
+    let stored = root.join("media/config/ab/slot-B.manifest");
+    write(
+        root,
+        "bin/ab-switch",
+        format!(
+            "#!/bin/sh\n[ -f {} ] && echo \"switch $* (manifest stored)\" >>{}\n",
+            stored.display(),
+            root.join("log").display()
+        )
+        .as_bytes(),
+    );
+    let slot = slot_contents();
+    let bundle = verity_bundle(&slot, 1, 0xab);
+    let (code, out) = install(root, &bundle, true);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(std::fs::read(&stored).unwrap(), head(&bundle));
+    assert!(!root.join("media/config/ab/slot-B.manifest.new").exists());
+    let config = root.join("media/config");
+    assert_eq!(
+        log(root),
+        format!(
+            "mount -o remount,rw {0}\nmount -o remount,ro {0}\nswitch B (manifest stored)\n",
+            config.display()
+        )
+    );
+
+    // The boot's check: the stored manifest opens with its values...
+    let (code, err) = verity_open(root, &stored);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("opening /nonexistent/slotB"), "{err}");
+    // ...but not when it is changed, signed by another key, followed by
+    // bytes, without values, or when the initramfs has no key.
+    let bad = root.join("bad.manifest");
+    let mut flipped = head(&bundle);
+    let key = b"verity-roothash=";
+    let at = flipped.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    flipped[at] ^= 1;
+    let no_values = head(&make_bundle(&slot, 1, "board", SlotKind::Partition));
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("changed", flipped, "refused: the signature does not verify"),
+        (
+            "another key",
+            head(&verity_bundle(&slot, 2, 0xab)),
+            "refused: the signature does not verify",
+        ),
+        (
+            "trailing",
+            [head(&bundle), b"x".to_vec()].concat(),
+            "refused: data follows",
+        ),
+        ("no values", no_values, "has no dm-verity values"),
+        (
+            "truncated",
+            head(&bundle)[..100].to_vec(),
+            "refused: the bundle ends inside",
+        ),
+    ];
+    for (what, bytes, text) in cases {
+        std::fs::write(&bad, bytes).unwrap();
+        let (code, err) = verity_open(root, &bad);
+        assert_eq!(code, 1, "{what}: {err}");
+        assert!(err.contains(text), "{what}: {err}");
+        assert!(!err.contains("opening /nonexistent"), "{what}: {err}");
+    }
+    std::fs::remove_file(root.join("etc/image-composer/keys/vendor.pub")).unwrap();
+    let (code, err) = verity_open(root, &stored);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no trusted keys"), "{err}");
+}
+
+#[test]
+fn a_bundle_without_verity_values_removes_the_slots_stale_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    device(root, false);
+    let slot = slot_contents();
+    let old = head(&verity_bundle(&slot, 1, 0x11));
+    write(root, "media/config/ab/slot-A.manifest", &old);
+    write(root, "media/config/ab/slot-B.manifest", &old);
+    let (code, out) = install(
+        root,
+        &make_bundle(&slot, 1, "board", SlotKind::Partition),
+        false,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!root.join("media/config/ab/slot-B.manifest").exists());
+    assert_eq!(
+        std::fs::read(root.join("media/config/ab/slot-A.manifest")).unwrap(),
+        old,
+        "the running slot's manifest is kept"
+    );
+    assert!(log(root).ends_with("switch B\n"), "{}", log(root));
+    // A new verity bundle replaces an old manifest of the slot.
+    let bundle = verity_bundle(&slot, 1, 0x22);
+    write(root, "media/config/ab/slot-B.manifest", &old);
+    let (code, out) = install(root, &bundle, false);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read(root.join("media/config/ab/slot-B.manifest")).unwrap(),
+        head(&bundle)
     );
 }

@@ -101,6 +101,12 @@ impl Signed {
             .parse()
     }
 
+    /// Header, manifest and signature as read: what [`read_signed`] reads
+    /// back (ab-install stores them for a slot, the boot checks them again).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [self.signed.as_slice(), &self.signature].concat()
+    }
+
     /// The manifest text as signed (printed by `bundle-info`), lossily decoded.
     pub fn manifest_text(&self) -> String {
         String::from_utf8_lossy(&self.signed[HEADER_BYTES..]).into_owned()

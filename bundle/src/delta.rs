@@ -228,16 +228,17 @@ impl<R: Read> Ops<R> {
     }
 }
 
-/// The new slot contents: ops from `inner` applied to `base`. Memory: one
-/// copy step (1 MiB) at most, allocated on the first copy.
-pub(crate) struct Patch<R> {
+/// The new slot contents: ops from `inner` (decompressed) applied to
+/// `base`, each op checked as it is read. Memory: one copy step (1 MiB) at
+/// most, allocated on the first copy.
+pub struct Patch<R> {
     ops: Ops<R>,
     base: std::fs::File,
     buf: Vec<u8>,
 }
 
 impl<R: Read> Patch<R> {
-    pub(crate) fn new(inner: R, base: std::fs::File, base_size: u64) -> Self {
+    pub fn new(inner: R, base: std::fs::File, base_size: u64) -> Self {
         Patch {
             ops: ops(inner, base_size),
             base,

@@ -44,12 +44,14 @@ pub use container::{
     delta_reader, read_signed, seal, slot_reader, walk_delta, PayloadReader, Signed, SlotReader,
     FORMAT_VERSION, HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES, SIGNATURE_BYTES,
 };
-pub use delta::{check_base, DeltaStats, DeltaWriter};
+pub use delta::{check_base, DeltaStats, DeltaWriter, Patch};
 pub use keys::{
     decode_public_key, decode_secret_key, encode_public_key, encode_secret_key, key_from_seed,
     SigningKey, VerifyingKey,
 };
-pub use manifest::{hex, Base, Manifest, SlotKind, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
+pub use manifest::{
+    hex, parse_hex32, Base, Manifest, SlotKind, Verity, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES,
+};
 
 /// Why a bundle (or a key) was refused. Every message is one line that says
 /// what is wrong; the installer prints it after "refused: ".

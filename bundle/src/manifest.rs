@@ -12,6 +12,8 @@
 //! slot-file=rootfs-1.2.0.img    (file only) the image file's name
 //! slot-size=268435456           bytes of slot contents (decompressed)
 //! slot-sha256=<64 hex>
+//! verity-roothash=<64 hex>     (optional) dm-verity root hash of the slot contents,
+//! verity-hash-offset=50331648  (with it) byte offset of the hash tree's superblock
 //! base-version=1.1.0           (delta only) the release the delta applies to,
 //! base-size=268435456          (delta only) bytes of that release's slot contents
 //! base-sha256=<64 hex>         (delta only) their SHA-256: the exact base
@@ -25,6 +27,13 @@
 //! numbers without leading zeros, hex of the right length, the chunk count
 //! that the payload size implies) and reports the first wrong line by
 //! number; it never panics on any input (see the proptest in tests/).
+//!
+//! The `verity-*` lines (a slot whose partition has `verity: true`) are
+//! optional, so a manifest written before they existed parses unchanged;
+//! the installer stores the signed manifest for the slot and the boot
+//! opens the slot with these values (layers/ab-slots/README.md). A reader
+//! older than them refuses a manifest that has them (strict order), which
+//! is right: it could not give the slot its new root hash.
 
 use crate::Error;
 
@@ -32,6 +41,8 @@ use crate::Error;
 pub const MIN_CHUNK_BYTES: u32 = 64 * 1024;
 /// Largest chunk: the device holds one chunk in memory (≤ 32 MiB in all).
 pub const MAX_CHUNK_BYTES: u32 = 8 * 1024 * 1024;
+/// The dm-verity hash block: the hash area starts on one.
+const VERITY_BLOCK_BYTES: u64 = 4096;
 /// Longest name-like value (image, version, compatible, slot file).
 const MAX_NAME_BYTES: usize = 128;
 
@@ -54,6 +65,17 @@ pub struct Base {
     pub sha256: [u8; 32],
 }
 
+/// The dm-verity values of the slot contents (`verity: true`): what the
+/// boot needs besides the contents to open them (salt, block sizes and
+/// data blocks are in the veritysetup superblock at `hash_offset`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verity {
+    pub root_hash: [u8; 32],
+    /// Byte offset of the hash area (its superblock) in the slot contents:
+    /// a multiple of 4096, its block inside `slot-size`.
+    pub hash_offset: u64,
+}
+
 /// The parsed manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -63,6 +85,8 @@ pub struct Manifest {
     pub slot: SlotKind,
     pub slot_size: u64,
     pub slot_sha256: [u8; 32],
+    /// Some when the slot contents carry a dm-verity hash tree.
+    pub verity: Option<Verity>,
     /// Some for a delta bundle: its payload is a delta against this base.
     pub base: Option<Base>,
     pub payload_size: u64,
@@ -90,6 +114,13 @@ impl Manifest {
             self.slot_size,
             hex(&self.slot_sha256)
         ));
+        if let Some(v) = &self.verity {
+            t.push_str(&format!(
+                "verity-roothash={}\nverity-hash-offset={}\n",
+                hex(&v.root_hash),
+                v.hash_offset
+            ));
+        }
         if let Some(base) = &self.base {
             t.push_str(&format!(
                 "base-version={}\nbase-size={}\nbase-sha256={}\n",
@@ -162,6 +193,26 @@ impl std::str::FromStr for Manifest {
         };
         let slot_size = lines.number("slot-size")?;
         let slot_sha256 = lines.hash("slot-sha256")?;
+        let verity = if lines.next_is("verity-roothash") {
+            let root_hash = lines.hash("verity-roothash")?;
+            let hash_offset = lines.number("verity-hash-offset")?;
+            if hash_offset % VERITY_BLOCK_BYTES != 0
+                || hash_offset
+                    .checked_add(VERITY_BLOCK_BYTES)
+                    .is_none_or(|end| end > slot_size)
+            {
+                return Err(lines.err(format!(
+                    "verity-hash-offset {hash_offset} is not a multiple of {VERITY_BLOCK_BYTES} \
+                     with its block inside slot-size {slot_size}"
+                )));
+            }
+            Some(Verity {
+                root_hash,
+                hash_offset,
+            })
+        } else {
+            None
+        };
         let base = if lines.next_is("base-version") {
             Some(Base {
                 version: lines.name("base-version")?,
@@ -215,6 +266,7 @@ impl std::str::FromStr for Manifest {
             slot,
             slot_size,
             slot_sha256,
+            verity,
             base,
             payload_size,
             chunk_size,
@@ -312,7 +364,8 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+/// The 32 bytes of 64 lowercase hex digits; None for anything else.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
@@ -343,6 +396,7 @@ mod tests {
             },
             slot_size: 4096,
             slot_sha256: [7; 32],
+            verity: None,
             base: None,
             payload_size: 70_000,
             chunk_size: MIN_CHUNK_BYTES,
@@ -396,6 +450,119 @@ mod tests {
         ];
         for (from, to, line, what) in cases {
             match text.replacen(from, to, 1).parse::<Manifest>() {
+                Err(Error::Manifest(n, m)) => {
+                    assert_eq!(n, line, "{to}: {m}");
+                    assert!(m.contains(what), "{to}: {m}");
+                }
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+    }
+
+    fn with_verity() -> Manifest {
+        Manifest {
+            slot: SlotKind::Partition,
+            slot_size: 3 * 4096,
+            verity: Some(Verity {
+                root_hash: [0xab; 32],
+                hash_offset: 2 * 4096,
+            }),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn verity_values_round_trip_and_are_optional() {
+        let v = with_verity();
+        let text = v.encode();
+        assert!(text.contains(&format!(
+            "slot-sha256={}\nverity-roothash={}\nverity-hash-offset=8192\ncompression=",
+            hex(&[7; 32]),
+            hex(&[0xab; 32])
+        )));
+        assert_eq!(text.parse::<Manifest>(), Ok(v.clone()));
+        let d = Manifest {
+            base: Some(Base {
+                version: "1.1.0".into(),
+                size: 8192,
+                sha256: [9; 32],
+            }),
+            ..v
+        };
+        assert_eq!(d.encode().parse::<Manifest>(), Ok(d));
+        // A manifest written before the verity lines existed.
+        let old = format!(
+            "format=1\nimage=qemu-ab\nversion=1.1.0\ncompatible=qemu-x86_64-ab\nslot=partition\n\
+             slot-size=4096\nslot-sha256={}\ncompression=zstd\npayload-size=100\n\
+             chunk-size=65536\nchunk={}\n",
+            hex(&[7; 32]),
+            hex(&[1; 32])
+        );
+        let m = old.parse::<Manifest>().unwrap();
+        assert_eq!(m.verity, None);
+        assert_eq!(m.encode(), old);
+    }
+
+    #[test]
+    fn malformed_verity_values_are_refused() {
+        let text = with_verity().encode();
+        let root = format!("verity-roothash={}\n", hex(&[0xab; 32]));
+        let cases = [
+            (
+                root.clone(),
+                format!("verity-roothash={}\n", "AB".repeat(32)),
+                8,
+                "verity-roothash \"ABAB",
+            ),
+            (
+                root.clone(),
+                "verity-roothash=ab\n".into(),
+                8,
+                "not 64 lowercase hex",
+            ),
+            (
+                "verity-hash-offset=8192\n".into(),
+                String::new(),
+                9,
+                "expected `verity-hash-offset=`",
+            ),
+            (
+                "verity-hash-offset=8192".into(),
+                "verity-hash-offset=08192".into(),
+                9,
+                "not a decimal number",
+            ),
+            (
+                "verity-hash-offset=8192".into(),
+                "verity-hash-offset=8193".into(),
+                9,
+                "not a multiple of 4096",
+            ),
+            (
+                "verity-hash-offset=8192".into(),
+                "verity-hash-offset=12288".into(),
+                9,
+                "inside slot-size 12288",
+            ),
+            (
+                "verity-hash-offset=8192".into(),
+                "verity-hash-offset=18446744073709551615".into(),
+                9,
+                "inside slot-size",
+            ),
+            // The offset alone, or the two lines swapped.
+            (root.clone(), String::new(), 8, "expected `compression=`"),
+            (
+                format!("{root}verity-hash-offset=8192\n"),
+                format!("verity-hash-offset=8192\n{root}"),
+                8,
+                "expected `compression=`",
+            ),
+        ];
+        for (from, to, line, what) in cases {
+            let bad = text.replacen(&from, &to, 1);
+            assert_ne!(bad, text, "{from} not in the manifest");
+            match bad.parse::<Manifest>() {
                 Err(Error::Manifest(n, m)) => {
                     assert_eq!(n, line, "{to}: {m}");
                     assert!(m.contains(what), "{to}: {m}");

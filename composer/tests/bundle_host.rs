@@ -75,6 +75,25 @@ fn bundle_of(d: &Path, version: &str) -> PathBuf {
     out.join(format!("dev-{version}.bundle"))
 }
 
+/// Runs `delta` between two bundles of `bundle_of` into `out`, signed with
+/// the key under `d/keys`; the delta bundle's path.
+fn delta_of(d: &Path, from: &Path, to: &Path, out: &Path) -> PathBuf {
+    ok(&[
+        "delta",
+        "--from",
+        s(from),
+        "--to",
+        s(to),
+        "-o",
+        s(out),
+        "--key",
+        s(&d.join("keys/bundle.key")),
+    ]);
+    let stem = |p: &Path| p.file_stem().unwrap().to_str().unwrap().to_owned();
+    let from_version = stem(from).trim_start_matches("dev-").to_owned();
+    out.join(format!("{}-from-{from_version}.bundle", stem(to)))
+}
+
 #[test]
 fn partition_bundle_holds_the_slot_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,6 +154,7 @@ fn partition_bundle_holds_the_slot_and_verifies() {
     ]);
     assert!(info.contains("compatible=test-board\n"), "{info}");
     assert!(info.contains("slot=partition\n"), "{info}");
+    assert!(!info.contains("verity-"), "no dm-verity values: {info}");
     assert!(info.contains("signature verified"), "{info}");
     let (_, parts) = support::sfdisk(&d.join("img/dev.img"));
     let root_a = &parts[0];
@@ -199,6 +219,61 @@ fn partition_bundle_holds_the_slot_and_verifies() {
         ],
         "\"1/2\" is not a valid version",
     );
+}
+
+/// `verity-roothash=`/`verity-hash-offset=` lines of `bundle-info`'s output.
+fn verity_lines(info: &str) -> String {
+    info.lines()
+        .filter(|l| l.starts_with("verity-"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The same lines from `plan --json`'s `verity.rootA`.
+fn planned_verity(desc: &Path) -> String {
+    let out = composer(&["plan", "--json", s(desc)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &plan["verity"]["rootA"];
+    format!(
+        "verity-roothash={}\nverity-hash-offset={}\n",
+        v["roothash"].as_str().unwrap(),
+        v["hash_offset"].as_u64().unwrap()
+    )
+}
+
+#[test]
+fn verity_slot_bundle_carries_its_root_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(
+        d,
+        &DESC.replace(
+            "fs: { type: ext4, label: root, from: tree }",
+            "fs: { type: squashfs, from: tree, verity: true }",
+        ),
+    );
+    ok(&["keygen", "-o", s(&d.join("keys"))]);
+    let desc = d.join("board.yaml");
+    let pubkey = d.join("keys/bundle.pub");
+    let v1 = bundle_of(d, "1.0.0");
+    let info1 = ok(&["bundle-info", s(&v1), "--key", s(&pubkey)]);
+    let want1 = planned_verity(&desc);
+    assert_eq!(verity_lines(&info1), want1, "{info1}");
+    // A new root has a new root hash; a delta carries the new one.
+    std::fs::write(d.join("tree/etc/os-release"), "ID=test\nVERSION=2\n").unwrap();
+    let v2 = bundle_of(d, "2.0.0");
+    let info2 = ok(&["bundle-info", s(&v2), "--key", s(&pubkey)]);
+    let want2 = planned_verity(&desc);
+    assert_ne!(want1, want2);
+    assert_eq!(verity_lines(&info2), want2, "{info2}");
+    let delta = delta_of(d, &v1, &v2, &d.join("delta"));
+    let info = ok(&["bundle-info", s(&delta), "--key", s(&pubkey)]);
+    assert_eq!(verity_lines(&info), want2, "{info}");
 }
 
 #[test]
@@ -309,9 +384,6 @@ fn assert_applies(d: &Path, delta: &Path, v1: &Path, v2: &Path) -> bundle::Manif
     m
 }
 
-/// A rebuilt file whose bytes moved (an insertion) and changed in a few
-/// places costs its changed bytes, not the blocks after the insertion:
-/// the delta finds the shifted bytes in the base at any offset.
 /// The size of the delta between two bundles of a tree holding `size`
 /// bytes of noise in one file, before and after `edit`; checks that the
 /// delta applies.
@@ -323,29 +395,18 @@ fn delta_after_edit(size: usize, edit: impl FnOnce(&mut Vec<u8>)) -> u64 {
     let mut big = noise(size, 7);
     std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
     ok(&["keygen", "-o", s(&d.join("keys"))]);
-    let key = d.join("keys/bundle.key");
-    let bundle_of = |version: &str| bundle_of(d, version);
-    let v1 = bundle_of("1.0.0");
+    let v1 = bundle_of(d, "1.0.0");
     edit(&mut big);
     std::fs::write(d.join("tree/usr/lib/big.bin"), &big).unwrap();
-    let v2 = bundle_of("1.1.0");
-    let o = d.join("delta");
-    ok(&[
-        "delta",
-        "--from",
-        s(&v1),
-        "--to",
-        s(&v2),
-        "-o",
-        s(&o),
-        "--key",
-        s(&key),
-    ]);
-    let delta = o.join("dev-1.1.0-from-1.0.0.bundle");
+    let v2 = bundle_of(d, "1.1.0");
+    let delta = delta_of(d, &v1, &v2, &d.join("delta"));
     assert_applies(d, &delta, &v1, &v2);
     std::fs::metadata(&delta).unwrap().len()
 }
 
+/// A rebuilt file whose bytes moved (an insertion) and changed in a few
+/// places costs its changed bytes, not the blocks after the insertion:
+/// the delta finds the shifted bytes in the base at any offset.
 #[test]
 fn an_edited_file_costs_its_changed_bytes() {
     let size = delta_after_edit(1 << 20, |big| {
@@ -417,20 +478,7 @@ fn delta_carries_only_what_changed_and_applies() {
     std::fs::write(d.join("tree/usr/lib/new.bin"), noise(100_000, 3)).unwrap();
     std::fs::remove_file(d.join("tree/usr/lib/small.bin")).unwrap();
     let v2 = bundle_of("1.1.0");
-    let delta_to = |o: &Path| {
-        ok(&[
-            "delta",
-            "--from",
-            s(&v1),
-            "--to",
-            s(&v2),
-            "-o",
-            s(o),
-            "--key",
-            s(&key),
-        ]);
-        o.join("dev-1.1.0-from-1.0.0.bundle")
-    };
+    let delta_to = |o: &Path| delta_of(d, &v1, &v2, o);
     let delta = delta_to(&d.join("delta"));
     let (full, small) = (
         std::fs::metadata(&v2).unwrap().len(),

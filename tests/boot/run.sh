@@ -460,10 +460,14 @@ delta_cases() {
 		fi
 	fi
 }
+# rootfs2: the root tree of release 2, for the bundles of the field updates.
+rootfs2() {
+	[ -d "$WORK/rootfs2" ] || RELEASE=2 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
+		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs2" /bin/busybox >/dev/null
+}
 if want install && [ -n "$AB_INSTALL_BIN" ]; then
 	INSTALL_CUT_ROUNDS=${INSTALL_CUT_ROUNDS:-5} DELTA_CUT_ROUNDS=${DELTA_CUT_ROUNDS:-2}
-	RELEASE=2 AB_INSTALL=$AB_INSTALL_BIN BUNDLE_PUB=$WORK/keys/bundle.pub \
-		sh "$EXAMPLE/make-rootfs.sh" "$WORK/rootfs2" /bin/busybox
+	rootfs2
 	install_cases part "$EXAMPLE/image.yaml" "$DISK" "$INITRD" "" 'rorootfs: root: /dev/vda3 \(read-only\)'
 	[ -n "$have_os" ] && install_cases os "$EXAMPLE/image-os.yaml" "$WORK/out-os/qemu-ab-os.img" \
 		"$WORK/out-os/initramfs-os.img" "rootos=PARTLABEL=os" 'root: /media/rfs/os/B-rootfs-2.img \(loop, read-only\)'
@@ -568,6 +572,65 @@ if want verity; then
 	echo "note: verity cases: $(($(date +%s) - t0)) s"
 fi
 
+# verity_update_cases IMAGE INITRD ARGS ROOTHASH: a verity slot updated in
+# the field. The boot entry (ARGS) keeps the build's roothashB=; ab-install
+# stores the bundle's signed manifest for slot B, and B's trial boot opens
+# it with the manifest's root hash (release 2's root: another hash). A
+# manifest changed on the config partition fails that boot (bad signature)
+# and the trial falls back to A; with the stored manifest back, B boots.
+verity_update_cases() {
+	local img=$1 initrd=$2 args=$3 built=$4 d=$WORK/verity-update.img b=$WORK/bundle-verity
+	local c="verity slot updated in the field: B opens with the bundle's signed root hash; a changed manifest falls back to A"
+	local bundle size new good bad off
+	rootfs2
+	rm -rf "$b"
+	if ! SOURCE_DATE_EPOCH=1700000000 "$IMAGE_COMPOSER" -q bundle "$EXAMPLE/image-erofs.yaml" -o "$b" \
+		--key "$WORK/keys/bundle.key" --version 2 --layer-dir "$REPO/layers" --var "ROOTFS_DIR=$WORK/rootfs2" \
+		--var BUSYBOX=/bin/busybox --var "KVER=$KVER" --var "AB_INSTALL=$AB_INSTALL_BIN" >"$b.log" 2>&1; then
+		fail "$c" "image-composer bundle: $(tail -n 3 "$b.log")"
+		return
+	fi
+	bundle=$(ls "$b"/*.bundle) size=$(stat -c %s "$bundle")
+	new=$("$IMAGE_COMPOSER" -q bundle-info "$bundle" --key "$WORK/keys/bundle.pub" | sed -n 's/^verity-roothash=//p')
+	if [ -z "$new" ] || [ "$new" = "$built" ]; then
+		fail "$c" "the bundle's verity-roothash '$new' is missing or the build's"
+		return
+	fi
+	cp --sparse=always "$img" "$d"
+	read -r off _ < <(part "$d" config)
+	EXTRA_DRIVE=$bundle boot vu1 "$d" "$args probe.install=$size" "$initrd"
+	check "$c" vu1 '^BOOT-OK slot=A ' 'ab-install: installed qemu-ab-erofs 2 into slot B' 'INSTALL rc=0' || return
+	good=$WORK/slot-B.manifest bad=$WORK/slot-B.manifest.bad
+	debugfs -R "dump /ab/slot-B.manifest $good" "$d?offset=$off" >/dev/null 2>&1
+	if ! head -c "$(stat -c %s "$good" 2>/dev/null || echo 0)" "$bundle" | cmp -s - "$good" || [ ! -s "$good" ]; then
+		fail "$c" "config:/ab/slot-B.manifest is not the bundle's signed head"
+		return
+	fi
+	# store FILE: replaces config:/ab/slot-B.manifest with FILE.
+	store() {
+		printf 'rm /ab/slot-B.manifest\nwrite %s /ab/slot-B.manifest\n' "$1" >"$WORK/debugfs.cmd"
+		debugfs -w -f "$WORK/debugfs.cmd" "$d?offset=$off" >/dev/null 2>&1
+	}
+	# One hex digit of the root hash changed: the signature no longer holds.
+	LC_ALL=C sed "s/^verity-roothash=./verity-roothash=$([ "${new:0:1}" = 0 ] && echo 1 || echo 0)/" "$good" >"$bad"
+	store "$bad"
+	boot vu2 "$d" "$args" "$initrd"
+	check "$c" vu2 'slot B: trial boot 1 of 1' 'slot B: dm-verity values from ab/slot-B.manifest' \
+		'^BOOT-FAIL stage=initramfs reason="dm-verity: cannot open /dev/vda2: .*refused: the signature does not verify' || return
+	if has vu2 '^BOOT-OK'; then
+		fail "$c" "B booted with a changed manifest"
+		return
+	fi
+	store "$good"
+	boot vu3 "$d" "$args probe.switch=B" "$initrd"
+	check "$c" vu3 'falling back to slot A' '^BOOT-OK slot=A ' 'ab-switch: slot B will be tried' || return
+	boot vu4 "$d" "$args" "$initrd"
+	check "$c" vu4 'slot B: trial boot 1 of 1' \
+		"rorootfs: root: /dev/vda2 verified by dm-verity as /dev/dm-0, roothash $new from /media/config/ab/slot-B.manifest \(qemu-ab-erofs 2, signature verified\)" \
+		'ab-mark-good: slot B confirmed' '^BOOT-OK slot=B .*release=2' && pass "$c"
+	rm -f "$d"
+}
+
 # ---- 6c. EROFS (lz4hc) root slots, opened through dm-verity ---------------
 # image-erofs.yaml: the native EROFS writer's compressed image with its hash
 # tree as the read-only root under the overlay, read by the kernel the tests
@@ -598,6 +661,11 @@ if want erofs; then
 			flipped_verity_fails "$c" er2 "$d" $((roff + 1100)) "$args" "$o/initramfs-erofs.img"
 		fi
 		rm -f "$d"
+		t1=$(date +%s)
+		# The boot entry as the build wrote it: each slot's own values.
+		verity_update_cases "$o/qemu-ab-erofs.img" "$o/initramfs-erofs.img" \
+			"rootfstype=erofs roothashA=$hash roothashoffsetA=$hoff roothashB=$hash roothashoffsetB=$hoff" "$hash"
+		echo "note: erofs field update: $(($(date +%s) - t1)) s"
 	fi
 	echo "note: erofs case: $(($(date +%s) - t0)) s"
 fi

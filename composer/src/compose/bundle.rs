@@ -54,7 +54,7 @@ pub fn bundle(
     let name = format!("{image}-{version}.bundle");
     let path = out_dir.join(&name);
     let (scratch, _) = staging.create_scratch("slot")?;
-    let (slot, size) = match &update.slot.value {
+    let (slot, size, verity) = match &update.slot.value {
         UpdateSlot::Partition(name) => {
             let (index, planned) = plan
                 .partitions
@@ -70,7 +70,20 @@ pub fn bundle(
             prepared
                 .write(&mut w, planned.start / u64::from(plan.sector_size))
                 .with_context(|| format!("writing partition '{name}' ({index}) for the bundle"))?;
-            (SlotKind::Partition, planned.size)
+            // The values `plan --json` and NAME.verity give: the device
+            // stores them for the slot and opens it with them.
+            let verity = prepared
+                .verity()
+                .map(|v| {
+                    let root_hash = bundle::parse_hex32(&v.root_hash)
+                        .with_context(|| format!("the root hash of '{name}'"))?;
+                    anyhow::Ok(bundle::Verity {
+                        root_hash,
+                        hash_offset: v.hash_offset,
+                    })
+                })
+                .transpose()?;
+            (SlotKind::Partition, planned.size, verity)
         }
         UpdateSlot::Artifact(name) => {
             let artifact = contents
@@ -85,7 +98,8 @@ pub fn bundle(
                 .write(&mut w, 0)
                 .with_context(|| format!("writing artifact '{name}' for the bundle"))?;
             let file = format!("{name}-{version}.img");
-            (SlotKind::File { name: file }, len)
+            // Image files are loop-mounted, never opened through dm-verity.
+            (SlotKind::File { name: file }, len, None)
         }
     };
     let labels = crate::updates::Labels {
@@ -93,6 +107,7 @@ pub fn bundle(
         version,
         compatible: update.compatible.value.clone(),
         slot,
+        verity,
     };
     let manifest = crate::updates::write_bundle(labels, &scratch, size, &key, &mut staging, &name)?;
     staging.commit()?;

@@ -26,7 +26,8 @@ use std::os::unix::fs::FileExt;
 pub(super) const WINDOW: usize = 32;
 /// Distance between sampled windows while the anchors fit `MAX_ANCHORS`.
 const STEP: usize = 16;
-/// Anchors at most: 24 bytes each (48 MiB), plus the 16 MiB bitmap.
+/// Anchors at most: 40 bytes each at the peak (the sorted windows, each
+/// thread's first offsets, the result: 80 MiB), plus the 16 MiB bitmap.
 const MAX_ANCHORS: u64 = 2 << 20;
 /// Bits of the bitmap in front of the sorted anchors (16 MiB).
 const BITS_LOG: u32 = 27;
@@ -110,6 +111,9 @@ impl Anchors {
         base: &std::fs::File,
         spans: &[(u64, u64)],
     ) -> std::io::Result<Vec<(u64, u64)>> {
+        if self.windows.is_empty() {
+            return Ok(Vec::new());
+        }
         self.windows.sort_unstable();
         self.bits = vec![0; (1 << BITS_LOG) / 64];
         for &(h, _) in &self.windows {

@@ -41,6 +41,8 @@ pub struct Labels {
     pub version: String,
     pub compatible: String,
     pub slot: SlotKind,
+    /// The slot contents' dm-verity values (a partition with `verity: true`).
+    pub verity: Option<bundle::Verity>,
 }
 
 /// Compresses the `slot_size` bytes of `slot` into the bundle `name`,
@@ -74,6 +76,7 @@ pub fn write_bundle(
         slot: labels.slot,
         slot_size,
         slot_sha256: slot_hash.finalize().into(),
+        verity: labels.verity,
         base: None,
         payload_size: payload.size,
         chunk_size: CHUNK_BYTES,

@@ -88,4 +88,11 @@ else
 	eval "slothash=\$roothash$slot slothashoffset=\$roothashoffset$slot"
 	if [ -n "$slothash" ]; then roothash=$slothash; fi
 	if [ -n "$slothashoffset" ]; then roothashoffset=$slothashoffset; fi
+	# A slot ab-install wrote from a bundle with dm-verity values: the
+	# signed manifest it stored replaces both (the /init's ab-install
+	# verity-open checks its signature; a bad one fails this boot).
+	if [ -z "$rootos" ] && [ -f "$CONFIG/ab/slot-$slot.manifest" ]; then
+		roothashmanifest=$CONFIG/ab/slot-$slot.manifest
+		msg "slot $slot: dm-verity values from ab/slot-$slot.manifest (installed from a bundle)"
+	fi
 fi
