@@ -28,7 +28,7 @@ use composer::fs::BuildContext;
 use composer::ids::Seed;
 use proptest::prelude::*;
 use random_tree::{build_tree, entry, Entry, Kind};
-use read_back::{cases, compare, is_root, mount, write_image, Keeps};
+use read_back::{cases, compare, is_root, mount, unmount, write_image, Keeps};
 use std::path::Path;
 use std::process::Command;
 use support::{have_all, run};
@@ -92,7 +92,7 @@ fn check(entries: &[Entry], codec: Codec, block_size: u32) -> Result<(), TestCas
             ..keeps
         };
         let r = compare(&tree, &mnt, keeps, true, "kernel mount");
-        run(Command::new("umount").arg(&mnt));
+        unmount(&mnt);
         r?;
     }
     Ok(())

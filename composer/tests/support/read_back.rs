@@ -195,6 +195,23 @@ pub fn mount(img: &Path, dir: &Path, fstype: &str) -> Option<PathBuf> {
     ok.then_some(mnt)
 }
 
+/// Unmounts what [`mount`] mounted, waiting while it is busy: a child
+/// that another test thread forked holds a copy of every descriptor open
+/// at that moment (a file this test was reading under `mnt`) until its
+/// exec closes it, which takes a while on a loaded machine.
+pub fn unmount(mnt: &Path) {
+    for _ in 0..50 {
+        let o = Command::new("umount").arg(mnt).output().unwrap();
+        if o.status.success() {
+            return;
+        }
+        let why = String::from_utf8_lossy(&o.stderr);
+        assert!(why.contains("busy"), "umount {}: {why}", mnt.display());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("umount {}: still busy after 5 s", mnt.display());
+}
+
 /// `PROPTEST_CASES`, else `default`.
 pub fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
