@@ -629,42 +629,41 @@ const GROW_STEP: usize = 64 << 10;
 
 /// How many bytes at the start of `new` equal the base from `at` on.
 fn same_after(base: Old, at: u64, new: &[u8]) -> anyhow::Result<usize> {
-    let limit = new
-        .len()
-        .min(usize::try_from(base.size.saturating_sub(at)).unwrap_or(usize::MAX));
-    let mut same = 0;
-    let mut step = GROW_FIRST;
-    while same < limit {
-        let n = (limit - same).min(step);
-        let old = read_at(base.file, at + same as u64, n, "base")?;
-        let equal = old
-            .iter()
-            .zip(&new[same..same + n])
-            .take_while(|(a, b)| a == b)
-            .count();
-        same += equal;
-        if equal < n {
-            break;
-        }
-        step = (step * 4).min(GROW_STEP);
-    }
-    Ok(same)
+    same_run(base, at, new, false)
 }
 
 /// How many bytes at the end of `new` equal the base just before `end`.
 fn same_before(base: Old, end: u64, new: &[u8]) -> anyhow::Result<usize> {
-    let limit = new.len().min(usize::try_from(end).unwrap_or(usize::MAX));
+    same_run(base, end, new, true)
+}
+
+/// The length of the run of equal bytes that starts at base offset `at`
+/// and the start of `new`, or (`backwards`) ends there and at the end of
+/// `new`, read in growing steps.
+fn same_run(base: Old, at: u64, new: &[u8], backwards: bool) -> anyhow::Result<usize> {
+    let room = if backwards {
+        at
+    } else {
+        base.size.saturating_sub(at)
+    };
+    let limit = new.len().min(usize::try_from(room).unwrap_or(usize::MAX));
     let mut same = 0;
     let mut step = GROW_FIRST;
     while same < limit {
         let n = (limit - same).min(step);
-        let old = read_at(base.file, end - (same + n) as u64, n, "base")?;
-        let equal = old
-            .iter()
-            .rev()
-            .zip(new[..new.len() - same].iter().rev())
-            .take_while(|(a, b)| a == b)
-            .count();
+        let (from, ours) = if backwards {
+            let end = new.len() - same;
+            (at - (same + n) as u64, &new[end - n..end])
+        } else {
+            (at + same as u64, &new[same..same + n])
+        };
+        let old = read_at(base.file, from, n, "base")?;
+        let pairs = old.iter().zip(ours);
+        let equal = if backwards {
+            pairs.rev().take_while(|(a, b)| a == b).count()
+        } else {
+            pairs.take_while(|(a, b)| a == b).count()
+        };
         same += equal;
         if equal < n {
             break;
