@@ -2,15 +2,17 @@
 # download-time "cargo vendor" (support/download/cargo-post-process):
 # vendor here instead, the same way, unless the tree already carries
 # VENDOR/. Crates come from (and are cached in) $(BR_CARGO_HOME), so
-# only the first build needs the network. Shared by host-image-composer
-# and ab-install; $(1) is the package's build directory.
+# only the first build needs the network. The source replacement is
+# appended to the tree's .cargo/config.toml, which holds the C flags of
+# the bundled liblzma. Shared by host-image-composer and ab-install; $(1)
+# is the package's build directory.
 define IMAGE_COMPOSER_VENDOR_CRATES
 	if [ ! -d $(1)/VENDOR ]; then \
 		mkdir -p $(1)/.cargo $(BR_CARGO_HOME) && \
 		cd $(1) && \
 		$(HOST_MAKE_ENV) $(HOST_PKG_CARGO_ENV) \
 			flock $(BR_CARGO_HOME)/.br-lock \
-			cargo vendor --locked VENDOR > $(1)/.cargo/config.toml; \
+			cargo vendor --locked VENDOR >> $(1)/.cargo/config.toml; \
 	fi
 endef
 
