@@ -22,8 +22,9 @@
 # warnings, `bitbake -e composer-ab-image` shows a do_image_composer task and
 # a COMPOSER_CONFIG_PATH that exists, `bitbake -g` makes it depend on
 # image-composer-native's sysroot, `bitbake -e image-composer-native` has the
-# crate:// entries, `bitbake -e ab-install` is the target cargo recipe of
-# ab-install/ and in the image's build list; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
+# crate:// entries and (on x86-64 hosts) liblzma's fast-path defines in
+# CFLAGS, `bitbake -e ab-install` is the target cargo recipe of ab-install/
+# and in the image's build list; with YOCTO_CHECK_LAYER=1 also `yocto-check-layer`
 # (slow: 15-25 minutes on 2 cores). bitbake refuses to run as root: as root,
 # the Yocto part runs as the user BB_USER (default: bbcheck, created if
 # missing) in a copy of the source tree that user owns.
@@ -290,8 +291,9 @@ yocto_checks() {
 	if bitbake -e image-composer-native > "${build}/env.native" 2> "${log}" &&
 		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native" &&
 		grep -q '^SRC_URI="git://' "${build}/env.native" && grep -q '^PV="[0-9.]*+git' "${build}/env.native" &&
-		grep -q '^LICENSE="MIT | Apache-2.0"' "${build}/env.native"; then
-		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native")"
+		grep -q '^LICENSE="MIT | Apache-2.0"' "${build}/env.native" &&
+		{ [ "$(uname -m)" != x86_64 ] || grep -q '^CFLAGS=.*-DTUKLIB_FAST_UNALIGNED_ACCESS=1.*-DHAVE_USABLE_CLMUL=1' "${build}/env.native"; }; then
+		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native"), liblzma's fast-path CFLAGS"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
 	fi
