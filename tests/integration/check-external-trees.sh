@@ -292,7 +292,7 @@ yocto_checks() {
 		grep -q '^SRC_URI=.*crate://crates.io/' "${build}/env.native" &&
 		grep -q '^SRC_URI="git://' "${build}/env.native" && grep -q '^PV="[0-9.]*+git' "${build}/env.native" &&
 		grep -q '^LICENSE="MIT | Apache-2.0"' "${build}/env.native" &&
-		{ [ "$(uname -m)" != x86_64 ] || grep -q '^CFLAGS=.*-DTUKLIB_FAST_UNALIGNED_ACCESS=1.*-DHAVE_USABLE_CLMUL=1' "${build}/env.native"; }; then
+		{ [ "$(uname -m)" != x86_64 ] || grep -q '^export CFLAGS=.*-DTUKLIB_FAST_UNALIGNED_ACCESS=1.*-DHAVE_USABLE_CLMUL=1' "${build}/env.native"; }; then
 		pass "yocto: bitbake -e image-composer-native: git SRC_URI + $(grep '^SRC_URI=' "${build}/env.native" | grep -o 'crate://' | wc -l) crate:// entries, $(grep '^PV=' "${build}/env.native"), $(grep '^LICENSE=' "${build}/env.native"), liblzma's fast-path CFLAGS"
 	else
 		fail "yocto: bitbake -e image-composer-native" "${log}"
