@@ -487,6 +487,63 @@ EOF
 	fi
 }
 
+# The bundled liblzma's fast paths (.cargo/config.toml; without them
+# squashfs xz took 1.3x mksquashfs's time, docs/benchmarks.md). Buildroot
+# builds the package from a copy of the tree that external.mk's
+# IMAGE_COMPOSER_VENDOR_CRATES vendors: its source replacement must be
+# appended to the tree's .cargo/config.toml, not replace it, and
+# liblzma-sys built there the way Buildroot builds it (cargo in composer/,
+# offline) must get configure's defines. The Yocto recipe's CFLAGS are
+# checked by check-external-trees.sh against a real bitbake.
+br_vendored_liblzma() {
+	local base="${SCRATCH}/br-vendor" want out
+	case "$(uname -m)" in
+	x86_64) want='-DTUKLIB_FAST_UNALIGNED_ACCESS=1 .*-DHAVE_USABLE_CLMUL=1' ;;
+	aarch64) want='-DTUKLIB_FAST_UNALIGNED_ACCESS=1' ;;
+	*)
+		pass "buildroot: vendored build: no liblzma defines for $(uname -m) (x86-64 and aarch64 only)"
+		return
+		;;
+	esac
+	if ! have make || ! have flock || ! have cargo; then
+		missing "buildroot: vendored liblzma" "make, flock (util-linux), cargo"
+		return
+	fi
+	mkdir -p "${base}/src"
+	(cd "${TOP}" && tar --exclude=target -cf - Cargo.toml Cargo.lock .cargo composer bundle ab-install) |
+		tar -xf - -C "${base}/src"
+	cat > "${base}/harness.mk" <<'EOF'
+# Stand-ins for what Buildroot defines before an external's external.mk.
+HOST_MAKE_ENV =
+HOST_PKG_CARGO_ENV =
+BR_CARGO_HOME = $(BASE_DIR)/br-cargo-home
+include $(BR2_EXTERNAL_IMAGE_COMPOSER_PATH)/external.mk
+vendor:
+	$(call IMAGE_COMPOSER_VENDOR_CRATES,$(SRC))
+EOF
+	if ! make -s -f "${base}/harness.mk" BR2_EXTERNAL_IMAGE_COMPOSER_PATH="${EXTERNAL}" BASE_DIR="${base}" \
+		SRC="${base}/src" vendor > "${LOG}" 2>&1 ||
+		! (cd "${base}/src/composer" && CARGO_TARGET_DIR="${base}/target" \
+			cargo build --offline --locked -p liblzma-sys) >> "${LOG}" 2>&1; then
+		fail "buildroot: vendored liblzma" "${LOG}"
+		return
+	fi
+	out="$(cat "${base}"/target/debug/build/liblzma-sys-*/output 2> /dev/null)"
+	if grep -q '^\[source.crates-io\]' "${base}/src/.cargo/config.toml" &&
+		grep -q '^CFLAGS_x86_64_unknown_linux_gnu = ' "${base}/src/.cargo/config.toml" &&
+		[ -d "${base}/src/VENDOR/liblzma-sys" ] && grep -qE -- "${want}" <<< "${out}"; then
+		pass "buildroot: vendored build: .cargo/config.toml keeps its [env] after the appended source replacement; liblzma-sys built offline from composer/ gets configure's fast-path defines"
+	else
+		{
+			echo "--- .cargo/config.toml"
+			cat "${base}/src/.cargo/config.toml"
+			echo "--- liblzma-sys build output"
+			grep -E 'running|CFLAGS' <<< "${out}"
+		} >> "${LOG}"
+		fail "buildroot: vendored liblzma" "${LOG}"
+	fi
+}
+
 # ------------------------------------------------------------ Yocto
 
 # meta-layer's IMAGE_CMD:composer on Debian inputs (tests/integration/yocto-image-cmd.sh):
@@ -676,6 +733,7 @@ br_qemu
 br_rpi4
 br_errors
 br_rootfs_type
+br_vendored_liblzma
 yocto
 yocto_file_checksums
 
