@@ -488,7 +488,7 @@ EOF
 }
 
 # The bundled liblzma's fast paths (.cargo/config.toml; without them
-# squashfs xz took 1.3x mksquashfs's time, docs/benchmarks.md). Buildroot
+# squashfs xz took 1.5x as long, docs/benchmarks.md). Buildroot
 # builds the package from a copy of the tree that external.mk's
 # IMAGE_COMPOSER_VENDOR_CRATES vendors: its source replacement must be
 # appended to the tree's .cargo/config.toml, not replace it, and
