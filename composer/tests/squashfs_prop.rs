@@ -200,3 +200,35 @@ fn duplicate_files_are_stored_once_and_read_back() {
         );
     }
 }
+
+/// A device number squashfs cannot hold (12-bit major, 20-bit minor) is
+/// refused with the node's path; the largest one that fits is written.
+#[test]
+fn device_numbers_beyond_squashfs_fields_are_refused_by_path() {
+    use composer::fs::tree::{Node, NodeKind};
+    let t = Timestamp { sec: 0, nsec: 0 };
+    for (major, minor, fits) in [
+        (0xfff, 0xf_ffff, true),
+        (0x1000, 0, false),
+        (1, 0x10_0000, false),
+    ] {
+        let mut tree = Tree::empty(&ctx());
+        tree.insert(
+            "/tty",
+            Node::new(NodeKind::CharDev { major, minor }, 0o600, t),
+        )
+        .unwrap();
+        let r = prepare(&SquashfsOptions::default(), Some(&tree), &ctx());
+        match (fits, r) {
+            (true, r) => assert!(r.is_ok(), "{major}:{minor}: {:?}", r.err()),
+            (false, Ok(_)) => panic!("{major}:{minor} was accepted"),
+            (false, Err(e)) => {
+                let msg = format!("{e:#}");
+                assert!(
+                    msg.contains(&format!("'/tty': device {major}:{minor} does not fit")),
+                    "{msg}"
+                );
+            }
+        }
+    }
+}

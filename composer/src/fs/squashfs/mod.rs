@@ -500,6 +500,114 @@ fn basic_type(node: &Node) -> u16 {
     }
 }
 
+fn put32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends the xattr index to `body` when there is one: the type becomes
+/// the extended one.
+fn with_xattr(t: u16, body: &mut Vec<u8>, xattr: u32) -> u16 {
+    if xattr == NONE32 {
+        t
+    } else {
+        put32(body, xattr);
+        t + EXTENDED
+    }
+}
+
+/// A directory inode's type and body: its listing (`listing_len` bytes)
+/// starts at `at` in the directory table.
+fn dir_body(
+    at: MetaRef,
+    listing_len: usize,
+    parent_ino: u32,
+    nlink: u32,
+    xattr: u32,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let file_size = u32::try_from(listing_len + 3).context("directory too large")?;
+    let start = u32::try_from(at.block).context("directory table too large")?;
+    let mut body = Vec::with_capacity(24);
+    let t = if xattr != NONE32 || file_size > 0xffff {
+        put32(&mut body, nlink);
+        put32(&mut body, file_size);
+        put32(&mut body, start);
+        put32(&mut body, parent_ino);
+        body.extend_from_slice(&0u16.to_le_bytes()); // no index
+        body.extend_from_slice(&at.offset.to_le_bytes());
+        put32(&mut body, xattr);
+        T_DIR + EXTENDED
+    } else {
+        put32(&mut body, start);
+        put32(&mut body, nlink);
+        body.extend_from_slice(&(file_size as u16).to_le_bytes());
+        body.extend_from_slice(&at.offset.to_le_bytes());
+        put32(&mut body, parent_ino);
+        T_DIR
+    };
+    Ok((t, body))
+}
+
+/// A regular file inode's type and body, basic when its fields fit.
+fn file_body(fd: &FileData, size: u64, nlink: u32, xattr: u32) -> (u16, Vec<u8>) {
+    let (frag, frag_off) = fd.fragment.unwrap_or((NONE32, 0));
+    let basic = fd.start <= u64::from(u32::MAX)
+        && size <= u64::from(u32::MAX)
+        && nlink == 1
+        && xattr == NONE32
+        && fd.sparse == 0;
+    let mut body = Vec::with_capacity(40 + 4 * fd.sizes.len());
+    let t = if basic {
+        put32(&mut body, fd.start as u32);
+        put32(&mut body, frag);
+        put32(&mut body, frag_off);
+        put32(&mut body, size as u32);
+        T_FILE
+    } else {
+        body.extend_from_slice(&fd.start.to_le_bytes());
+        body.extend_from_slice(&size.to_le_bytes());
+        body.extend_from_slice(&fd.sparse.to_le_bytes());
+        put32(&mut body, nlink);
+        put32(&mut body, frag);
+        put32(&mut body, frag_off);
+        put32(&mut body, xattr);
+        T_FILE + EXTENDED
+    };
+    for s in &fd.sizes {
+        put32(&mut body, *s);
+    }
+    (t, body)
+}
+
+/// The type and body of a symlink, device, FIFO or socket inode.
+fn special_body(node: &Node, nlink: u32, xattr: u32) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut body = Vec::with_capacity(64);
+    put32(&mut body, nlink);
+    let t = match &node.kind {
+        NodeKind::Symlink { target } => {
+            put32(
+                &mut body,
+                u32::try_from(target.len()).context("symlink target too long")?,
+            );
+            body.extend_from_slice(target);
+            T_SYMLINK
+        }
+        NodeKind::BlockDev { major, minor } | NodeKind::CharDev { major, minor } => {
+            if *major > 0xfff || *minor > 0xf_ffff {
+                bail!(
+                    "device {major}:{minor} does not fit squashfs's 12-bit major and 20-bit minor"
+                );
+            }
+            put32(&mut body, new_encode_dev(*major, *minor));
+            basic_type(node)
+        }
+        NodeKind::Fifo | NodeKind::Socket => basic_type(node),
+        NodeKind::Dir { .. } | NodeKind::File { .. } => {
+            bail!("a directory or file is not a special inode")
+        }
+    };
+    Ok((with_xattr(t, &mut body, xattr), body))
+}
+
 /// Prepares a squashfs image of `tree` (an empty root for `None`).
 pub fn prepare(
     opts: &SquashfsOptions,
@@ -647,12 +755,8 @@ fn prepare_inner(
         |stream| {
             for &id in &order {
                 let node = tree.node(id);
-                let xattr = xattr_of[id];
-                let has_xattr = xattr != NONE32;
-                let nlink = links[id];
-                let mut body = Vec::with_capacity(64);
-                let put32 = |b: &mut Vec<u8>, v: u32| b.extend_from_slice(&v.to_le_bytes());
-                let kind = match &node.kind {
+                let (nlink, xattr) = (links[id], xattr_of[id]);
+                let (kind, body) = match &node.kind {
                     NodeKind::Dir { entries } => {
                         let children: Vec<(&[u8], NodeId)> =
                             entries.iter().map(|(n, &c)| (n.as_slice(), c)).collect();
@@ -666,31 +770,12 @@ fn prepare_inner(
                         let at = dirs.position();
                         let listing = dir_listing(tree, &children, &refs, &inos)?;
                         dirs.push(&listing)?;
-                        let file_size =
-                            u32::try_from(listing.len() + 3).context("directory too large")?;
-                        let start = u32::try_from(at.block).context("directory table too large")?;
                         let parent_ino = if id == ROOT {
                             inode_count + 1
                         } else {
                             inos[parent[id]]
                         };
-                        if has_xattr || file_size > 0xffff {
-                            put32(&mut body, nlink);
-                            put32(&mut body, file_size);
-                            put32(&mut body, start);
-                            put32(&mut body, parent_ino);
-                            body.extend_from_slice(&0u16.to_le_bytes()); // no index
-                            body.extend_from_slice(&at.offset.to_le_bytes());
-                            put32(&mut body, xattr);
-                            T_DIR + EXTENDED
-                        } else {
-                            put32(&mut body, start);
-                            put32(&mut body, nlink);
-                            body.extend_from_slice(&(file_size as u16).to_le_bytes());
-                            body.extend_from_slice(&at.offset.to_le_bytes());
-                            put32(&mut body, parent_ino);
-                            T_DIR
-                        }
+                        dir_body(at, listing.len(), parent_ino, nlink, xattr)?
                     }
                     NodeKind::File { size, .. } => {
                         let file = next_file;
@@ -705,88 +790,23 @@ fn prepare_inner(
                         if let Some(full) = full {
                             stream.push(full);
                         }
-                        let fd = &fd;
-                        let (frag, frag_off) = fd.fragment.unwrap_or((NONE32, 0));
-                        let basic = fd.start <= u64::from(u32::MAX)
-                            && *size <= u64::from(u32::MAX)
-                            && nlink == 1
-                            && !has_xattr
-                            && fd.sparse == 0;
-                        let t = if basic {
-                            put32(&mut body, fd.start as u32);
-                            put32(&mut body, frag);
-                            put32(&mut body, frag_off);
-                            put32(&mut body, *size as u32);
-                            T_FILE
-                        } else {
-                            body.extend_from_slice(&fd.start.to_le_bytes());
-                            body.extend_from_slice(&size.to_le_bytes());
-                            body.extend_from_slice(&fd.sparse.to_le_bytes());
-                            put32(&mut body, nlink);
-                            put32(&mut body, frag);
-                            put32(&mut body, frag_off);
-                            put32(&mut body, xattr);
-                            T_FILE + EXTENDED
-                        };
-                        for s in &fd.sizes {
-                            put32(&mut body, *s);
-                        }
-                        t
+                        file_body(&fd, *size, nlink, xattr)
                     }
-                    NodeKind::Symlink { target } => {
-                        put32(&mut body, nlink);
-                        put32(
-                            &mut body,
-                            u32::try_from(target.len()).context("symlink target too long")?,
-                        );
-                        body.extend_from_slice(target);
-                        if has_xattr {
-                            put32(&mut body, xattr);
-                            T_SYMLINK + EXTENDED
-                        } else {
-                            T_SYMLINK
-                        }
-                    }
-                    NodeKind::BlockDev { major, minor } | NodeKind::CharDev { major, minor } => {
-                        if *major > 0xfff || *minor > 0xf_ffff {
-                            bail!(
-                            "'{}': device {major}:{minor} does not fit squashfs's 12-bit major and 20-bit minor",
-                            path_of(id)
-                        );
-                        }
-                        put32(&mut body, nlink);
-                        put32(&mut body, new_encode_dev(*major, *minor));
-                        let t = basic_type(node);
-                        if has_xattr {
-                            put32(&mut body, xattr);
-                            t + EXTENDED
-                        } else {
-                            t
-                        }
-                    }
-                    NodeKind::Fifo | NodeKind::Socket => {
-                        put32(&mut body, nlink);
-                        let t = basic_type(node);
-                        if has_xattr {
-                            put32(&mut body, xattr);
-                            t + EXTENDED
-                        } else {
-                            t
-                        }
-                    }
+                    _ => special_body(node, nlink, xattr)
+                        .map_err(|e| anyhow!("'{}': {e}", path_of(id)))?,
                 };
                 refs[id] = Some(inodes.position());
-                let mut header = Vec::with_capacity(16 + body.len());
-                header.extend_from_slice(&kind.to_le_bytes());
+                let mut record = Vec::with_capacity(16 + body.len());
+                record.extend_from_slice(&kind.to_le_bytes());
                 // Permission bits only, as mksquashfs writes them: the type is the
                 // inode type (recent kernels reject type bits here).
-                header.extend_from_slice(&(node.mode & MODE_BITS).to_le_bytes()[..2]);
-                header.extend_from_slice(&id_index[&node.uid].to_le_bytes());
-                header.extend_from_slice(&id_index[&node.gid].to_le_bytes());
-                header.extend_from_slice(&time32(node.mtime.sec).to_le_bytes());
-                header.extend_from_slice(&inos[id].to_le_bytes());
-                header.extend_from_slice(&body);
-                inodes.push(&header)?;
+                record.extend_from_slice(&(node.mode & MODE_BITS).to_le_bytes()[..2]);
+                record.extend_from_slice(&id_index[&node.uid].to_le_bytes());
+                record.extend_from_slice(&id_index[&node.gid].to_le_bytes());
+                record.extend_from_slice(&time32(node.mtime.sec).to_le_bytes());
+                record.extend_from_slice(&inos[id].to_le_bytes());
+                record.extend_from_slice(&body);
+                inodes.push(&record)?;
             }
             if let Some(last) = layout.finish() {
                 stream.push(last);
